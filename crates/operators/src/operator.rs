@@ -1,0 +1,108 @@
+//! The forward-model interface. A measurement is y = A(x) + noise, with x a batch of rows
+//! `[n, input_dim]` and y a batch `[n, output_dim]`; image operators reshape internally.
+//!
+//! Nonlinear operators only need [`Operator::forward`], which must be differentiable through
+//! burn's autodiff (DPS and DAPS take ∇ₓ‖y − A(x)‖²). Linear ones also give their adjoint and,
+//! where the baselines need it, a singular-value view ([`SvdView`]: DDRM, DDNM, ΠGDM, DiffPIR) and
+//! the pseudo-inverse / projection onto {x : Ax = y} (MCG, Score-SDE).
+
+use burn::prelude::*;
+
+use crate::error::OperatorError;
+
+/// A forward model A: ℝ^input_dim → ℝ^output_dim applied row-wise.
+pub trait Operator<B: Backend> {
+    /// A short name for tables and error messages.
+    fn name(&self) -> String;
+
+    /// Length of an input row.
+    fn input_dim(&self) -> usize;
+
+    /// Length of an output row.
+    fn output_dim(&self) -> usize;
+
+    /// A(x) for a batch `[n, input_dim]` → `[n, output_dim]`, differentiable.
+    fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2>;
+
+    /// The linear structure of the operator, if it is linear.
+    fn as_linear(&self) -> Option<&dyn LinearOperator<B>> {
+        None
+    }
+
+    /// The linear structure, or an error naming what the caller (`needed_by`) required.
+    fn require_linear(&self, needed_by: &str) -> Result<&dyn LinearOperator<B>, OperatorError> {
+        self.as_linear().ok_or_else(|| OperatorError::Unsupported {
+            operator: self.name(),
+            needs: "a linear operator (adjoint Aᵀ)".into(),
+            needed_by: needed_by.into(),
+        })
+    }
+}
+
+/// A linear operator: y = A·x.
+pub trait LinearOperator<B: Backend>: Operator<B> {
+    /// Aᵀy for a batch `[n, output_dim]` → `[n, input_dim]` (⟨Ax, y⟩ = ⟨x, Aᵀy⟩).
+    fn adjoint(&self, y: Tensor<B, 2>) -> Tensor<B, 2>;
+
+    /// The largest singular value ‖A‖₂ (used to set stable gradient step sizes).
+    fn spectral_norm(&self) -> f64;
+
+    /// The singular-value view A = U·diag(s)·Vᵀ, if the operator has one.
+    fn svd(&self) -> Option<&dyn SvdView<B>> {
+        None
+    }
+
+    /// The singular-value view, or an error naming the caller that needed it.
+    fn require_svd(&self, needed_by: &str) -> Result<&dyn SvdView<B>, OperatorError> {
+        self.svd().ok_or_else(|| OperatorError::Unsupported {
+            operator: self.name(),
+            needs: "a singular-value decomposition view".into(),
+            needed_by: needed_by.into(),
+        })
+    }
+
+    /// Moore–Penrose pseudo-inverse A⁺y = V·diag(1/s)·Uᵀy (zero singular values dropped).
+    fn pinv(&self, y: Tensor<B, 2>) -> Result<Tensor<B, 2>, OperatorError> {
+        let svd = self.require_svd("the pseudo-inverse")?;
+        let inv: Vec<f64> = svd.singular_values().iter().map(|&s| if s > 0.0 { 1.0 / s } else { 0.0 }).collect();
+        Ok(svd.v(scale_columns(svd.ut(y), &inv)))
+    }
+
+    /// Euclidean projection of x onto {x : A·x = y}: x + A⁺(y − A·x).
+    fn project(&self, x: Tensor<B, 2>, y: Tensor<B, 2>) -> Result<Tensor<B, 2>, OperatorError> {
+        let r = y - self.forward(x.clone());
+        Ok(x + self.pinv(r)?)
+    }
+}
+
+/// A singular-value decomposition view A = U·diag(s)·Vᵀ with r = rank retained values (DDRM,
+/// Kawar et al. 2022, §3). Only the r columns of U and V for nonzero s are exposed; the null
+/// space of A is the orthogonal complement of V's columns.
+pub trait SvdView<B: Backend> {
+    /// s_1 ≥ … ≥ s_r > 0.
+    fn singular_values(&self) -> &[f64];
+
+    /// Vᵀx: `[n, d]` → `[n, r]`.
+    fn vt(&self, x: Tensor<B, 2>) -> Tensor<B, 2>;
+
+    /// V·c: `[n, r]` → `[n, d]`.
+    fn v(&self, c: Tensor<B, 2>) -> Tensor<B, 2>;
+
+    /// Uᵀy: `[n, m]` → `[n, r]`.
+    fn ut(&self, y: Tensor<B, 2>) -> Tensor<B, 2>;
+
+    /// U·c: `[n, r]` → `[n, m]`.
+    fn u(&self, c: Tensor<B, 2>) -> Tensor<B, 2>;
+
+    /// The component of x in the null space of A: x − V·Vᵀx.
+    fn null_part(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        x.clone() - self.v(self.vt(x))
+    }
+}
+
+/// Multiplies column j of a `[n, r]` tensor by `scale[j]`.
+pub fn scale_columns<B: Backend>(t: Tensor<B, 2>, scale: &[f64]) -> Tensor<B, 2> {
+    let device = t.device();
+    let s: Vec<f32> = scale.iter().map(|v| *v as f32).collect();
+    t * Tensor::<B, 1>::from_floats(s.as_slice(), &device).reshape([1, scale.len()])
+}

@@ -1,0 +1,84 @@
+//! Small pieces every sampler uses: the problem a sampler solves, Tweedie's x̂₀ from ε̂, per-row
+//! norms and input gradients.
+
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use dipbench_models::Prior;
+use dipbench_operators::{Operator, SampleRng};
+
+/// An inverse problem: prior p(x₀), forward model A, one measurement row per sample
+/// (`y` is `[n, m]`) and the noise level σ_y the measurement was made with.
+pub struct Problem<'a, B: Backend> {
+    /// The prior.
+    pub prior: &'a dyn Prior<B>,
+    /// The forward operator.
+    pub operator: &'a dyn Operator<B>,
+    /// Measurements, one row per sample to draw.
+    pub y: Tensor<B, 2>,
+    /// Measurement noise standard deviation σ_y.
+    pub sigma_y: f64,
+}
+
+impl<'a, B: Backend> Problem<'a, B> {
+    /// A problem whose `n` samples all share one measurement row `y` (`[1, m]` or `[m]`-like).
+    pub fn shared(
+        prior: &'a dyn Prior<B>,
+        operator: &'a dyn Operator<B>,
+        y: Tensor<B, 2>,
+        sigma_y: f64,
+        n: usize,
+    ) -> Self {
+        let m = y.dims()[1];
+        Self { prior, operator, y: y.expand([n, m]), sigma_y }
+    }
+
+    /// Number of samples (rows).
+    pub fn n(&self) -> usize {
+        self.y.dims()[0]
+    }
+
+    /// Sample dimension d.
+    pub fn dim(&self) -> usize {
+        self.prior.dim()
+    }
+
+    /// The device.
+    pub fn device(&self) -> B::Device {
+        self.prior.device()
+    }
+
+    /// x_T ~ N(0, scale²·I) drawn from `rng` (one row per sample).
+    pub fn initial_noise(&self, rng: &mut SampleRng, scale: f64) -> Tensor<B, 2> {
+        rng.normal::<B>(self.dim(), &self.device()).mul_scalar(scale)
+    }
+}
+
+/// Tweedie's estimate x̂₀ = (x_t − √(1−ᾱ_t)·ε̂)/√ᾱ_t (DDPM eq. 15).
+pub fn x0_from_eps<B: Backend>(x_t: Tensor<B, 2>, eps: Tensor<B, 2>, ab_t: f64) -> Tensor<B, 2> {
+    (x_t - eps.mul_scalar((1.0 - ab_t).sqrt())).div_scalar(ab_t.sqrt())
+}
+
+/// ε̂ consistent with x̂₀: (x_t − √ᾱ_t·x̂₀)/√(1−ᾱ_t).
+pub fn eps_from_x0<B: Backend>(x_t: Tensor<B, 2>, x0: Tensor<B, 2>, ab_t: f64) -> Tensor<B, 2> {
+    (x_t - x0.mul_scalar(ab_t.sqrt())).div_scalar((1.0 - ab_t).sqrt())
+}
+
+/// Euclidean norm of each row, `[n, d]` → `[n, 1]`.
+pub fn row_norms<B: Backend>(t: Tensor<B, 2>) -> Tensor<B, 2> {
+    t.powf_scalar(2.0).sum_dim(1).sqrt()
+}
+
+/// ∇ₓ Σ f(x) for a scalar-valued `f` built from `x` (rows are independent in every prior and
+/// operator here, so row i of the result is the gradient of sample i's own term). Returns the
+/// gradient and the value of whatever else `f` computed (detached).
+pub fn input_grad<B: AutodiffBackend, T>(
+    x: Tensor<B, 2>,
+    f: impl FnOnce(Tensor<B, 2>) -> (Tensor<B, 1>, T),
+) -> (Tensor<B, 2>, T) {
+    let x = x.detach().require_grad();
+    let (loss, extra) = f(x.clone());
+    let grads = loss.backward();
+    let g = x.grad(&grads).expect("x requires grad, so its gradient exists");
+    (Tensor::from_inner(g), extra)
+}
+

@@ -1,0 +1,334 @@
+//! DAPS — Decoupled Annealing Posterior Sampling (Zhang et al., CVPR 2025; reference code
+//! `sampler.py`, `cores/scheduler.py`, `cores/mcmc.py`; spec/protocols.md §3.4).
+//!
+//! VE view throughout. x_T ~ N(0, σ_max²I); for each annealing level σ_k (k = 0…N_A−1):
+//! (a) x̂₀ = Euler PF-ODE dx/dσ = (x − D(x;σ))/σ from σ_k down to σ_min^ODE on a poly-7 grid
+//!     (N_ODE network evaluations);
+//! (b) x₀ʸ ~ p(x₀ | x_t, y) ≈ N(x̂₀, σ_k²I)·p(y | x₀) by N_L Langevin steps started at x̂₀:
+//!     x ← x + η_k·[−∇‖A(x)−y‖²/τ² + (x_t − x)/σ_k² + (x̂₀ − x_t)/σ_k²] + √(2η_k)·ε,
+//!     η_k = η₀·(1 + k/(N_A+1)·(δ − 1)) (the reference's term order is kept);
+//! (c) x_{k+1} = x₀ʸ + σ_{k+1}·ε, σ_{N_A} = 0, so the output is the last x₀ʸ.
+//!
+//! `main` and `legacy` are the two reference branches: legacy uses an N_A-point annealing grid
+//! (σ_max … σ_min, then 0), an ODE grid that ends with a step to σ = 0, the data term
+//! ‖A(x)−y‖²/(2τ²) (half as strong), η_k with k/N_A, and no Langevin at the last level.
+//!
+//! Two dipbench options, off in the paper presets: `step_rule = "lipschitz"` sets
+//! η_k = lr/L_k with L_k = c_τ‖A‖²/τ² + 1/σ_k² (the log-target's gradient Lipschitz constant for a
+//! linear A), so Langevin stays stable whatever σ_y; `x0y = "exact"` draws x₀ʸ exactly from
+//! N(x̂₀, σ_k²I)·N(y; Ax₀, σ_y²I) through A's SVD (the variant DDSMC runs on the GMM benchmark).
+
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use dipbench_models::schedule::karras_grid;
+use dipbench_operators::operator::scale_columns;
+use dipbench_operators::SampleRng;
+use serde::{Deserialize, Serialize};
+
+use crate::common::{Problem, input_grad};
+use crate::error::SamplerError;
+use crate::Sampler;
+
+/// Which reference branch DAPS follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DapsVariant {
+    /// `main` @ 098df6b (DAPS-1K as released).
+    Main,
+    /// `legacy` @ 25471a8 (the arXiv-era code).
+    Legacy,
+}
+
+/// How the Langevin step size η_k is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepRule {
+    /// η_k = lr·(1 + ratio_k·(δ − 1)) as the reference.
+    Fixed,
+    /// η_k = lr·(1 + ratio_k·(δ − 1))/L_k (module documentation); needs a linear operator.
+    Lipschitz,
+}
+
+/// How x₀ʸ is drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum X0y {
+    /// Langevin dynamics as the reference.
+    Langevin,
+    /// Exact Gaussian conditional for a linear operator with SVD and Gaussian noise σ_y.
+    Exact,
+}
+
+/// DAPS settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DapsConfig {
+    /// Reference branch.
+    pub variant: DapsVariant,
+    /// N_A, annealing levels.
+    pub annealing_steps: usize,
+    /// σ_max of the annealing grid (and of x_T).
+    pub sigma_max: f64,
+    /// σ_min of the annealing grid.
+    pub sigma_min: f64,
+    /// ρ of the poly-ρ grids (7).
+    pub rho: f64,
+    /// N_ODE, Euler steps per x̂₀.
+    pub ode_steps: usize,
+    /// Where the PF-ODE stops (0.01).
+    pub ode_sigma_min: f64,
+    /// How x₀ʸ is drawn.
+    pub x0y: X0y,
+    /// N_L, Langevin steps per level.
+    pub langevin_steps: usize,
+    /// η₀ (or the fraction of 1/L_k under `step_rule = "lipschitz"`).
+    pub lr: f64,
+    /// δ, final fraction of η₀ (lr_min_ratio).
+    pub lr_min_ratio: f64,
+    /// τ, the data-term scale.
+    pub tau: f64,
+    /// Step-size rule.
+    pub step_rule: StepRule,
+}
+
+impl DapsConfig {
+    /// DAPS-1K, main branch, with the per-task Langevin settings left at the super-resolution
+    /// values (N_L = 100, η₀ = 1e-4, τ = 0.01, δ = 0.01).
+    pub fn daps_1k() -> Self {
+        Self {
+            variant: DapsVariant::Main,
+            annealing_steps: 200,
+            sigma_max: 100.0,
+            sigma_min: 0.1,
+            rho: 7.0,
+            ode_steps: 5,
+            ode_sigma_min: 0.01,
+            x0y: X0y::Langevin,
+            langevin_steps: 100,
+            lr: 1e-4,
+            lr_min_ratio: 0.01,
+            tau: 0.01,
+            step_rule: StepRule::Fixed,
+        }
+    }
+
+    /// The GMM-benchmark setting: DAPS-1K's structure with the annealing grid from the prior's
+    /// largest σ, τ = √2·σ_y so that the Langevin target is the exact likelihood (τ is set by
+    /// [`DapsConfig::for_problem`]), and Lipschitz-scaled Langevin steps (lr = ¼ of 1/L_k, 20
+    /// steps) since the GMM's σ_y spans two orders of magnitude.
+    pub fn gmm() -> Self {
+        Self {
+            annealing_steps: 100,
+            sigma_max: 150.0,
+            sigma_min: 0.01,
+            langevin_steps: 20,
+            lr: 0.25,
+            lr_min_ratio: 1.0,
+            tau: 0.0,
+            step_rule: StepRule::Lipschitz,
+            ..Self::daps_1k()
+        }
+    }
+
+    /// τ = 0 means "the true likelihood": τ = √2·σ_y for the main branch's ‖·‖²/τ², σ_y for
+    /// legacy's ‖·‖²/(2τ²).
+    fn tau_for(&self, sigma_y: f64) -> f64 {
+        match (self.tau > 0.0, self.variant) {
+            (true, _) => self.tau,
+            (false, DapsVariant::Main) => std::f64::consts::SQRT_2 * sigma_y,
+            (false, DapsVariant::Legacy) => sigma_y,
+        }
+    }
+
+    /// The annealing levels σ_0 … σ_{N_A} (the last is 0).
+    pub fn annealing_sigmas(&self) -> Vec<f64> {
+        let mut s = match self.variant {
+            DapsVariant::Main => {
+                let mut g = karras_grid(self.sigma_max, self.sigma_min, self.annealing_steps + 1, self.rho);
+                g.pop();
+                g
+            }
+            DapsVariant::Legacy => karras_grid(self.sigma_max, self.sigma_min, self.annealing_steps, self.rho),
+        };
+        s.push(0.0);
+        s
+    }
+
+    /// The PF-ODE grid from σ down (main: N_ODE+1 poly-7 points to ode_sigma_min; legacy: N_ODE
+    /// points then 0).
+    pub fn ode_sigmas(&self, sigma: f64) -> Vec<f64> {
+        match self.variant {
+            DapsVariant::Main => karras_grid(sigma, self.ode_sigma_min, self.ode_steps + 1, self.rho),
+            DapsVariant::Legacy => {
+                let mut g = karras_grid(sigma, self.ode_sigma_min, self.ode_steps, self.rho);
+                g.push(0.0);
+                g
+            }
+        }
+    }
+
+    /// The learning-rate multiplier (1 + ratio·(δ − 1)) at annealing step k.
+    pub fn lr_multiplier(&self, k: usize) -> f64 {
+        let denom = match self.variant {
+            DapsVariant::Main => self.annealing_steps + 1,
+            DapsVariant::Legacy => self.annealing_steps,
+        };
+        1.0 + (k as f64 / denom as f64) * (self.lr_min_ratio - 1.0)
+    }
+}
+
+/// The DAPS sampler.
+#[derive(Debug, Clone)]
+pub struct Daps(pub DapsConfig);
+
+impl Daps {
+    /// x̂₀ by Euler on the PF-ODE over `grid` (decreasing), in the reference's float recipe:
+    /// f = −(s·((D(x;s) − x)/s²)), x ← x + (σ_{j+1} − σ_j)·f.
+    pub fn ode_x0<B: Backend>(prior: &dyn dipbench_models::Prior<B>, x: Tensor<B, 2>, grid: &[f64]) -> Tensor<B, 2> {
+        grid.windows(2).fold(x, |x, w| {
+            let s = w[0];
+            let score = (prior.denoise(x.clone(), s) - x.clone()).div_scalar(s * s);
+            let f = score.mul_scalar(-s);
+            x + f.mul_scalar(w[1] - w[0])
+        })
+    }
+
+    /// N_L Langevin steps on x₀ from x̂₀ at level σ with step `lr` (module documentation).
+    #[allow(clippy::too_many_arguments)]
+    pub fn langevin<B: AutodiffBackend>(
+        &self,
+        problem: &Problem<'_, B>,
+        x_t: &Tensor<B, 2>,
+        x0hat: &Tensor<B, 2>,
+        sigma: f64,
+        lr: f64,
+        tau: f64,
+        rng: &mut SampleRng,
+    ) -> Tensor<B, 2> {
+        let data_scale = match self.0.variant {
+            DapsVariant::Main => 1.0 / (tau * tau),
+            DapsVariant::Legacy => 0.5 / (tau * tau),
+        };
+        let prior_term = (x0hat.clone() - x_t.clone()).div_scalar(sigma * sigma);
+        let mut x = x0hat.clone();
+        for _ in 0..self.0.langevin_steps {
+            let (grad, ()) = input_grad(x.clone(), |x_in| {
+                let r = problem.operator.forward(x_in) - problem.y.clone();
+                (r.powf_scalar(2.0).sum(), ())
+            });
+            let xt_term = (x_t.clone() - x.clone()).div_scalar(sigma * sigma);
+            let score = grad.mul_scalar(-data_scale) + xt_term + prior_term.clone();
+            let eps = rng.normal::<B>(problem.dim(), &problem.device());
+            x = x + score.mul_scalar(lr) + eps.mul_scalar((2.0 * lr).sqrt());
+        }
+        x
+    }
+
+    /// Exact draw from N(x̂₀, r²I)·N(y; Ax₀, σ_y²I) in A's spectral basis: row-space coordinate i
+    /// has precision 1/r² + s_i²/σ_y² and mean var·(x̄̂₀ᵢ/r² + s_i·ȳᵢ/σ_y²); the null space keeps
+    /// N(x̂₀, r²).
+    fn exact_x0y<B: AutodiffBackend>(
+        problem: &Problem<'_, B>,
+        x0hat: Tensor<B, 2>,
+        r: f64,
+        rng: &mut SampleRng,
+    ) -> Result<Tensor<B, 2>, SamplerError> {
+        let svd = problem.operator.require_linear("DAPS x0y = exact")?.require_svd("DAPS x0y = exact")?;
+        let s = svd.singular_values();
+        let sy2 = problem.sigma_y * problem.sigma_y;
+        let var: Vec<f64> = s.iter().map(|si| 1.0 / (1.0 / (r * r) + si * si / sy2)).collect();
+        let a_x: Vec<f64> = var.iter().map(|v| v / (r * r)).collect();
+        let a_y: Vec<f64> = var.iter().zip(s).map(|(v, si)| v * si / sy2).collect();
+        let sd: Vec<f64> = var.iter().map(|v| v.sqrt()).collect();
+        let z = rng.normal::<B>(problem.dim(), &problem.device());
+        let coords = scale_columns(svd.vt(x0hat.clone()), &a_x)
+            + scale_columns(svd.ut(problem.y.clone()), &a_y)
+            + scale_columns(svd.vt(z.clone()), &sd);
+        Ok(svd.v(coords) + svd.null_part(x0hat + z.mul_scalar(r)))
+    }
+}
+
+impl<B: AutodiffBackend> Sampler<B> for Daps {
+    fn name(&self) -> &'static str {
+        "daps"
+    }
+
+    fn nfe(&self, _problem: &Problem<'_, B>) -> Result<usize, SamplerError> {
+        Ok(self.0.annealing_steps * self.0.ode_steps)
+    }
+
+    fn sample(&self, problem: &Problem<'_, B>, rng: &mut SampleRng) -> Result<Tensor<B, 2>, SamplerError> {
+        let c = &self.0;
+        if c.annealing_steps == 0 || c.ode_steps == 0 {
+            return Err(SamplerError::Config {
+                sampler: "daps".into(),
+                key: "annealing_steps / ode_steps".into(),
+                why: "must be positive".into(),
+            });
+        }
+        let tau = c.tau_for(problem.sigma_y);
+        let lipschitz = match c.step_rule {
+            StepRule::Fixed => None,
+            StepRule::Lipschitz => {
+                let norm = problem.operator.require_linear("DAPS step_rule = lipschitz")?.spectral_norm();
+                let c_tau = if c.variant == DapsVariant::Main { 2.0 } else { 1.0 };
+                Some(c_tau * norm * norm / (tau * tau))
+            }
+        };
+        let sigmas = c.annealing_sigmas();
+        let mut x = problem.initial_noise(rng, c.sigma_max);
+        for k in 0..c.annealing_steps {
+            let sigma = sigmas[k];
+            let x0hat = Self::ode_x0(problem.prior, x.clone(), &c.ode_sigmas(sigma));
+            let last_legacy = c.variant == DapsVariant::Legacy && k + 1 == c.annealing_steps;
+            let x0y = match (c.x0y, last_legacy) {
+                (_, true) => x0hat,
+                (X0y::Exact, false) => Self::exact_x0y(problem, x0hat, sigma, rng)?,
+                (X0y::Langevin, false) => {
+                    let mut lr = c.lr * c.lr_multiplier(k);
+                    if let Some(l_data) = lipschitz {
+                        lr /= l_data + 1.0 / (sigma * sigma);
+                    }
+                    self.langevin(problem, &x, &x0hat, sigma, lr, tau, rng)
+                }
+            };
+            let sigma_next = sigmas[k + 1];
+            x = if sigma_next > 0.0 {
+                x0y + rng.normal::<B>(problem.dim(), &problem.device()).mul_scalar(sigma_next)
+            } else {
+                x0y
+            };
+        }
+        Ok(x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn main_annealing_grid_matches_the_reference_values() {
+        // spec/protocols.md §3.4: 100, 97.83, 95.69, … ending at 0.1060, then 0.
+        let s = DapsConfig::daps_1k().annealing_sigmas();
+        assert_eq!(s.len(), 201);
+        assert!((s[0] - 100.0).abs() < 1e-9 && (s[1] - 97.83).abs() < 5e-3);
+        assert!((s[199] - 0.1060).abs() < 5e-5, "{}", s[199]);
+        assert_eq!(s[200], 0.0);
+        // η at step 20 of 200: 1e-4·(1 − 20/201·0.99) = 9.0149e-5 (golden samplers.json).
+        let c = DapsConfig::daps_1k();
+        assert!((c.lr * c.lr_multiplier(20) - 9.0149e-5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn legacy_grids_end_in_zero() {
+        let c = DapsConfig { variant: DapsVariant::Legacy, ..DapsConfig::daps_1k() };
+        let s = c.annealing_sigmas();
+        assert_eq!(s.len(), 201);
+        assert!((s[199] - 0.1).abs() < 1e-12);
+        let o = c.ode_sigmas(10.0);
+        assert_eq!(o.len(), 6);
+        assert_eq!(*o.last().unwrap(), 0.0);
+        assert!((o[4] - 0.01).abs() < 1e-12);
+    }
+}

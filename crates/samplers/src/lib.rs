@@ -1,0 +1,48 @@
+//! # dipbench-samplers — posterior samplers
+//!
+//! What this crate is for: every diffusion posterior sampler of the DPS, MCG and DAPS tables,
+//! written once over the [`Prior`](dipbench_models::Prior) and
+//! [`Operator`](dipbench_operators::Operator) interfaces, so the same code runs on the analytic
+//! Gaussian-mixture benchmark and on image priors. A sampler is a pure function of
+//! (prior, operator, y, config, seeded RNG) → samples: no I/O, no globals.
+//!
+//! Samplers: [`dps`], [`mcg`], [`daps`], [`ddrm`], [`pigdm`] (ΠGDM), [`diffpir`], [`reddiff`]
+//! (RED-diff), and [`exact`] (the reference row). Configurations and presets: [`config`].
+//!
+//! What it is not for: priors, operators, metrics or running experiments.
+
+pub mod common;
+pub mod config;
+pub mod daps;
+pub mod ddrm;
+pub mod diffpir;
+pub mod dps;
+pub mod error;
+pub mod exact;
+pub mod grid;
+pub mod mcg;
+pub mod pigdm;
+pub mod reddiff;
+pub mod transition;
+
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use dipbench_operators::SampleRng;
+
+pub use common::Problem;
+pub use config::{SAMPLER_KINDS, SamplerConfig};
+pub use error::SamplerError;
+
+/// A posterior sampler: draws one sample per row of `problem.y`, all randomness from `rng`
+/// (one stream per row, so row i's sample does not depend on the batch it is drawn in).
+pub trait Sampler<B: AutodiffBackend> {
+    /// The sampler's name (as in experiment files).
+    fn name(&self) -> &'static str;
+
+    /// Denoiser evaluations per sample on `problem` (gradients through the denoiser are not
+    /// counted separately).
+    fn nfe(&self, problem: &Problem<'_, B>) -> Result<usize, SamplerError>;
+
+    /// Draws `problem.n()` samples, `[n, dim]`.
+    fn sample(&self, problem: &Problem<'_, B>, rng: &mut SampleRng) -> Result<Tensor<B, 2>, SamplerError>;
+}

@@ -143,3 +143,65 @@ impl<B: Backend> SvdView<B> for DenseOperator<B> {
         c.matmul(self.u_t.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+
+    fn op() -> DenseOperator<Flex> {
+        let a = DMatrix::from_fn(3, 5, |i, j| ((i * 5 + j * 7) % 11) as f64 / 11.0 - 0.4);
+        DenseOperator::new("test", a, &Default::default()).unwrap()
+    }
+
+    fn t(rows: usize, cols: usize, seed: usize) -> Tensor<Flex, 2> {
+        let v: Vec<f32> = (0..rows * cols).map(|k| (((k + seed) * 2654435761usize) % 1000) as f32 / 500.0 - 1.0).collect();
+        Tensor::<Flex, 1>::from_floats(v.as_slice(), &Default::default()).reshape([rows, cols])
+    }
+
+    fn max_abs(x: Tensor<Flex, 2>) -> f32 {
+        x.abs().max().into_scalar()
+    }
+
+    #[test]
+    fn adjoint_identity() {
+        // ⟨Ax, y⟩ = ⟨x, Aᵀy⟩ row by row (float32: values O(1), sums of 5 terms → 1e-5).
+        let (a, x, y) = (op(), t(4, 5, 1), t(4, 3, 2));
+        let lhs = (a.forward(x.clone()) * y.clone()).sum_dim(1);
+        let rhs = (x * a.adjoint(y)).sum_dim(1);
+        assert!(max_abs(lhs - rhs) < 1e-5);
+    }
+
+    #[test]
+    fn svd_view_reconstructs_a_and_its_pseudo_inverse() {
+        let a = op();
+        let x = t(4, 5, 3);
+        // U·diag(s)·Vᵀx = Ax.
+        let s = a.singular_values().to_vec();
+        let via_svd = a.u(crate::operator::scale_columns(a.vt(x.clone()), &s));
+        assert!(max_abs(via_svd - a.forward(x.clone())) < 1e-5);
+        // Penrose: A·A⁺·A = A, and the projection lands on {Ax = y} and is idempotent.
+        let y = t(4, 3, 4);
+        let p = a.project(x.clone(), y.clone()).unwrap();
+        assert!(max_abs(a.forward(p.clone()) - y.clone()) < 1e-4);
+        assert!(max_abs(a.project(p.clone(), y).unwrap() - p) < 1e-5);
+        let aapa = a.forward(a.pinv(a.forward(x.clone())).unwrap());
+        assert!(max_abs(aapa - a.forward(x.clone())) < 1e-5);
+        // The null part is orthogonal to the row space: A·null(x) = 0.
+        assert!(max_abs(a.forward(a.null_part(x))) < 1e-5);
+        assert!(s.windows(2).all(|w| w[0] >= w[1]));
+    }
+
+    #[test]
+    fn mcgdiff_matrix_has_the_requested_singular_values() {
+        let a0 = DMatrix::from_fn(2, 6, |i, j| ((i * 3 + j * 5) % 7) as f64 - 3.0);
+        let a = DenseOperator::<Flex>::mcgdiff_matrix(&a0, &[0.9, 0.2]).unwrap();
+        let mut s: Vec<f64> = a.clone().svd(false, false).singular_values.iter().copied().collect();
+        s.sort_by(|x, y| y.total_cmp(x));
+        assert!((s[0] - 0.9).abs() < 1e-12 && (s[1] - 0.2).abs() < 1e-12);
+        // The row space is A₀'s: A's rows are combinations of A₀'s rows.
+        let proj = a0.transpose() * (&a0 * a0.transpose()).try_inverse().unwrap() * &a0;
+        assert!((&a * &proj - &a).norm() < 1e-10);
+        assert!(DenseOperator::<Flex>::mcgdiff_matrix(&a0, &[0.9]).is_err());
+    }
+}

@@ -1,0 +1,199 @@
+//! Experiment files (`experiments/*.toml`): what to run, read strictly. Every table and key is
+//! known; an unknown key, a wrong type or a bad value is an error that names the file, the key
+//! and, from the TOML parser, the line.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use dipbench_samplers::SamplerConfig;
+use serde::{Deserialize, Serialize};
+
+/// A whole experiment file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Experiment {
+    /// Identity and seed.
+    pub experiment: Header,
+    /// The Gaussian-mixture benchmark's grid (required when `experiment.benchmark = "gmm"`).
+    pub gmm: Option<GmmGrid>,
+    /// How samples are scored.
+    #[serde(default)]
+    pub metric: MetricSettings,
+    /// The methods, in table order.
+    #[serde(rename = "method")]
+    pub methods: Vec<Method>,
+}
+
+/// `[experiment]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Header {
+    /// Name; results go to `results/<name>/` unless `--out` says otherwise.
+    pub name: String,
+    /// Which benchmark: `gmm`.
+    pub benchmark: String,
+    /// Seed of the whole experiment; every job's seed is derived from it and the job's identity.
+    pub seed: u64,
+    /// Free text for the table caption.
+    #[serde(default)]
+    pub description: String,
+}
+
+/// `[gmm]`: the grid of the MCGdiff Gaussian-mixture benchmark (spec/gmm.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GmmGrid {
+    /// Dimensions d (even).
+    pub dims: Vec<usize>,
+    /// Measurement dimensions d_y (each < d).
+    pub obs_dims: Vec<usize>,
+    /// Replicates per (d, d_y, budget).
+    pub replicates: usize,
+    /// Samples drawn per method and replicate (and exact reference draws).
+    pub samples: usize,
+    /// Discrete schedule of the prior's ε̂ view (`mcgdiff-gmm` as the original, or `linear`).
+    #[serde(default = "default_schedule")]
+    pub schedule: String,
+    /// Step budgets, each with its DDIM η.
+    pub budgets: Vec<Budget>,
+}
+
+fn default_schedule() -> String {
+    "mcgdiff-gmm".into()
+}
+
+/// One step budget.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    /// Number of steps (grid points; DAPS: annealing levels).
+    pub steps: usize,
+    /// DDIM stochasticity η for the samplers that take one.
+    pub eta: f64,
+}
+
+/// `[metric]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricSettings {
+    /// Number of random directions of the sliced distances (the paper: 100).
+    #[serde(default = "default_projections")]
+    pub projections: usize,
+}
+
+impl Default for MetricSettings {
+    fn default() -> Self {
+        Self { projections: default_projections() }
+    }
+}
+
+fn default_projections() -> usize {
+    100
+}
+
+/// One `[[method]]`: a table row. `sampler` and `preset` pick the configuration; every other key
+/// overrides a field of that sampler's configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Method {
+    /// Row label (unique).
+    pub label: String,
+    /// Sampler name (`dps`, `daps`, …, `exact`).
+    pub sampler: String,
+    /// Preset of that sampler (default `gmm`).
+    #[serde(default = "default_preset")]
+    pub preset: String,
+    /// Overrides of the preset's fields.
+    #[serde(flatten)]
+    pub settings: toml::Table,
+}
+
+fn default_preset() -> String {
+    "gmm".into()
+}
+
+impl Method {
+    /// The resolved sampler configuration (preset + overrides).
+    pub fn config(&self) -> Result<SamplerConfig> {
+        SamplerConfig::preset(&self.sampler, &self.preset)
+            .and_then(|c| c.with_overrides(&self.settings))
+            .with_context(|| format!("method `{}`", self.label))
+    }
+}
+
+/// A loaded experiment with the path it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedExperiment {
+    /// The file.
+    pub path: PathBuf,
+    /// Its content.
+    pub experiment: Experiment,
+    /// Resolved sampler configurations, one per method.
+    pub configs: Vec<SamplerConfig>,
+}
+
+impl Experiment {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<LoadedExperiment> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read experiment file {}", path.display()))?;
+        let experiment: Experiment =
+            toml::from_str(&text).with_context(|| format!("invalid experiment file {}", path.display()))?;
+        let configs = experiment.validate().with_context(|| format!("invalid experiment file {}", path.display()))?;
+        Ok(LoadedExperiment { path: path.to_path_buf(), experiment, configs })
+    }
+
+    /// Checks values that the schema cannot and resolves every method's configuration.
+    pub fn validate(&self) -> Result<Vec<SamplerConfig>> {
+        match self.experiment.benchmark.as_str() {
+            "gmm" => {
+                let g = self.gmm.as_ref().context("`experiment.benchmark = \"gmm\"` needs a [gmm] table")?;
+                g.validate()?;
+            }
+            other => bail!("key `experiment.benchmark`: unknown benchmark `{other}` (known: gmm)"),
+        }
+        if self.metric.projections == 0 {
+            bail!("key `metric.projections` must be positive");
+        }
+        if self.methods.is_empty() {
+            bail!("no [[method]] tables: nothing to run");
+        }
+        let mut labels = std::collections::HashSet::new();
+        for m in &self.methods {
+            if !labels.insert(m.label.as_str()) {
+                bail!("two methods are labelled `{}`", m.label);
+            }
+            if m.label.contains([',', '"', '\n', '|']) {
+                bail!("method label `{}` contains a character not allowed in tables (, \" | newline)", m.label);
+            }
+        }
+        self.methods.iter().map(Method::config).collect()
+    }
+}
+
+impl GmmGrid {
+    fn validate(&self) -> Result<()> {
+        if self.dims.is_empty() || self.obs_dims.is_empty() || self.budgets.is_empty() {
+            bail!("keys `gmm.dims`, `gmm.obs_dims` and `gmm.budgets` must not be empty");
+        }
+        for &d in &self.dims {
+            if d == 0 || d % 2 != 0 {
+                bail!("key `gmm.dims`: {d} is not a positive even dimension (the means repeat a 2-D pattern)");
+            }
+            for &dy in &self.obs_dims {
+                if dy == 0 || dy > d {
+                    bail!("key `gmm.obs_dims`: d_y = {dy} must be in 1..={d}");
+                }
+            }
+        }
+        if self.replicates == 0 || self.samples < 2 {
+            bail!("keys `gmm.replicates` ≥ 1 and `gmm.samples` ≥ 2 are required");
+        }
+        dipbench_models::VpSchedule::by_name(&self.schedule).context("key `gmm.schedule`")?;
+        for b in &self.budgets {
+            if b.steps < 2 || !(0.0..=1.0).contains(&b.eta) {
+                bail!("key `gmm.budgets`: steps ≥ 2 and η in [0, 1] required, got {b:?}");
+            }
+        }
+        Ok(())
+    }
+}

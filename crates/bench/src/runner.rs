@@ -1,0 +1,156 @@
+//! Running an experiment: one result file per job under `<out>/runs/`, written atomically
+//! (temporary file + rename), so a killed sweep loses at most the jobs in flight and a rerun
+//! skips every finished job. Jobs run in parallel on the rayon pool; each job's result depends
+//! only on its own seed, never on the schedule of the others.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::backend::AutodiffBackend;
+use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
+
+use crate::experiment::LoadedExperiment;
+use crate::gmm::{self, GmmJob, GmmRow};
+
+/// What `dipbench run` reports when it is done.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// Jobs in the experiment.
+    pub total: usize,
+    /// Jobs that were already finished and skipped.
+    pub skipped: usize,
+    /// Jobs run now.
+    pub ran: usize,
+    /// Wall time of this invocation, seconds.
+    pub seconds: f64,
+}
+
+/// The file of one job's rows.
+pub fn job_file(out: &Path, job: &GmmJob) -> PathBuf {
+    out.join("runs").join(format!("{}.csv", job.id()))
+}
+
+/// Reads a job file's rows.
+pub fn read_rows(path: &Path) -> Result<Vec<GmmRow>> {
+    let mut rdr = csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
+    rdr.deserialize().collect::<Result<Vec<GmmRow>, _>>().with_context(|| format!("malformed result file {}", path.display()))
+}
+
+/// Writes `rows` to `path` atomically: a reader (or a rerun after a kill) sees either no file or
+/// the complete file.
+pub fn write_rows_atomic(path: &Path, rows: &[GmmRow]) -> Result<()> {
+    let tmp = path.with_extension("csv.tmp");
+    {
+        let mut w = csv::Writer::from_path(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+        for r in rows {
+            w.serialize(r)?;
+        }
+        let mut inner = w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
+        inner.flush()?;
+        inner.sync_all().ok();
+    }
+    fs::rename(&tmp, path).with_context(|| format!("cannot move {} into place", tmp.display()))?;
+    Ok(())
+}
+
+/// Whether the job at `path` is finished for this configuration. A file made by a different
+/// configuration is an error, not silently mixed into the table.
+fn finished(path: &Path, fingerprint: &str, methods: usize) -> Result<bool> {
+    if !path.exists() {
+        return Ok(false);
+    }
+    let rows = read_rows(path)?;
+    if rows.iter().any(|r| r.config != fingerprint) {
+        bail!(
+            "{} was produced by a different configuration of this experiment (fingerprint {} ≠ {fingerprint}); \
+             move the results folder away or choose another one with --out",
+            path.display(),
+            rows[0].config
+        );
+    }
+    Ok(rows.len() == methods)
+}
+
+/// Options of `dipbench run`.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Show a progress bar.
+    pub progress: bool,
+}
+
+/// Runs every unfinished job of `exp` into `out`.
+pub fn run<B: AutodiffBackend>(exp: &LoadedExperiment, out: &Path, device: &B::Device, opts: &RunOptions) -> Result<RunSummary>
+where
+    B::Device: Sync,
+{
+    let start = std::time::Instant::now();
+    let grid = exp.experiment.gmm.as_ref().expect("validated gmm experiment");
+    fs::create_dir_all(out.join("runs")).with_context(|| format!("cannot create {}", out.join("runs").display()))?;
+    fs::copy(&exp.path, out.join("experiment.toml")).with_context(|| format!("cannot copy {} into {}", exp.path.display(), out.display()))?;
+    let all = gmm::jobs(grid);
+    let mut pending = vec![];
+    for job in &all {
+        let fp = gmm::fingerprint(exp, &job.budget);
+        if !finished(&job_file(out, job), &fp, exp.experiment.methods.len())? {
+            pending.push(*job);
+        }
+    }
+    let skipped = all.len() - pending.len();
+    // Longest jobs first, so the last jobs to finish are short ones (better use of all cores).
+    pending.sort_by_key(|j| std::cmp::Reverse((j.d * j.budget.steps, j.d_y)));
+    tracing::info!(total = all.len(), skipped, to_run = pending.len(), out = %out.display(), "running {}", exp.experiment.experiment.name);
+    let bar = if opts.progress { ProgressBar::new(all.len() as u64) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} jobs, {eta} left  {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_position(skipped as u64);
+    let first_error = Mutex::new(None);
+    pending.par_iter().for_each(|job| {
+        if first_error.lock().expect("lock").is_some() {
+            return;
+        }
+        let result = gmm::run_job::<B>(exp, job, device).and_then(|rows| write_rows_atomic(&job_file(out, job), &rows));
+        match result {
+            Ok(()) => {
+                bar.set_message(job.id());
+                bar.inc(1);
+            }
+            Err(e) => {
+                first_error.lock().expect("lock").get_or_insert(e);
+            }
+        }
+    });
+    bar.finish_and_clear();
+    if let Some(e) = first_error.into_inner().expect("lock") {
+        return Err(e);
+    }
+    Ok(RunSummary { total: all.len(), skipped, ran: pending.len(), seconds: start.elapsed().as_secs_f64() })
+}
+
+/// All rows of the finished jobs of `exp` in `out`, in job order. Missing jobs are an error
+/// naming how many are missing and the first.
+pub fn collect_rows(exp: &LoadedExperiment, out: &Path) -> Result<Vec<GmmRow>> {
+    let grid = exp.experiment.gmm.as_ref().expect("validated gmm experiment");
+    let jobs = gmm::jobs(grid);
+    let missing: Vec<&GmmJob> = jobs.iter().filter(|j| !job_file(out, j).exists()).collect();
+    if let Some(first) = missing.first() {
+        bail!(
+            "{} of {} jobs have no results in {} (first: {}); run `dipbench run` to finish them",
+            missing.len(),
+            jobs.len(),
+            out.join("runs").display(),
+            first.id()
+        );
+    }
+    let mut rows = vec![];
+    for job in &jobs {
+        rows.extend(read_rows(&job_file(out, job))?);
+    }
+    Ok(rows)
+}

@@ -39,6 +39,9 @@ enum Command {
         /// Do not draw a progress bar.
         #[arg(long)]
         no_progress: bool,
+        /// Jobs run at the same time (default: the number of threads). Results do not depend on it.
+        #[arg(long)]
+        jobs: Option<usize>,
     },
     /// Rebuild the tables of an experiment from its finished job files.
     Table {
@@ -64,10 +67,10 @@ fn main() -> Result<()> {
         rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("cannot set up the thread pool")?;
     }
     match cli.command {
-        Command::Run { experiment, out, device, no_progress } => {
+        Command::Run { experiment, out, device, no_progress, jobs } => {
             let exp = Experiment::load(&experiment)?;
             let out = default_out(&exp.experiment.experiment.name, out);
-            let opts = runner::RunOptions { progress: !no_progress };
+            let opts = runner::RunOptions { progress: !no_progress, jobs };
             let summary = with_backend!(device, |B, dev| runner::run::<B>(&exp, &out, &dev, &opts))?;
             let rows = runner::collect_rows(&exp, &out)?;
             let md = table::write_all(&exp, &rows, &out)?;

@@ -7,11 +7,11 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::backend::AutodiffBackend;
 use indicatif::{ProgressBar, ProgressStyle};
-use rayon::prelude::*;
 
 use crate::experiment::LoadedExperiment;
 use crate::gmm::{self, GmmJob, GmmRow};
@@ -80,9 +80,11 @@ fn finished(path: &Path, fingerprint: &str, methods: usize) -> Result<bool> {
 pub struct RunOptions {
     /// Show a progress bar.
     pub progress: bool,
+    /// Jobs run at the same time (default: the number of worker threads).
+    pub jobs: Option<usize>,
 }
 
-/// Runs every unfinished job of `exp` into `out`.
+/// Runs every unfinished job of `exp` into `out`, longest first, `opts.jobs` at a time.
 pub fn run<B: AutodiffBackend>(exp: &LoadedExperiment, out: &Path, device: &B::Device, opts: &RunOptions) -> Result<RunSummary>
 where
     B::Device: Sync,
@@ -110,20 +112,30 @@ where
             .progress_chars("=> "),
     );
     bar.set_position(skipped as u64);
+    // Jobs are pulled from a shared queue by plain worker threads, not rayon tasks: the tensor
+    // backend already parallelises inside a job on the rayon pool, and a rayon worker waiting
+    // on such an inner task would steal and start whole other jobs, interleaving them.
+    let workers = opts.jobs.unwrap_or_else(rayon::current_num_threads).clamp(1, pending.len().max(1));
+    let next = AtomicUsize::new(0);
     let first_error = Mutex::new(None);
-    pending.par_iter().for_each(|job| {
-        if first_error.lock().expect("lock").is_some() {
-            return;
-        }
-        let result = gmm::run_job::<B>(exp, job, device).and_then(|rows| write_rows_atomic(&job_file(out, job), &rows));
-        match result {
-            Ok(()) => {
-                bar.set_message(job.id());
-                bar.inc(1);
-            }
-            Err(e) => {
-                first_error.lock().expect("lock").get_or_insert(e);
-            }
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                if first_error.lock().expect("lock").is_some() {
+                    return;
+                }
+                let Some(job) = pending.get(next.fetch_add(1, Ordering::SeqCst)) else { return };
+                let result = gmm::run_job::<B>(exp, job, device).and_then(|rows| write_rows_atomic(&job_file(out, job), &rows));
+                match result {
+                    Ok(()) => {
+                        bar.set_message(job.id());
+                        bar.inc(1);
+                    }
+                    Err(e) => {
+                        first_error.lock().expect("lock").get_or_insert(e);
+                    }
+                }
+            });
         }
     });
     bar.finish_and_clear();

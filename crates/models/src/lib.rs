@@ -19,6 +19,7 @@ pub mod exact_posterior;
 pub mod gaussian_mixture;
 pub mod prior;
 pub mod schedule;
+pub mod unet;
 
 pub use error::ModelError;
 pub use exact_posterior::ExactPosterior;

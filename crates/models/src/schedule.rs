@@ -196,6 +196,16 @@ impl ContinuousVp {
     pub fn c_noise(&self, sigma: f64) -> f64 {
         (self.m - 1.0) * self.t_of_sigma(sigma)
     }
+
+    /// c_noise(σ) in float32, term by term as EDM's / DAPS's `VPPrecond` computes it on a
+    /// float32 σ: (M−1)·((β_min² + 2β_d·ln(1+σ²))^{1/2} − β_min)/β_d. This is the value the
+    /// network actually receives; it differs from the f64 value by up to ~1e-6 relative.
+    pub fn c_noise_f32(&self, sigma: f64) -> f32 {
+        let s = sigma as f32;
+        let log = (1.0f32 + s * s).ln();
+        let root = ((self.beta_min * self.beta_min) as f32 + (2.0 * self.beta_d) as f32 * log).sqrt();
+        (self.m - 1.0) as f32 * ((root - self.beta_min as f32) / self.beta_d as f32)
+    }
 }
 
 /// The Karras/EDM polynomial grid σ_i = (σ_max^{1/ρ} + i/(n−1)·(σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ,

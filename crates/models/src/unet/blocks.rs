@@ -1,0 +1,159 @@
+//! The ADM building blocks (guided-diffusion `unet.py`): the residual block with timestep
+//! conditioning and optional resampling, and the legacy-order multi-head attention block.
+
+use burn::prelude::*;
+use burn::tensor::activation::{silu, softmax};
+use burn::tensor::module::{avg_pool2d, interpolate};
+use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+
+use super::layers::{Conv2d, GroupNorm32, Linear, Loader, PointwiseConv1d};
+use super::source::LoadError;
+
+/// Resampling inside a residual block (`resblock_updown`): 2×2 average pooling down, nearest ×2
+/// up, applied to both the residual and the skip path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resample {
+    /// No resampling.
+    None,
+    /// `down=True`: avg-pool 2×2, stride 2.
+    Down,
+    /// `up=True`: nearest-neighbour ×2.
+    Up,
+}
+
+impl Resample {
+    fn apply<B: Backend>(self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        match self {
+            Self::None => x,
+            Self::Down => avg_pool2d(x, [2, 2], [2, 2], [0, 0], true, false),
+            Self::Up => {
+                let [_, _, h, w] = x.dims();
+                interpolate(x, [2 * h, 2 * w], InterpolateOptions::new(InterpolateMode::Nearest))
+            }
+        }
+    }
+}
+
+/// `ResBlock`: h = conv(SiLU(GN(x))) [resampled between GN·SiLU and conv when up/down];
+/// with scale-shift norm, [scale, shift] = Linear(SiLU(emb)) and h = GN(h)·(1 + scale) + shift;
+/// h = conv(SiLU(h)); out = skip(x) + h, skip a 1×1 conv when the channel count changes.
+#[derive(Debug, Clone)]
+pub struct ResBlock<B: Backend> {
+    in_norm: GroupNorm32<B>,
+    in_conv: Conv2d<B>,
+    emb: Linear<B>,
+    out_norm: GroupNorm32<B>,
+    out_conv: Conv2d<B>,
+    skip: Option<Conv2d<B>>,
+    resample: Resample,
+    scale_shift: bool,
+    out_channels: usize,
+}
+
+impl<B: Backend> ResBlock<B> {
+    /// Loads the block at `key` (`in_layers.0/.2`, `emb_layers.1`, `out_layers.0/.3`,
+    /// `skip_connection`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn load(
+        l: &mut Loader<'_, B>,
+        key: &str,
+        channels: usize,
+        emb_channels: usize,
+        out_channels: usize,
+        scale_shift: bool,
+        resample: Resample,
+    ) -> Result<Self, LoadError> {
+        let emb_out = if scale_shift { 2 * out_channels } else { out_channels };
+        Ok(Self {
+            in_norm: GroupNorm32::load(l, &format!("{key}.in_layers.0"), channels)?,
+            in_conv: Conv2d::load(l, &format!("{key}.in_layers.2"), channels, out_channels, 3, 1, 1)?,
+            emb: Linear::load(l, &format!("{key}.emb_layers.1"), emb_channels, emb_out)?,
+            out_norm: GroupNorm32::load(l, &format!("{key}.out_layers.0"), out_channels)?,
+            out_conv: Conv2d::load(l, &format!("{key}.out_layers.3"), out_channels, out_channels, 3, 1, 1)?,
+            skip: if out_channels == channels {
+                None
+            } else {
+                Some(Conv2d::load(l, &format!("{key}.skip_connection"), channels, out_channels, 1, 1, 0)?)
+            },
+            resample,
+            scale_shift,
+            out_channels,
+        })
+    }
+
+    /// Whether each weight tensor requires a gradient.
+    pub fn requires_grad(&self) -> Vec<bool> {
+        let mut v = [self.in_norm.requires_grad(), self.in_conv.requires_grad(), self.emb.requires_grad(), self.out_norm.requires_grad(), self.out_conv.requires_grad()].concat();
+        if let Some(s) = &self.skip {
+            v.extend(s.requires_grad());
+        }
+        v
+    }
+
+    /// The block on `x` `[n, c, h, w]` with SiLU(emb) `[n, e]` already applied.
+    pub fn forward(&self, x: Tensor<B, 4>, silu_emb: Tensor<B, 2>) -> Tensor<B, 4> {
+        let h = self.in_norm.forward_silu(x.clone());
+        let (h, x) = (self.in_conv.forward(self.resample.apply(h)), self.resample.apply(x));
+        let e = self.emb.forward(silu_emb);
+        let [n, _] = e.dims();
+        let c = self.out_channels;
+        let h = if self.scale_shift {
+            let scale = e.clone().slice([0..n, 0..c]).reshape([n, c, 1, 1]);
+            let shift = e.slice([0..n, c..2 * c]).reshape([n, c, 1, 1]);
+            self.out_norm.forward(h) * scale.add_scalar(1.0) + shift
+        } else {
+            self.out_norm.forward(h + e.reshape([n, c, 1, 1]))
+        };
+        let h = self.out_conv.forward(silu(h));
+        match &self.skip {
+            Some(s) => s.forward(x) + h,
+            None => x + h,
+        }
+    }
+}
+
+/// `AttentionBlock` with `QKVAttentionLegacy`: qkv = Conv1d(GN(x)) is reshaped to
+/// `[n·heads, 3·ch, T]` and split per head into q, k, v (per head the channels are
+/// [q_h | k_h | v_h]); weights softmax((q·s)ᵀ(k·s)) with s = ch^{−1/4}; out = x + proj(attn).
+#[derive(Debug, Clone)]
+pub struct AttentionBlock<B: Backend> {
+    norm: GroupNorm32<B>,
+    qkv: PointwiseConv1d<B>,
+    proj_out: PointwiseConv1d<B>,
+    heads: usize,
+}
+
+impl<B: Backend> AttentionBlock<B> {
+    /// Loads `norm`, `qkv`, `proj_out` at `key`.
+    pub fn load(l: &mut Loader<'_, B>, key: &str, channels: usize, heads: usize) -> Result<Self, LoadError> {
+        Ok(Self {
+            norm: GroupNorm32::load(l, &format!("{key}.norm"), channels)?,
+            qkv: PointwiseConv1d::load(l, &format!("{key}.qkv"), channels, 3 * channels)?,
+            proj_out: PointwiseConv1d::load(l, &format!("{key}.proj_out"), channels, channels)?,
+            heads,
+        })
+    }
+
+    /// Whether each weight tensor requires a gradient.
+    pub fn requires_grad(&self) -> Vec<bool> {
+        [self.norm.requires_grad(), self.qkv.requires_grad(), self.proj_out.requires_grad()].concat()
+    }
+
+    /// The block on `[n, c, h, w]`.
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let [n, c, hh, ww] = x.dims();
+        let t = hh * ww;
+        let qkv = self.qkv.forward(self.norm.forward(x.clone()).reshape([n, c, t]));
+        let ch = c / self.heads;
+        let qkv = qkv.reshape([n * self.heads, 3 * ch, t]);
+        let scale = 1.0 / (ch as f64).sqrt().sqrt();
+        let q = qkv.clone().slice([0..n * self.heads, 0..ch, 0..t]).mul_scalar(scale);
+        let k = qkv.clone().slice([0..n * self.heads, ch..2 * ch, 0..t]).mul_scalar(scale);
+        let v = qkv.slice([0..n * self.heads, 2 * ch..3 * ch, 0..t]);
+        // weight[b, t, s] = Σ_c q[b, c, t]·k[b, c, s]; softmax over s.
+        let weight = softmax(q.swap_dims(1, 2).matmul(k), 2);
+        // a[b, c, t] = Σ_s weight[b, t, s]·v[b, c, s].
+        let a = v.matmul(weight.swap_dims(1, 2)).reshape([n, c, t]);
+        x + self.proj_out.forward(a).reshape([n, c, hh, ww])
+    }
+}

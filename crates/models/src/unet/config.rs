@@ -1,0 +1,102 @@
+//! ADM UNet hyper-parameters (guided-diffusion `create_model`; spec/protocols.md §2.1) and the
+//! presets of the checkpoints dipbench knows.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ModelError;
+
+/// The architecture of a guided-diffusion `UNetModel`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnetConfig {
+    /// Preset name (for messages).
+    pub name: String,
+    /// Input resolution H = W.
+    pub image_size: usize,
+    /// Input channels (3).
+    pub in_channels: usize,
+    /// Base channel count C.
+    pub model_channels: usize,
+    /// Output channels (6 with learned variance: ε then v).
+    pub out_channels: usize,
+    /// Residual blocks per level.
+    pub num_res_blocks: usize,
+    /// Downsampling factors ds at which attention is used (image_size / resolution).
+    pub attention_ds: Vec<usize>,
+    /// Channel multiplier per level.
+    pub channel_mult: Vec<usize>,
+    /// Heads when `num_head_channels` is 0.
+    pub num_heads: usize,
+    /// Channels per head (heads = C_level / this); 0 to use `num_heads`.
+    pub num_head_channels: usize,
+    /// FiLM-style scale/shift from the timestep embedding.
+    pub use_scale_shift_norm: bool,
+    /// Resample with residual blocks (`ResBlock(down/up=True)`) rather than plain layers.
+    pub resblock_updown: bool,
+}
+
+impl UnetConfig {
+    /// FFHQ 256 (`ffhq_10m.pt`, DPS/DAPS `model_config.yaml`): 128 ch, 1 block, mult
+    /// (1,1,2,2,4,4), attention at 16×16, 64 channels per head. 93,563,910 parameters.
+    pub fn ffhq256() -> Self {
+        Self {
+            name: "ffhq256".into(),
+            image_size: 256,
+            in_channels: 3,
+            model_channels: 128,
+            out_channels: 6,
+            num_res_blocks: 1,
+            attention_ds: vec![16],
+            channel_mult: vec![1, 1, 2, 2, 4, 4],
+            num_heads: 4,
+            num_head_channels: 64,
+            use_scale_shift_norm: true,
+            resblock_updown: true,
+        }
+    }
+
+    /// ImageNet 256 unconditional (`256x256_diffusion_uncond.pt`): 256 ch, 2 blocks, attention
+    /// at 32, 16, 8. 552,814,086 parameters.
+    pub fn imagenet256() -> Self {
+        Self { name: "imagenet256".into(), model_channels: 256, num_res_blocks: 2, attention_ds: vec![8, 16, 32], ..Self::ffhq256() }
+    }
+
+    /// The golden fixtures' tiny UNet (`unet_tiny.pt`): 32×32, 32 ch, 1 block, mult (1,2,2),
+    /// attention at ds 2 and 4, 16 channels per head.
+    pub fn tiny32() -> Self {
+        Self {
+            name: "tiny32".into(),
+            image_size: 32,
+            model_channels: 32,
+            channel_mult: vec![1, 2, 2],
+            attention_ds: vec![2, 4],
+            num_head_channels: 16,
+            ..Self::ffhq256()
+        }
+    }
+
+    /// A preset by name: `ffhq256`, `imagenet256`, `tiny32`.
+    pub fn by_name(name: &str) -> Result<Self, ModelError> {
+        match name {
+            "ffhq256" => Ok(Self::ffhq256()),
+            "imagenet256" => Ok(Self::imagenet256()),
+            "tiny32" => Ok(Self::tiny32()),
+            other => Err(ModelError::UnknownName { what: "UNet config", name: other.into(), known: "ffhq256, imagenet256, tiny32" }),
+        }
+    }
+
+    /// Heads of an attention block with `channels` channels.
+    pub fn heads(&self, channels: usize) -> usize {
+        if self.num_head_channels > 0 { channels / self.num_head_channels } else { self.num_heads }
+    }
+
+    /// The time-embedding width 4C.
+    pub fn emb_channels(&self) -> usize {
+        4 * self.model_channels
+    }
+
+    /// Whether the network predicts the variance interpolation v too.
+    pub fn learn_sigma(&self) -> bool {
+        self.out_channels == 2 * self.in_channels
+    }
+}

@@ -1,0 +1,169 @@
+//! The layers of the ADM UNet, as plain tensors loaded by state-dict key. Weights are leaves that
+//! never require gradients, so differentiating the network w.r.t. its input (DPS, MCG) computes
+//! no weight gradients.
+
+use burn::prelude::*;
+use burn::tensor::activation::silu;
+use burn::tensor::module::conv2d;
+use burn::tensor::ops::ConvOptions;
+
+use super::source::{LoadError, ParamSource, take};
+
+/// What every layer constructor needs: the parameter source, the device and the config name
+/// (for error messages).
+pub struct Loader<'a, B: Backend> {
+    /// Where parameters come from.
+    pub source: &'a mut dyn ParamSource,
+    /// Where they go.
+    pub device: B::Device,
+    /// The configuration being built.
+    pub config: String,
+    /// Only check keys and shapes: every tensor is a 1-element placeholder (the network cannot
+    /// run, but nothing of its size is allocated).
+    pub dry_run: bool,
+}
+
+impl<B: Backend> Loader<'_, B> {
+    /// Takes `key` with `shape` as a tensor of rank D.
+    pub fn tensor<const D: usize>(&mut self, key: &str, shape: [usize; D]) -> Result<Tensor<B, D>, LoadError> {
+        let values = take(self.source, key, &shape, &self.config)?;
+        if self.dry_run {
+            return Ok(Tensor::zeros([1; D], &self.device));
+        }
+        let tensor = Tensor::<B, 1>::from_floats(values.as_slice(), &self.device).reshape(shape);
+        debug_assert!(!tensor.is_require_grad(), "weights are constants");
+        Ok(tensor)
+    }
+
+    /// Takes `key` stored with `file_shape` and returns it reshaped to `shape` (same size).
+    pub fn tensor_as<const D: usize, const E: usize>(&mut self, key: &str, file_shape: [usize; D], shape: [usize; E]) -> Result<Tensor<B, E>, LoadError> {
+        let t = self.tensor(key, file_shape)?;
+        Ok(if self.dry_run { Tensor::zeros([1; E], &self.device) } else { t.reshape(shape) })
+    }
+}
+
+/// A 2-D convolution with bias (torch `nn.Conv2d`, weight `[out, in, k, k]`).
+#[derive(Debug, Clone)]
+pub struct Conv2d<B: Backend> {
+    weight: Tensor<B, 4>,
+    bias: Tensor<B, 1>,
+    stride: usize,
+    padding: usize,
+}
+
+impl<B: Backend> Conv2d<B> {
+    /// Whether each weight tensor requires a gradient.
+    pub fn requires_grad(&self) -> Vec<bool> {
+        vec![self.weight.is_require_grad(), self.bias.is_require_grad()]
+    }
+
+    /// Loads `<key>.weight` `[out, in, k, k]` and `<key>.bias` `[out]`.
+    pub fn load(l: &mut Loader<'_, B>, key: &str, cin: usize, cout: usize, k: usize, stride: usize, padding: usize) -> Result<Self, LoadError> {
+        Ok(Self {
+            weight: l.tensor(&format!("{key}.weight"), [cout, cin, k, k])?,
+            bias: l.tensor(&format!("{key}.bias"), [cout])?,
+            stride,
+            padding,
+        })
+    }
+
+    /// y = W ⋆ x + b (cross-correlation, as torch).
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let opts = ConvOptions::new([self.stride; 2], [self.padding; 2], [1, 1], 1);
+        conv2d(x, self.weight.clone(), Some(self.bias.clone()), opts)
+    }
+}
+
+/// A 1×1 convolution over a sequence `[b, c, t]` (torch `nn.Conv1d(k=1)`, weight `[out, in, 1]`),
+/// computed as a matrix product.
+#[derive(Debug, Clone)]
+pub struct PointwiseConv1d<B: Backend> {
+    weight: Tensor<B, 2>,
+    bias: Tensor<B, 1>,
+}
+
+impl<B: Backend> PointwiseConv1d<B> {
+    /// Whether each weight tensor requires a gradient.
+    pub fn requires_grad(&self) -> Vec<bool> {
+        vec![self.weight.is_require_grad(), self.bias.is_require_grad()]
+    }
+
+    /// Loads `<key>.weight` `[out, in, 1]` and `<key>.bias` `[out]`.
+    pub fn load(l: &mut Loader<'_, B>, key: &str, cin: usize, cout: usize) -> Result<Self, LoadError> {
+        Ok(Self { weight: l.tensor_as(&format!("{key}.weight"), [cout, cin, 1], [cout, cin])?, bias: l.tensor(&format!("{key}.bias"), [cout])? })
+    }
+
+    /// y[b, o, t] = Σ_i W[o, i]·x[b, i, t] + b[o].
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let [b, _, t] = x.dims();
+        let [cout, cin] = self.weight.dims();
+        let w = self.weight.clone().unsqueeze_dim::<3>(0).expand([b, cout, cin]);
+        w.matmul(x) + self.bias.clone().reshape([1, cout, 1]).expand([b, cout, t])
+    }
+}
+
+/// A linear layer (torch `nn.Linear`, weight `[out, in]`).
+#[derive(Debug, Clone)]
+pub struct Linear<B: Backend> {
+    weight_t: Tensor<B, 2>,
+    bias: Tensor<B, 1>,
+}
+
+impl<B: Backend> Linear<B> {
+    /// Whether each weight tensor requires a gradient.
+    pub fn requires_grad(&self) -> Vec<bool> {
+        vec![self.weight_t.is_require_grad(), self.bias.is_require_grad()]
+    }
+
+    /// Loads `<key>.weight` `[out, in]` and `<key>.bias` `[out]`.
+    pub fn load(l: &mut Loader<'_, B>, key: &str, cin: usize, cout: usize) -> Result<Self, LoadError> {
+        let w: Tensor<B, 2> = l.tensor(&format!("{key}.weight"), [cout, cin])?;
+        Ok(Self { weight_t: w.transpose(), bias: l.tensor(&format!("{key}.bias"), [cout])? })
+    }
+
+    /// y = x·Wᵀ + b for x `[n, in]`.
+    pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        x.matmul(self.weight_t.clone()) + self.bias.clone().unsqueeze_dim(0)
+    }
+}
+
+/// GroupNorm with 32 groups and ε = 1e-5, in float32 (guided-diffusion `GroupNorm32`):
+/// y = (x − mean_g)/√(var_g + ε)·γ + β, statistics (biased variance) over each group's channels
+/// and positions.
+#[derive(Debug, Clone)]
+pub struct GroupNorm32<B: Backend> {
+    gamma: Tensor<B, 1>,
+    beta: Tensor<B, 1>,
+}
+
+impl<B: Backend> GroupNorm32<B> {
+    /// Whether each weight tensor requires a gradient.
+    pub fn requires_grad(&self) -> Vec<bool> {
+        vec![self.gamma.is_require_grad(), self.beta.is_require_grad()]
+    }
+
+    /// Groups (32 in every ADM network).
+    pub const GROUPS: usize = 32;
+    /// ε (torch's default).
+    pub const EPS: f64 = 1e-5;
+
+    /// Loads `<key>.weight` (γ) and `<key>.bias` (β), both `[c]`.
+    pub fn load(l: &mut Loader<'_, B>, key: &str, c: usize) -> Result<Self, LoadError> {
+        Ok(Self { gamma: l.tensor(&format!("{key}.weight"), [c])?, beta: l.tensor(&format!("{key}.bias"), [c])? })
+    }
+
+    /// Normalises `[n, c, h, w]`.
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let [n, c, h, w] = x.dims();
+        let g = Self::GROUPS;
+        let grouped = x.reshape([n, g, (c / g) * h * w]);
+        let (var, mean) = grouped.clone().var_mean_bias(2);
+        let normed = (grouped - mean).div(var.add_scalar(Self::EPS).sqrt()).reshape([n, c, h, w]);
+        normed * self.gamma.clone().reshape([1, c, 1, 1]) + self.beta.clone().reshape([1, c, 1, 1])
+    }
+
+    /// GroupNorm then SiLU (the `in_layers[0:2]` / `out` pattern).
+    pub fn forward_silu(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        silu(self.forward(x))
+    }
+}

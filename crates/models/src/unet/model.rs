@@ -1,0 +1,246 @@
+//! The ADM UNet of guided-diffusion (Dhariwal & Nichol 2021), the prior network of DPS, MCG and
+//! DAPS, built directly from a checkpoint's state dict (module layout and key names mirror
+//! `unet.py`: `time_embed`, `input_blocks`, `middle_block`, `output_blocks`, `out`).
+
+use burn::prelude::*;
+use burn::tensor::activation::silu;
+
+use super::blocks::{AttentionBlock, ResBlock, Resample};
+use super::config::UnetConfig;
+use super::layers::{Conv2d, GroupNorm32, Linear, Loader};
+use super::source::{LoadError, ParamSource, finish};
+
+/// One element of a `TimestepEmbedSequential`.
+#[derive(Debug, Clone)]
+enum Layer<B: Backend> {
+    Conv(Conv2d<B>),
+    Res(ResBlock<B>),
+    Attn(AttentionBlock<B>),
+}
+
+impl<B: Backend> Layer<B> {
+    fn forward(&self, x: Tensor<B, 4>, silu_emb: &Tensor<B, 2>) -> Tensor<B, 4> {
+        match self {
+            Self::Conv(c) => c.forward(x),
+            Self::Res(r) => r.forward(x, silu_emb.clone()),
+            Self::Attn(a) => a.forward(x),
+        }
+    }
+}
+
+fn run<B: Backend>(layers: &[Layer<B>], x: Tensor<B, 4>, silu_emb: &Tensor<B, 2>) -> Tensor<B, 4> {
+    layers.iter().fold(x, |h, l| l.forward(h, silu_emb))
+}
+
+/// Intermediate activations, for checking a port layer by layer.
+#[derive(Debug, Clone)]
+pub struct UnetTrace<B: Backend> {
+    /// The sinusoidal timestep embedding (cos first), `[n, C]`.
+    pub temb_sin: Tensor<B, 2>,
+    /// `time_embed` output, `[n, 4C]`.
+    pub emb: Tensor<B, 2>,
+    /// `input_blocks[0]` output.
+    pub h_in0: Tensor<B, 4>,
+    /// `middle_block` output.
+    pub h_mid: Tensor<B, 4>,
+    /// The network output `[n, out_channels, H, W]`.
+    pub out: Tensor<B, 4>,
+}
+
+/// The guided-diffusion `UNetModel`.
+#[derive(Debug, Clone)]
+pub struct AdmUnet<B: Backend> {
+    config: UnetConfig,
+    time_embed_0: Linear<B>,
+    time_embed_2: Linear<B>,
+    input_blocks: Vec<Vec<Layer<B>>>,
+    middle_block: Vec<Layer<B>>,
+    output_blocks: Vec<Vec<Layer<B>>>,
+    out_norm: GroupNorm32<B>,
+    out_conv: Conv2d<B>,
+    device: B::Device,
+}
+
+impl<B: Backend> AdmUnet<B> {
+    /// Builds the network of `config` from `source`, taking every parameter by its key and
+    /// shape; fails if a key is missing, has another shape, or if the source has keys left over.
+    pub fn load(config: &UnetConfig, source: &mut dyn ParamSource, device: &B::Device) -> Result<Self, LoadError> {
+        Self::build(config, source, device, false)
+    }
+
+    /// Checks that `source` holds exactly the keys and shapes of `config` without building the
+    /// network (nothing of its size is allocated; values are not read).
+    pub fn check_keys(config: &UnetConfig, source: &mut dyn ParamSource, device: &B::Device) -> Result<(), LoadError> {
+        Self::build(config, source, device, true).map(|_| ())
+    }
+
+    fn build(config: &UnetConfig, source: &mut dyn ParamSource, device: &B::Device, dry_run: bool) -> Result<Self, LoadError> {
+        let mut l = Loader::<B> { source, device: device.clone(), config: config.name.clone(), dry_run };
+        let c = config.model_channels;
+        let emb_ch = config.emb_channels();
+        let ss = config.use_scale_shift_norm;
+        let time_embed_0 = Linear::load(&mut l, "time_embed.0", c, emb_ch)?;
+        let time_embed_2 = Linear::load(&mut l, "time_embed.2", emb_ch, emb_ch)?;
+
+        let mut ch = config.channel_mult[0] * c;
+        let input_ch = ch;
+        let mut input_blocks = vec![vec![Layer::Conv(Conv2d::load(&mut l, "input_blocks.0.0", config.in_channels, ch, 3, 1, 1)?)]];
+        let mut chans = vec![ch];
+        let mut ds = 1;
+        let levels = config.channel_mult.len();
+        for (level, &mult) in config.channel_mult.iter().enumerate() {
+            for _ in 0..config.num_res_blocks {
+                let key = format!("input_blocks.{}", input_blocks.len());
+                let out = mult * c;
+                let mut layers = vec![Layer::Res(ResBlock::load(&mut l, &format!("{key}.0"), ch, emb_ch, out, ss, Resample::None)?)];
+                ch = out;
+                if config.attention_ds.contains(&ds) {
+                    layers.push(Layer::Attn(AttentionBlock::load(&mut l, &format!("{key}.1"), ch, config.heads(ch))?));
+                }
+                input_blocks.push(layers);
+                chans.push(ch);
+            }
+            if level + 1 != levels {
+                let key = format!("input_blocks.{}.0", input_blocks.len());
+                let layer = if config.resblock_updown {
+                    Layer::Res(ResBlock::load(&mut l, &key, ch, emb_ch, ch, ss, Resample::Down)?)
+                } else {
+                    unimplemented_resample("downsample")?
+                };
+                input_blocks.push(vec![layer]);
+                chans.push(ch);
+                ds *= 2;
+            }
+        }
+        let middle_block = vec![
+            Layer::Res(ResBlock::load(&mut l, "middle_block.0", ch, emb_ch, ch, ss, Resample::None)?),
+            Layer::Attn(AttentionBlock::load(&mut l, "middle_block.1", ch, config.heads(ch))?),
+            Layer::Res(ResBlock::load(&mut l, "middle_block.2", ch, emb_ch, ch, ss, Resample::None)?),
+        ];
+        let mut output_blocks = vec![];
+        for (level, &mult) in config.channel_mult.iter().enumerate().rev() {
+            for i in 0..=config.num_res_blocks {
+                let key = format!("output_blocks.{}", output_blocks.len());
+                let ich = chans.pop().expect("one skip per input block");
+                let out = mult * c;
+                let mut layers = vec![Layer::Res(ResBlock::load(&mut l, &format!("{key}.0"), ch + ich, emb_ch, out, ss, Resample::None)?)];
+                ch = out;
+                if config.attention_ds.contains(&ds) {
+                    layers.push(Layer::Attn(AttentionBlock::load(&mut l, &format!("{key}.1"), ch, config.heads(ch))?));
+                }
+                if level > 0 && i == config.num_res_blocks {
+                    let k = format!("{key}.{}", layers.len());
+                    let layer = if config.resblock_updown {
+                        Layer::Res(ResBlock::load(&mut l, &k, ch, emb_ch, ch, ss, Resample::Up)?)
+                    } else {
+                        unimplemented_resample("upsample")?
+                    };
+                    layers.push(layer);
+                    ds /= 2;
+                }
+                output_blocks.push(layers);
+            }
+        }
+        let out_norm = GroupNorm32::load(&mut l, "out.0", ch)?;
+        let out_conv = Conv2d::load(&mut l, "out.2", input_ch, config.out_channels, 3, 1, 1)?;
+        finish(l.source, &config.name)?;
+        Ok(Self { config: config.clone(), time_embed_0, time_embed_2, input_blocks, middle_block, output_blocks, out_norm, out_conv, device: device.clone() })
+    }
+
+    /// Whether any weight tensor would receive a gradient (never: weights are constants, so
+    /// differentiating w.r.t. the input computes no weight gradients).
+    pub fn any_weight_requires_grad(&self) -> bool {
+        self.visit_weights().any(|requires| requires)
+    }
+
+    fn visit_weights(&self) -> impl Iterator<Item = bool> + '_ {
+        let blocks = self.input_blocks.iter().chain(std::iter::once(&self.middle_block)).chain(self.output_blocks.iter());
+        let layers = blocks.flatten().flat_map(|l| match l {
+            Layer::Conv(c) => c.requires_grad(),
+            Layer::Res(r) => r.requires_grad(),
+            Layer::Attn(a) => a.requires_grad(),
+        });
+        layers
+            .chain(self.time_embed_0.requires_grad())
+            .chain(self.time_embed_2.requires_grad())
+            .chain(self.out_norm.requires_grad())
+            .chain(self.out_conv.requires_grad())
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &UnetConfig {
+        &self.config
+    }
+
+    /// The device.
+    pub fn device(&self) -> &B::Device {
+        &self.device
+    }
+
+    /// Runs the network on `x` `[n, c, H, W]` at timesteps `t` (one per sample, or one for all):
+    /// integer DDPM steps or float c_noise values alike.
+    pub fn forward(&self, x: Tensor<B, 4>, t: &[f32]) -> Tensor<B, 4> {
+        self.forward_traced(x, t).out
+    }
+
+    /// [`AdmUnet::forward`] keeping the intermediates of [`UnetTrace`].
+    pub fn forward_traced(&self, x: Tensor<B, 4>, t: &[f32]) -> UnetTrace<B> {
+        let n = x.dims()[0];
+        let temb_sin = timestep_embedding::<B>(&broadcast_t(t, n), self.config.model_channels, &self.device);
+        let emb = self.time_embed_2.forward(silu(self.time_embed_0.forward(temb_sin.clone())));
+        let silu_emb = silu(emb.clone());
+        let mut skips = Vec::with_capacity(self.input_blocks.len());
+        let mut h = x;
+        let mut h_in0 = None;
+        for block in &self.input_blocks {
+            h = run(block, h, &silu_emb);
+            if h_in0.is_none() {
+                h_in0 = Some(h.clone());
+            }
+            skips.push(h.clone());
+        }
+        h = run(&self.middle_block, h, &silu_emb);
+        let h_mid = h.clone();
+        for block in &self.output_blocks {
+            let skip = skips.pop().expect("one skip per output block");
+            h = run(block, Tensor::cat(vec![h, skip], 1), &silu_emb);
+        }
+        let out = self.out_conv.forward(self.out_norm.forward_silu(h));
+        UnetTrace { temb_sin, emb, h_in0: h_in0.expect("at least one input block"), h_mid, out }
+    }
+}
+
+fn unimplemented_resample<T>(what: &str) -> Result<T, LoadError> {
+    Err(LoadError::Data {
+        source_name: "config".into(),
+        key: "resblock_updown".into(),
+        why: format!("plain-layer {what} (resblock_updown = false) is not implemented; every checkpoint dipbench knows uses resblock_updown"),
+    })
+}
+
+fn broadcast_t(t: &[f32], n: usize) -> Vec<f32> {
+    match t.len() {
+        1 => vec![t[0]; n],
+        len if len == n => t.to_vec(),
+        len => panic!("{len} timesteps for a batch of {n}"),
+    }
+}
+
+/// The sinusoidal timestep embedding of guided-diffusion (`timestep_embedding`, cos first):
+/// half = dim/2, freq_k = exp(−ln(10000)·k/half), emb = [cos(t·freq), sin(t·freq)] (zero-padded
+/// when dim is odd). Computed in float32 exactly as torch does (freqs in f32, then t·freq in
+/// f32), because at t ≈ 1000 a freq rounded differently moves the phase by ~1e-4.
+pub fn timestep_embedding<B: Backend>(t: &[f32], dim: usize, device: &B::Device) -> Tensor<B, 2> {
+    let half = dim / 2;
+    let ln = -(10000f64.ln() as f32);
+    let freqs: Vec<f32> = (0..half).map(|k| (ln * k as f32 / half as f32).exp()).collect();
+    let mut v = Vec::with_capacity(t.len() * dim);
+    for &ti in t {
+        v.extend(freqs.iter().map(|f| (ti * f).cos()));
+        v.extend(freqs.iter().map(|f| (ti * f).sin()));
+        if dim % 2 == 1 {
+            v.push(0.0);
+        }
+    }
+    Tensor::<B, 1>::from_floats(v.as_slice(), device).reshape([t.len(), dim])
+}

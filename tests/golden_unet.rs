@@ -69,6 +69,8 @@ fn golden_unet_key_manifests_match_the_model_one_to_one() {
         let info = &keys[json]["info"];
         assert_eq!(m.len(), info["num_tensors"].as_u64().unwrap() as usize, "{json}: tensor count");
         assert_eq!(params, info["num_params"].as_u64().unwrap() as usize, "{json}: parameter count");
+        // The model's own manifest is the file's, key for key, shape for shape, in order.
+        assert_eq!(AdmUnet::<B>::manifest(&config), m, "{json}: manifest");
         // Every key is taken with its shape and none is left over.
         AdmUnet::<B>::check_keys(&config, &mut ShapeSource::new(json, m.clone()), &Default::default())
             .unwrap_or_else(|e| panic!("{json}: {e}"));
@@ -177,7 +179,7 @@ fn safetensors_checkpoints_load_like_pytorch_ones() {
     let mut f16_map = std::collections::BTreeMap::new();
     let mut pt = src.clone();
     for (key, shape) in src.manifest() {
-        let v = dipbench_models::unet::ParamSource::take_values(&mut pt, &key).unwrap();
+        let v = dipbench_models::unet::ParamSource::take_values(&mut pt, &key, &shape).unwrap();
         let b32: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
         let b16: Vec<u8> = v.iter().flat_map(|x| half::f16::from_f32(*x).to_le_bytes()).collect();
         f32_map.insert(key.clone(), (shape.clone(), b32));

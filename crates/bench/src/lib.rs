@@ -3,13 +3,17 @@
 //! What this crate is for: the `dipbench` command line and the library behind it: reading
 //! experiment files ([`experiment`]), running their jobs resumably ([`runner`]) on a benchmark
 //! ([`gmm`]: the exact-posterior Gaussian-mixture benchmark), and turning per-replicate rows
-//! into tables ([`table`]).
+//! into tables ([`table`]); checkpoints ([`weights`]), running a network on a tensor file
+//! ([`model_cmd`]) and speed benchmarks ([`bench_cmd`]).
 //!
 //! What it is not for: numerics. Priors, operators, samplers and metrics live in their own crates
 //! and know nothing about files or jobs.
 
 pub mod backend;
+pub mod bench_cmd;
 pub mod experiment;
 pub mod gmm;
+pub mod model_cmd;
 pub mod runner;
 pub mod table;
+pub mod weights;

@@ -43,6 +43,24 @@ enum Command {
         #[arg(long)]
         jobs: Option<usize>,
     },
+    /// List the known checkpoints, or verify one (keys, shapes, then a pinned sha256).
+    Weights {
+        #[command(subcommand)]
+        action: Option<WeightsAction>,
+        /// Folder holding the checkpoints (default: $DIPBENCH_CHECKPOINTS, else checkpoints/).
+        #[arg(long, global = true)]
+        dir: Option<PathBuf>,
+    },
+    /// Run a network on a tensor file.
+    Model {
+        #[command(subcommand)]
+        action: ModelAction,
+    },
+    /// Speed benchmarks, each printed beside a baseline measured in the same run.
+    Bench {
+        #[command(subcommand)]
+        what: BenchWhat,
+    },
     /// Rebuild the tables of an experiment from its finished job files.
     Table {
         /// The experiment file.
@@ -50,6 +68,69 @@ enum Command {
         /// Results folder (default: results/<experiment name>).
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum WeightsAction {
+    /// Verify a checkpoint: every key and shape of its config, then its sha256 (pinned beside the
+    /// file on the first successful verification, checked afterwards).
+    Verify {
+        /// Known checkpoint name (see `dipbench weights`).
+        name: String,
+        /// The file (default: looked up in the checkpoint folder).
+        #[arg(long)]
+        path: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ModelAction {
+    /// Evaluate a UNet on `x` of a safetensors file: raw output at --t, or D(x; σ) at --sigma.
+    Eval {
+        /// Network config: ffhq256, imagenet256, tiny32.
+        #[arg(long)]
+        config: String,
+        /// Checkpoint (.pt or .safetensors).
+        #[arg(long, conflicts_with = "golden_fill")]
+        checkpoint: Option<PathBuf>,
+        /// Use the golden-fill weights of the test fixtures instead of a checkpoint.
+        #[arg(long)]
+        golden_fill: bool,
+        /// Input safetensors with a tensor `x` [n, c, h, w].
+        #[arg(long)]
+        input: PathBuf,
+        /// Output safetensors (`out` or `denoised`).
+        #[arg(long)]
+        output: PathBuf,
+        /// Timestep (integer DDPM step or float c_noise) for the raw network output.
+        #[arg(long)]
+        t: Option<f32>,
+        /// Noise level σ for the denoiser D(x; σ) (VP→EDM preconditioning).
+        #[arg(long)]
+        sigma: Option<f64>,
+        /// Compute backend.
+        #[arg(long, value_enum, default_value = "cpu")]
+        device: DeviceKind,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchWhat {
+    /// ADM UNet forward and DPS step (golden-fill weights) vs this machine's GEMM speed.
+    Unet {
+        /// Network config: ffhq256, imagenet256, tiny32.
+        #[arg(long, default_value = "ffhq256")]
+        config: String,
+        /// Batch size.
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// Timed runs (median reported).
+        #[arg(long, default_value_t = 2)]
+        repeats: usize,
+        /// Compute backend.
+        #[arg(long, value_enum, default_value = "cpu")]
+        device: DeviceKind,
     },
 }
 
@@ -83,6 +164,36 @@ fn main() -> Result<()> {
                 summary.seconds,
                 out.display()
             );
+        }
+        Command::Weights { action, dir } => {
+            let dir = dipbench::weights::checkpoint_dir(dir.as_deref());
+            match action {
+                None => print!("{}", dipbench::weights::listing(&dir)),
+                Some(WeightsAction::Verify { name, path }) => {
+                    let w = dipbench::weights::known(&name)?;
+                    let path = match path {
+                        Some(p) => p,
+                        None => dipbench::weights::locate(w, &dir)?,
+                    };
+                    let config = dipbench_models::unet::UnetConfig::by_name(w.config)?;
+                    match dipbench::weights::verify(&path, &config)? {
+                        dipbench::weights::Verified::Pinned(h) => println!("{}: keys and shapes of `{}` match; sha256 {h} matches its pin", path.display(), w.config),
+                        dipbench::weights::Verified::NewlyPinned(h) => println!("{}: keys and shapes of `{}` match; sha256 {h} pinned in {}", path.display(), w.config, dipbench::weights::sidecar(&path).display()),
+                    }
+                }
+            }
+        }
+        Command::Model { action: ModelAction::Eval { config, checkpoint, golden_fill, input, output, t, sigma, device } } => {
+            if checkpoint.is_none() && !golden_fill {
+                anyhow::bail!("give --checkpoint FILE (see `dipbench weights`) or --golden-fill");
+            }
+            let req = dipbench::model_cmd::EvalRequest { config, checkpoint, input, output, t, sigma };
+            let msg = with_backend!(device, |B, dev| dipbench::model_cmd::eval::<B>(&req, &dev))?;
+            println!("{msg}");
+        }
+        Command::Bench { what: BenchWhat::Unet { config, batch, repeats, device } } => {
+            let report = with_backend!(device, |B, dev| dipbench::bench_cmd::bench_unet::<B>(&config, batch, repeats, &dev))?;
+            print!("{report}");
         }
         Command::Table { experiment, out } => {
             let exp = Experiment::load(&experiment)?;

@@ -150,6 +150,7 @@ impl<B: Backend> AttentionBlock<B> {
         let q = qkv.clone().slice([0..n * self.heads, 0..ch, 0..t]).mul_scalar(scale);
         let k = qkv.clone().slice([0..n * self.heads, ch..2 * ch, 0..t]).mul_scalar(scale);
         let v = qkv.slice([0..n * self.heads, 2 * ch..3 * ch, 0..t]);
+        super::layers::count_macs(2 * n * c * t * t);
         // weight[b, t, s] = Σ_c q[b, c, t]·k[b, c, s]; softmax over s.
         let weight = softmax(q.swap_dims(1, 2).matmul(k), 2);
         // a[b, c, t] = Σ_s weight[b, t, s]·v[b, c, s].

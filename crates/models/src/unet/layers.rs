@@ -9,6 +9,26 @@ use burn::tensor::ops::ConvOptions;
 
 use super::source::{LoadError, ParamSource, take};
 
+/// Multiply–accumulate operations performed by the UNet layers since the last
+/// [`reset_macs`] (all threads together). Used by the benchmark to express a forward's time
+/// against the machine's matrix-multiply speed; counting costs one atomic add per layer call.
+static MACS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Resets the MAC counter.
+pub fn reset_macs() {
+    MACS.store(0, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// MACs counted since the last reset.
+pub fn macs() -> u64 {
+    MACS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Adds `n` MACs to the counter.
+pub fn count_macs(n: usize) {
+    MACS.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// What every layer constructor needs: the parameter source, the device and the config name
 /// (for error messages).
 pub struct Loader<'a, B: Backend> {
@@ -70,7 +90,11 @@ impl<B: Backend> Conv2d<B> {
     /// y = W ⋆ x + b (cross-correlation, as torch).
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let opts = ConvOptions::new([self.stride; 2], [self.padding; 2], [1, 1], 1);
-        conv2d(x, self.weight.clone(), Some(self.bias.clone()), opts)
+        let y = conv2d(x, self.weight.clone(), Some(self.bias.clone()), opts);
+        let [n, cout, h, w] = y.dims();
+        let [_, cin, k, _] = self.weight.dims();
+        count_macs(n * cout * h * w * cin * k * k);
+        y
     }
 }
 
@@ -97,6 +121,7 @@ impl<B: Backend> PointwiseConv1d<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let [b, _, t] = x.dims();
         let [cout, cin] = self.weight.dims();
+        count_macs(b * cout * cin * t);
         let w = self.weight.clone().unsqueeze_dim::<3>(0).expand([b, cout, cin]);
         w.matmul(x) + self.bias.clone().reshape([1, cout, 1]).expand([b, cout, t])
     }
@@ -123,6 +148,8 @@ impl<B: Backend> Linear<B> {
 
     /// y = x·Wᵀ + b for x `[n, in]`.
     pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        let [cin, cout] = self.weight_t.dims();
+        count_macs(x.dims()[0] * cin * cout);
         x.matmul(self.weight_t.clone()) + self.bias.clone().unsqueeze_dim(0)
     }
 }

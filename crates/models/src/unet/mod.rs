@@ -14,4 +14,4 @@ pub mod source;
 pub use config::UnetConfig;
 pub use model::AdmUnet;
 pub use prior::UnetPrior;
-pub use source::{GoldenFill, LoadError, MemorySource, ParamSource, ShapeSource};
+pub use source::{GoldenFill, LoadError, MemorySource, ParamSource, RecordingSource, ShapeSource};

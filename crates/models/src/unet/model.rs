@@ -74,6 +74,13 @@ impl<B: Backend> AdmUnet<B> {
         Self::build(config, source, device, true).map(|_| ())
     }
 
+    /// The state-dict manifest (key, shape) of `config`, in state-dict order.
+    pub fn manifest(config: &UnetConfig) -> Vec<(String, Vec<usize>)> {
+        let mut rec = super::source::RecordingSource::default();
+        Self::build(config, &mut rec, &Default::default(), true).expect("the recorder accepts every key");
+        rec.taken
+    }
+
     fn build(config: &UnetConfig, source: &mut dyn ParamSource, device: &B::Device, dry_run: bool) -> Result<Self, LoadError> {
         let mut l = Loader::<B> { source, device: device.clone(), config: config.name.clone(), dry_run };
         let c = config.model_channels;

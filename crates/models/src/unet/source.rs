@@ -74,11 +74,13 @@ pub trait ParamSource {
     /// A description for error messages (file path, "golden fill").
     fn name(&self) -> String;
 
-    /// The stored shape of `key`, if present.
-    fn shape_of(&self, key: &str) -> Option<Vec<usize>>;
+    /// The stored shape of `key`, if present. `expected` is the model's shape, which only a
+    /// source that adapts to the model ([`RecordingSource`]) uses.
+    fn shape_of(&self, key: &str, expected: &[usize]) -> Option<Vec<usize>>;
 
-    /// Removes `key` and returns its values (row-major, converted to f32).
-    fn take_values(&mut self, key: &str) -> Result<Vec<f32>, LoadError>;
+    /// Removes `key` (whose stored shape is `shape`) and returns its values (row-major,
+    /// converted to f32).
+    fn take_values(&mut self, key: &str, shape: &[usize]) -> Result<Vec<f32>, LoadError>;
 
     /// Keys not taken yet.
     fn remaining(&self) -> Vec<String>;
@@ -86,7 +88,7 @@ pub trait ParamSource {
 
 /// Takes `key` with shape `expected` from `source` (see [`LoadError`]).
 pub fn take(source: &mut dyn ParamSource, key: &str, expected: &[usize], config: &str) -> Result<Vec<f32>, LoadError> {
-    match source.shape_of(key) {
+    match source.shape_of(key, expected) {
         None => Err(LoadError::Missing { source_name: source.name(), key: key.into(), expected: expected.to_vec(), config: config.into() }),
         Some(found) if found != expected => Err(LoadError::Shape {
             source_name: source.name(),
@@ -95,7 +97,7 @@ pub fn take(source: &mut dyn ParamSource, key: &str, expected: &[usize], config:
             expected: expected.to_vec(),
             config: config.into(),
         }),
-        Some(_) => source.take_values(key),
+        Some(found) => source.take_values(key, &found),
     }
 }
 
@@ -180,11 +182,11 @@ impl ParamSource for MemorySource {
         self.name.clone()
     }
 
-    fn shape_of(&self, key: &str) -> Option<Vec<usize>> {
+    fn shape_of(&self, key: &str, _expected: &[usize]) -> Option<Vec<usize>> {
         self.tensors.get(key).map(|(s, _)| s.clone())
     }
 
-    fn take_values(&mut self, key: &str) -> Result<Vec<f32>, LoadError> {
+    fn take_values(&mut self, key: &str, _shape: &[usize]) -> Result<Vec<f32>, LoadError> {
         self.tensors.remove(key).map(|(_, v)| v).ok_or_else(|| LoadError::Data {
             source_name: self.name.clone(),
             key: key.into(),
@@ -194,6 +196,33 @@ impl ParamSource for MemorySource {
 
     fn remaining(&self) -> Vec<String> {
         self.tensors.keys().cloned().collect()
+    }
+}
+
+/// Accepts every key with the shape the model asks for and records it: running a network's
+/// loader against it yields the network's state-dict manifest, in state-dict order.
+#[derive(Debug, Clone, Default)]
+pub struct RecordingSource {
+    /// (key, shape) in the order the model took them.
+    pub taken: Vec<(String, Vec<usize>)>,
+}
+
+impl ParamSource for RecordingSource {
+    fn name(&self) -> String {
+        "manifest recorder".into()
+    }
+
+    fn shape_of(&self, _key: &str, expected: &[usize]) -> Option<Vec<usize>> {
+        Some(expected.to_vec())
+    }
+
+    fn take_values(&mut self, key: &str, shape: &[usize]) -> Result<Vec<f32>, LoadError> {
+        self.taken.push((key.into(), shape.to_vec()));
+        Ok(vec![])
+    }
+
+    fn remaining(&self) -> Vec<String> {
+        vec![]
     }
 }
 
@@ -216,11 +245,11 @@ impl ParamSource for ShapeSource {
         self.name.clone()
     }
 
-    fn shape_of(&self, key: &str) -> Option<Vec<usize>> {
+    fn shape_of(&self, key: &str, _expected: &[usize]) -> Option<Vec<usize>> {
         self.shapes.get(key).cloned()
     }
 
-    fn take_values(&mut self, key: &str) -> Result<Vec<f32>, LoadError> {
+    fn take_values(&mut self, key: &str, _shape: &[usize]) -> Result<Vec<f32>, LoadError> {
         self.shapes.remove(key).map(|_| vec![]).ok_or_else(|| LoadError::Data { source_name: self.name.clone(), key: key.into(), why: "taken twice".into() })
     }
 
@@ -282,11 +311,11 @@ impl ParamSource for GoldenFill {
         "golden fill".into()
     }
 
-    fn shape_of(&self, key: &str) -> Option<Vec<usize>> {
+    fn shape_of(&self, key: &str, _expected: &[usize]) -> Option<Vec<usize>> {
         self.shapes.get(key).cloned()
     }
 
-    fn take_values(&mut self, key: &str) -> Result<Vec<f32>, LoadError> {
+    fn take_values(&mut self, key: &str, _shape: &[usize]) -> Result<Vec<f32>, LoadError> {
         let shape = self.shapes.remove(key).ok_or_else(|| LoadError::Data { source_name: self.name(), key: key.into(), why: "taken twice".into() })?;
         Ok(Self::values(key, &shape))
     }

@@ -1,0 +1,84 @@
+//! `dipbench bench`: speed checks printed beside a baseline measured in the same run.
+//!
+//! `bench unet`: the ADM UNet forward at batch n and a DPS step (forward + gradient w.r.t. the
+//! input) with golden-fill weights (no download). Baseline: this machine's float32 matrix
+//! multiply, measured in the same run on the same backend, turned into the time a perfect
+//! implementation would need for the forward's multiply–accumulates (counted while it runs).
+//! The ratio forward / GEMM-equivalent says how far the port is from the hardware, whatever the
+//! machine. The reference PyTorch figures (measured once on a 2-thread CPU: 19.6 s forward,
+//! 40.8 s per DPS step for FFHQ at batch 1) are printed for orientation only.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use dipbench_models::unet::UnetConfig;
+use dipbench_models::unet::layers::{macs, reset_macs};
+use dipbench_operators::SampleRng;
+
+use crate::model_cmd::load_net;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// float32 GEMM rate of the backend, GFLOP/s (2·n³ flops per n×n product, median of `reps`).
+pub fn gemm_gflops<B: Backend>(device: &B::Device, n: usize, reps: usize) -> f64 {
+    let a = SampleRng::new(1, n).normal::<B>(n, device);
+    let b = SampleRng::new(2, n).normal::<B>(n, device);
+    let _ = a.clone().matmul(b.clone()).into_data();
+    let times: Vec<f64> = (0..reps)
+        .map(|_| {
+            let s = Instant::now();
+            let _ = a.clone().matmul(b.clone()).into_data();
+            s.elapsed().as_secs_f64()
+        })
+        .collect();
+    2.0 * (n as f64).powi(3) / median(times) / 1e9
+}
+
+/// Runs the UNet benchmark; returns the report.
+pub fn bench_unet<B: AutodiffBackend>(config: &str, batch: usize, repeats: usize, device: &B::Device) -> Result<String> {
+    let config = UnetConfig::by_name(config)?;
+    let t0 = Instant::now();
+    let net = load_net::<B>(&config, None, device)?;
+    let load_s = t0.elapsed().as_secs_f64();
+    let d = config.in_channels * config.image_size * config.image_size;
+    let x = SampleRng::new(3, batch).normal::<B>(d, device).reshape([batch, config.in_channels, config.image_size, config.image_size]);
+
+    let gemm = gemm_gflops::<B>(device, 1024, 5);
+    let mut forward = vec![];
+    let mut step = vec![];
+    let mut forward_macs = 0;
+    for _ in 0..repeats.max(1) {
+        reset_macs();
+        let s = Instant::now();
+        let _ = net.forward(x.clone(), &[500.0]).into_data();
+        forward.push(s.elapsed().as_secs_f64());
+        forward_macs = macs();
+        let s = Instant::now();
+        let xg = x.clone().detach().require_grad();
+        let out = net.forward(xg.clone(), &[500.0]);
+        let grads = out.powf_scalar(2.0).sum().backward();
+        let _ = xg.grad(&grads).expect("input gradient").into_data();
+        step.push(s.elapsed().as_secs_f64());
+    }
+    let (fwd, dps) = (median(forward), median(step));
+    let equiv = 2.0 * forward_macs as f64 / (gemm * 1e9);
+    let mut r = String::new();
+    r.push_str(&format!("UNet `{}` at batch {batch}, golden-fill weights (built in {load_s:.1} s), median of {} runs\n", config.name, repeats.max(1)));
+    r.push_str(&format!("  forward                     {fwd:9.3} s   ({:.1} GMAC)\n", forward_macs as f64 / 1e9));
+    r.push_str(&format!("  DPS step (fwd + ∂/∂x)       {dps:9.3} s   (×{:.2} the forward)\n", dps / fwd));
+    r.push_str(&format!("  baseline: GEMM {gemm:.1} GFLOP/s → forward's MACs in {equiv:.3} s\n"));
+    r.push_str(&format!("  ratio forward / GEMM-equivalent: {:.2}\n", fwd / equiv));
+    if config.name == "ffhq256" && batch == 1 {
+        r.push_str(&format!(
+            "  reference PyTorch (another 2-thread CPU): 19.6 s forward, 40.8 s DPS step → ratios {:.2} / {:.2} (machine-dependent)\n",
+            fwd / 19.6,
+            dps / 40.8
+        ));
+    }
+    Ok(r)
+}

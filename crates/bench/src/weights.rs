@@ -1,0 +1,201 @@
+//! The checkpoints dipbench knows: where the papers publish them, what they contain, where
+//! dipbench looks for them, and their verification (keys and shapes against the configuration,
+//! then a sha256 recorded beside the file on the first verified load and checked afterwards).
+//!
+//! The reference repositories publish neither sizes nor hashes (spec/protocols.md §2.1, §8), so
+//! a checkpoint is verified by its content (every key and shape of the configuration, nothing
+//! else) and its sha256 is pinned locally from then on.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use dipbench_models::unet::{AdmUnet, ShapeSource, UnetConfig};
+use sha2::{Digest, Sha256};
+
+/// A known checkpoint.
+#[derive(Debug, Clone)]
+pub struct KnownWeights {
+    /// dipbench's name for it.
+    pub name: &'static str,
+    /// The file name dipbench looks for.
+    pub file: &'static str,
+    /// Other names the same file is published under.
+    pub aliases: &'static [&'static str],
+    /// The network configuration.
+    pub config: &'static str,
+    /// What it is.
+    pub description: &'static str,
+    /// Where the papers publish it.
+    pub sources: &'static [&'static str],
+    /// Number of parameters (float32 in the published files).
+    pub params: u64,
+}
+
+/// The registry.
+pub const KNOWN: &[KnownWeights] = &[
+    KnownWeights {
+        name: "ffhq256",
+        file: "ffhq_10m.pt",
+        aliases: &["ffhq256.pt"],
+        config: "ffhq256",
+        description: "FFHQ 256 ADM (DPS/MCG/DAPS prior; trained without the first 1k images)",
+        sources: &[
+            "DPS: Google Drive folder 1jElnRoFv7b31fG0v6pTSQkelbSX3xGZh (ffhq_10m.pt)",
+            "DAPS download.sh: gdown 1BGwhRWUoguF-D8wlZ65tf227gp3cDUDh (saved as ffhq256.pt)",
+            "MCG install.sh: https://www.dropbox.com/s/4r8r6o2n1pumzmg/ffhq_10m.pt",
+        ],
+        params: 93_563_910,
+    },
+    KnownWeights {
+        name: "imagenet256",
+        file: "256x256_diffusion_uncond.pt",
+        aliases: &["imagenet256.pt", "imagenet256ddpm.pt"],
+        config: "imagenet256",
+        description: "ImageNet 256 unconditional ADM (Dhariwal & Nichol 2021)",
+        sources: &[
+            "OpenAI: https://openaipublic.blob.core.windows.net/diffusion/jul-2021/256x256_diffusion_uncond.pt",
+            "DPS: Google Drive folder 1jElnRoFv7b31fG0v6pTSQkelbSX3xGZh (imagenet256.pt)",
+            "DAPS download.sh: gdown 1HAy7P19PckQLczVNXmVF-e_CRxq098uW (saved as imagenet256ddpm.pt)",
+            "MCG install.sh: https://www.dropbox.com/s/rtit2qsb353262t/imagenet256.pt",
+        ],
+        params: 552_814_086,
+    },
+];
+
+/// Looks a checkpoint up by name.
+pub fn known(name: &str) -> Result<&'static KnownWeights> {
+    KNOWN.iter().find(|w| w.name == name).with_context(|| {
+        format!("unknown checkpoint `{name}` (known: {})", KNOWN.iter().map(|w| w.name).collect::<Vec<_>>().join(", "))
+    })
+}
+
+/// The folder checkpoints are looked up in: `--dir`, else `$DIPBENCH_CHECKPOINTS`, else
+/// `checkpoints/`.
+pub fn checkpoint_dir(dir: Option<&Path>) -> PathBuf {
+    dir.map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("DIPBENCH_CHECKPOINTS").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("checkpoints"))
+}
+
+/// Where `w` is in `dir` (its file name or an alias), or an error saying where to get it and
+/// where to put it.
+pub fn locate(w: &KnownWeights, dir: &Path) -> Result<PathBuf> {
+    for f in std::iter::once(&w.file).chain(w.aliases) {
+        let p = dir.join(f);
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    bail!(
+        "checkpoint `{}` not found: put {} (or {}) in {} (or point --dir / DIPBENCH_CHECKPOINTS at its folder).\n\
+         Download it from any of:\n  {}",
+        w.name,
+        w.file,
+        w.aliases.join(", "),
+        dir.display(),
+        w.sources.join("\n  ")
+    )
+}
+
+/// sha256 of a file, hex.
+pub fn sha256(path: &Path) -> Result<String> {
+    let mut f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The sidecar file holding the pinned sha256 (`sha256sum` format).
+pub fn sidecar(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".sha256");
+    PathBuf::from(s)
+}
+
+/// Outcome of a verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verified {
+    /// Keys and shapes match and the hash equals the pinned one.
+    Pinned(String),
+    /// Keys and shapes match; the hash was not pinned before and now is.
+    NewlyPinned(String),
+}
+
+/// Verifies `path` as a checkpoint of `config`: every key and shape (read from the file's
+/// header, without loading values), then the sha256 against the sidecar, which is written on
+/// the first successful verification.
+pub fn verify(path: &Path, config: &UnetConfig) -> Result<Verified> {
+    let manifest = pytorch_manifest(path)?;
+    AdmUnet::<burn::backend::Flex>::check_keys(config, &mut ShapeSource::new(path.display().to_string(), manifest), &Default::default())?;
+    let hash = sha256(path)?;
+    let side = sidecar(path);
+    if side.is_file() {
+        let pinned = std::fs::read_to_string(&side).with_context(|| format!("cannot read {}", side.display()))?;
+        let pinned = pinned.split_whitespace().next().unwrap_or_default().to_string();
+        if pinned != hash {
+            bail!("{} changed since it was verified: sha256 {hash}, pinned {pinned} in {}", path.display(), side.display());
+        }
+        return Ok(Verified::Pinned(hash));
+    }
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    std::fs::write(&side, format!("{hash}  {name}\n")).with_context(|| format!("cannot write {}", side.display()))?;
+    Ok(Verified::NewlyPinned(hash))
+}
+
+/// Keys and shapes of a checkpoint (PyTorch `.pt` or safetensors), read without the values.
+pub fn pytorch_manifest(path: &Path) -> Result<Vec<(String, Vec<usize>)>> {
+    if path.extension().is_some_and(|e| e == "safetensors") {
+        let src = dipbench_models::unet::MemorySource::from_safetensors(path)?;
+        return Ok(src.manifest());
+    }
+    if !path.is_file() {
+        bail!("cannot read {}: no such file", path.display());
+    }
+    let reader = burn_store::pytorch::PytorchReader::new(path)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: not a readable PyTorch checkpoint: {e:?}", path.display()))?;
+    let mut m: Vec<(String, Vec<usize>)> = reader.tensors().iter().map(|(k, s)| (k.clone(), s.shape.to_vec())).collect();
+    m.sort();
+    Ok(m)
+}
+
+/// Reads the parameters of a checkpoint (`.pt` or `.safetensors` by extension).
+pub fn open_checkpoint(path: &Path) -> Result<dipbench_models::unet::MemorySource> {
+    Ok(if path.extension().is_some_and(|e| e == "safetensors") {
+        dipbench_models::unet::MemorySource::from_safetensors(path)?
+    } else {
+        dipbench_models::unet::MemorySource::from_pytorch(path, None)?
+    })
+}
+
+/// The `dipbench weights` listing.
+pub fn listing(dir: &Path) -> String {
+    let mut s = format!("Checkpoints (looked up in {}):\n", dir.display());
+    for w in KNOWN {
+        let status = match locate(w, dir) {
+            Ok(p) if sidecar(&p).is_file() => format!("present, sha256 pinned ({})", p.display()),
+            Ok(p) => format!("present, not verified yet ({})", p.display()),
+            Err(_) => "missing".into(),
+        };
+        s.push_str(&format!(
+            "\n{}  [{}]\n  {}\n  file: {} (also: {}); config {}; {} parameters, ≈{:.1} MB as float32\n  status: {status}\n  sources:\n    {}\n",
+            w.name,
+            w.config,
+            w.description,
+            w.file,
+            w.aliases.join(", "),
+            w.config,
+            w.params,
+            w.params as f64 * 4.0 / 1e6,
+            w.sources.join("\n    ")
+        ));
+    }
+    s
+}

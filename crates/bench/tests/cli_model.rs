@@ -1,0 +1,96 @@
+//! `dipbench weights`, `dipbench model eval` and checkpoint verification, against the golden
+//! fixtures (the tiny UNet stands in for the big checkpoints, which are not downloaded here).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use dipbench_tests::{golden_dir, load_tensors, rel_err, tensor};
+
+fn dipbench(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dipbench")).args(args).env("RUST_LOG", "warn").output().expect("dipbench runs")
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("dipbench-model-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn write_x(path: &Path, shape: Vec<usize>, values: &[f64]) {
+    let bytes: Vec<u8> = values.iter().flat_map(|v| (*v as f32).to_le_bytes()).collect();
+    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, &bytes).unwrap();
+    safetensors::serialize_to_file(vec![("x".to_string(), view)], None, path).unwrap();
+}
+
+fn read_tensor(path: &Path, key: &str) -> Vec<f64> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.tensor(key).unwrap().data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect()
+}
+
+#[test]
+fn model_eval_reproduces_the_reference_outputs() {
+    let dir = temp_dir("eval");
+    let ckpt = golden_dir().join("unet_tiny.pt");
+    let io = load_tensors("unet_tiny_io");
+    let d = 3 * 32 * 32;
+    // Raw output at t = 10 for the first reference input.
+    let input = dir.join("x.safetensors");
+    write_x(&input, vec![1, 3, 32, 32], &tensor(&io, "x").data[..d]);
+    let out = dir.join("out.safetensors");
+    let o = dipbench(&["model", "eval", "--config", "tiny32", "--checkpoint", ckpt.to_str().unwrap(), "--input", input.to_str().unwrap(), "--output", out.to_str().unwrap(), "--t", "10"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = rel_err(&read_tensor(&out, "out"), &tensor(&io, "out_int").data[..6 * 32 * 32]);
+    assert!(err <= 1e-4, "raw output relative error {err}");
+    // The denoiser at σ = 1 (samplers fixture, row 1).
+    let s = load_tensors("samplers");
+    write_x(&input, vec![1, 3, 32, 32], &tensor(&s, "daps_D_x").data[d..2 * d]);
+    let o = dipbench(&["model", "eval", "--config", "tiny32", "--checkpoint", ckpt.to_str().unwrap(), "--input", input.to_str().unwrap(), "--output", out.to_str().unwrap(), "--sigma", "1.0"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = rel_err(&read_tensor(&out, "denoised"), &tensor(&s, "daps_D_out").data[d..2 * d]);
+    assert!(err <= 1e-5, "denoiser relative error {err}");
+    // A wrong input shape is refused, naming the expected one.
+    write_x(&input, vec![1, 3, 16, 16], &vec![0.0; 3 * 16 * 16]);
+    let o = dipbench(&["model", "eval", "--config", "tiny32", "--checkpoint", ckpt.to_str().unwrap(), "--input", input.to_str().unwrap(), "--output", out.to_str().unwrap(), "--t", "10"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("[1, 3, 16, 16]") && err.contains("[n, 3, 32, 32]"), "{err}");
+    // The wrong config for a checkpoint names the first key that disagrees.
+    let o = dipbench(&["model", "eval", "--config", "ffhq256", "--checkpoint", ckpt.to_str().unwrap(), "--input", input.to_str().unwrap(), "--output", out.to_str().unwrap(), "--t", "10"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+}
+
+#[test]
+fn weights_lists_known_checkpoints_and_says_where_to_get_a_missing_one() {
+    let dir = temp_dir("weights");
+    let o = dipbench(&["weights", "--dir", dir.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success());
+    for needle in ["ffhq256", "ffhq_10m.pt", "93563910", "imagenet256", "256x256_diffusion_uncond.pt", "openaipublic", "missing"] {
+        assert!(text.contains(needle), "listing lacks {needle}:\n{text}");
+    }
+    let o = dipbench(&["weights", "verify", "ffhq256", "--dir", dir.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("not found") && err.contains("ffhq_10m.pt") && err.contains(dir.to_str().unwrap()) && err.contains("dropbox"), "{err}");
+}
+
+#[test]
+fn verification_pins_the_sha256_on_first_success_and_checks_it_after() {
+    let dir = temp_dir("pin");
+    let file = dir.join("tiny.pt");
+    std::fs::copy(golden_dir().join("unet_tiny.pt"), &file).unwrap();
+    let config = dipbench_models::unet::UnetConfig::tiny32();
+    let first = dipbench::weights::verify(&file, &config).unwrap();
+    assert!(matches!(first, dipbench::weights::Verified::NewlyPinned(_)), "{first:?}");
+    let again = dipbench::weights::verify(&file, &config).unwrap();
+    assert!(matches!(again, dipbench::weights::Verified::Pinned(_)), "{again:?}");
+    // A changed file no longer matches its pin.
+    std::fs::write(dipbench::weights::sidecar(&file), "0000  tiny.pt\n").unwrap();
+    let err = dipbench::weights::verify(&file, &config).unwrap_err().to_string();
+    assert!(err.contains("changed since it was verified"), "{err}");
+    // The wrong config is refused before any hashing.
+    let err = dipbench::weights::verify(&file, &dipbench_models::unet::UnetConfig::ffhq256()).unwrap_err().to_string();
+    assert!(err.contains("time_embed.0.weight"), "{err}");
+}

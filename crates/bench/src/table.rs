@@ -15,11 +15,14 @@ use serde::Serialize;
 use crate::experiment::LoadedExperiment;
 use crate::gmm::GmmRow;
 
-/// Mean, sample standard deviation and the 95 % half-width 1.96·std/√n of n values.
+/// Mean, sample standard deviation and the 95 % half-width 1.96·std/√n of the finite values
+/// among n; non-finite values (a sampler that diverged on a replicate) are counted, not averaged.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Stat {
-    /// Number of values.
+    /// Number of finite values.
     pub n: usize,
+    /// Number of non-finite values left out.
+    pub failed: usize,
     /// Mean.
     pub mean: f64,
     /// Standard deviation with n − 1 (0 for n = 1).
@@ -29,12 +32,15 @@ pub struct Stat {
 }
 
 impl Stat {
-    /// Statistics of `values` (summed in order, so the result is deterministic).
+    /// Statistics of `values` (summed in order, so the result is deterministic). With no finite
+    /// value the mean is NaN.
     pub fn of(values: &[f64]) -> Self {
-        let n = values.len();
-        let mean = values.iter().sum::<f64>() / n as f64;
-        let std = if n > 1 { (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt() } else { 0.0 };
-        Self { n, mean, std, ci95: 1.96 * std / (n as f64).sqrt() }
+        let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+        let n = finite.len();
+        let failed = values.len() - n;
+        let mean = finite.iter().sum::<f64>() / n as f64;
+        let std = if n > 1 { (finite.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt() } else { 0.0 };
+        Self { n, failed, mean, std, ci95: 1.96 * std / (n as f64).sqrt() }
     }
 }
 
@@ -57,6 +63,8 @@ pub struct Aggregate {
     pub nfe: usize,
     /// Replicates.
     pub replicates: usize,
+    /// Replicates whose samples were not finite (left out of the means).
+    pub failed: usize,
     /// Mean sliced W1.
     pub sw1_mean: f64,
     /// Its 95 % half-width.
@@ -92,6 +100,7 @@ pub fn aggregate(rows: &[GmmRow], method_order: &[String]) -> Vec<Aggregate> {
                 sampler: first.sampler.clone(),
                 nfe: first.nfe,
                 replicates: g.len(),
+                failed: sw1.failed,
                 sw1_mean: sw1.mean,
                 sw1_ci95: sw1.ci95,
                 max_sw2_mean: msw2.mean,
@@ -164,8 +173,8 @@ pub fn markdown(exp: &LoadedExperiment, agg: &[Aggregate], order: &[String]) -> 
     let exact_labels: Vec<&str> = e.methods.iter().filter(|m| m.sampler == "exact").map(|m| m.label.as_str()).collect();
     for &(steps, eta) in &budgets {
         for (title, pick) in [
-            ("sliced W1 (paper metric)", (|a: &Aggregate| (a.sw1_mean, a.sw1_ci95)) as fn(&Aggregate) -> (f64, f64)),
-            ("max-sliced W2 (variant)", |a: &Aggregate| (a.max_sw2_mean, a.max_sw2_ci95)),
+            ("sliced W1 (paper metric)", (|a: &Aggregate| (a.sw1_mean, a.sw1_ci95, a.failed)) as fn(&Aggregate) -> (f64, f64, usize)),
+            ("max-sliced W2 (variant)", |a: &Aggregate| (a.max_sw2_mean, a.max_sw2_ci95, a.failed)),
         ] {
             let _ = writeln!(s, "## {steps} steps (η = {eta}) — {title}\n");
             let _ = writeln!(s, "| d | d_y | {} |", order.join(" | "));
@@ -185,9 +194,15 @@ pub fn markdown(exp: &LoadedExperiment, agg: &[Aggregate], order: &[String]) -> 
                     .iter()
                     .map(|m| match list.iter().find(|a| &a.method == m) {
                         Some(a) => {
-                            let (mean, ci) = pick(a);
-                            let text = format!("{} ± {}", sig(mean), sig(ci));
-                            if mean == best { format!("**{text}**") } else { text }
+                            let (mean, ci, failed) = pick(a);
+                            let mut text = format!("{} ± {}", sig(mean), sig(ci));
+                            if mean == best {
+                                text = format!("**{text}**");
+                            }
+                            if failed > 0 {
+                                text = format!("{text} ({failed} diverged)");
+                            }
+                            text
                         }
                         None => "–".into(),
                     })
@@ -227,7 +242,8 @@ mod tests {
 
     #[test]
     fn stat_matches_hand_computation() {
-        let s = Stat::of(&[1.0, 2.0, 3.0, 4.0]);
+        let s = Stat::of(&[1.0, 2.0, f64::NAN, 3.0, 4.0]);
+        assert_eq!((s.n, s.failed), (4, 1));
         assert_eq!(s.mean, 2.5);
         assert!((s.std - (5.0f64 / 3.0).sqrt()).abs() < 1e-15);
         assert!((s.ci95 - 1.96 * (5.0f64 / 3.0).sqrt() / 2.0).abs() < 1e-15);

@@ -7,6 +7,8 @@
 //!   ([`LinearOperator`]: adjoint, pseudo-inverse, projection) and the singular-value view
 //!   ([`SvdView`]) the spectral baselines need.
 //! - [`dense`]: a dense matrix operator with exact SVD (the Gaussian-mixture benchmark).
+//! - [`image`]: the image tasks of the DPS and DAPS tables (SR ×4, box/random inpainting,
+//!   Gaussian and kernel deblur, phase retrieval, HDR), built by name ([`image::Task`]).
 //! - [`noise`]: per-sample seeded RNG streams ([`SampleRng`], [`derive_seed`]) and the Gaussian
 //!   noise model.
 //!
@@ -14,10 +16,11 @@
 
 pub mod dense;
 pub mod error;
+pub mod image;
 pub mod noise;
 pub mod operator;
 
 pub use dense::DenseOperator;
 pub use error::OperatorError;
-pub use noise::{GaussianNoise, SampleRng, derive_seed};
+pub use noise::{GaussianNoise, PoissonNoise, SampleRng, derive_seed};
 pub use operator::{LinearOperator, Operator, SvdView};

@@ -77,9 +77,11 @@ pub trait LinearOperator<B: Backend>: Operator<B> {
 
 /// A singular-value decomposition view A = U·diag(s)·Vᵀ with r = rank retained values (DDRM,
 /// Kawar et al. 2022, §3). Only the r columns of U and V for nonzero s are exposed; the null
-/// space of A is the orthogonal complement of V's columns.
+/// space of A is the orthogonal complement of V's columns. Operators whose SVD has tiny singular
+/// values may drop them (DDRM's `ZERO`); they are then treated as null space.
 pub trait SvdView<B: Backend> {
-    /// s_1 ≥ … ≥ s_r > 0.
+    /// The r positive singular values, one per coordinate of [`SvdView::vt`] (in that
+    /// coordinate order, which need not be sorted).
     fn singular_values(&self) -> &[f64];
 
     /// Vᵀx: `[n, d]` → `[n, r]`.

@@ -1,0 +1,110 @@
+//! The benchmark tasks by name, built exactly as each reference codebase builds them
+//! (spec/protocols.md §1). Randomness (masks, kernels) comes from the job's stream.
+
+use burn::prelude::*;
+
+use super::blur::{ConvOperator, gaussian_blur};
+use super::inpaint::{InpaintOperator, Mask};
+use super::phase::{Hdr, PhaseRetrieval, PhaseVariant};
+use super::resizer::resize_matrix;
+use super::separable::{ImageShape, SeparableOperator};
+use crate::error::OperatorError;
+use crate::noise::SampleRng;
+use crate::operator::Operator;
+
+/// A task of the tables, with the variant where DPS and DAPS differ.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Task {
+    /// Super-resolution ×4 with the MATLAB-style resizer (DPS = DAPS).
+    Sr4,
+    /// 128×128 box inpainting; margin 16 (DPS) or 32 (DAPS).
+    InpaintBox {
+        /// Box side.
+        size: usize,
+        /// Distance kept from the border.
+        margin: usize,
+    },
+    /// Random-pixel inpainting with a missing fraction drawn in [lo, hi).
+    InpaintRandom {
+        /// Lower bound of the missing fraction.
+        lo: f64,
+        /// Upper bound.
+        hi: f64,
+    },
+    /// Gaussian deblur (61×61, σ = 3), exact separable SVD with DDRM's `ZERO` threshold.
+    DeblurGauss {
+        /// Kernel size (61).
+        size: usize,
+        /// σ (3).
+        sigma: f64,
+        /// Singular values below this fraction of the largest are treated as zero (DDRM: 3e-2).
+        svd_threshold: f64,
+    },
+    /// Deblur with a given kernel (motion blur: kernels are files, see README).
+    DeblurKernel {
+        /// Kernel size.
+        size: usize,
+        /// Row-major kernel values.
+        kernel: Vec<f32>,
+    },
+    /// Phase retrieval with oversampling 2.
+    PhaseRetrieval {
+        /// Oversampling (2.0).
+        oversample: f64,
+        /// DPS or DAPS variant.
+        variant: PhaseVariant,
+    },
+    /// HDR: clip(2x, −1, 1).
+    Hdr,
+}
+
+impl Task {
+    /// A task by name and codebase variant (`dps` or `daps`): `sr4`, `inpaint_box`,
+    /// `inpaint_random` (DPS code 30–70 %, DAPS ≈70 %; `inpaint_random_92` is the DPS paper's
+    /// 92 %), `deblur_gauss`, `phase_retrieval`, `hdr`. Motion deblur needs a kernel
+    /// ([`Task::DeblurKernel`]).
+    pub fn by_name(name: &str, variant: &str) -> Result<Self, OperatorError> {
+        let daps = match variant {
+            "dps" => false,
+            "daps" => true,
+            other => return Err(OperatorError::Invalid { what: "task variant".into(), why: format!("`{other}` (known: dps, daps)") }),
+        };
+        Ok(match name {
+            "sr4" => Self::Sr4,
+            "inpaint_box" => Self::InpaintBox { size: 128, margin: if daps { 32 } else { 16 } },
+            "inpaint_random" => {
+                if daps {
+                    Self::InpaintRandom { lo: 0.70, hi: 0.71 }
+                } else {
+                    Self::InpaintRandom { lo: 0.3, hi: 0.7 }
+                }
+            }
+            "inpaint_random_92" => Self::InpaintRandom { lo: 0.92, hi: 0.92 },
+            "deblur_gauss" => Self::DeblurGauss { size: 61, sigma: 3.0, svd_threshold: 3e-2 },
+            "phase_retrieval" => Self::PhaseRetrieval { oversample: 2.0, variant: if daps { PhaseVariant::Daps } else { PhaseVariant::Dps } },
+            "hdr" => Self::Hdr,
+            other => {
+                return Err(OperatorError::Invalid {
+                    what: "task".into(),
+                    why: format!("unknown task `{other}` (known: sr4, inpaint_box, inpaint_random, inpaint_random_92, deblur_gauss, deblur_motion (with a kernel file), phase_retrieval, hdr)"),
+                });
+            }
+        })
+    }
+}
+
+/// Builds `task` for images of `shape`; masks draw from `rng` (one row).
+pub fn build<B: Backend>(task: &Task, shape: ImageShape, rng: &mut SampleRng, device: &B::Device) -> Result<Box<dyn Operator<B>>, OperatorError> {
+    Ok(match task {
+        Task::Sr4 => {
+            let (l, r) = (resize_matrix(shape.h, 0.25), resize_matrix(shape.w, 0.25));
+            Box::new(SeparableOperator::new("sr4", shape.c, &l, &r, 0.0, device))
+        }
+        Task::InpaintBox { size, margin } => Box::new(InpaintOperator::new("inpaint_box", shape.c, Mask::random_box(shape.h, shape.w, *size, *margin, rng)?, device)),
+        Task::InpaintRandom { lo, hi } => Box::new(InpaintOperator::new("inpaint_random", shape.c, Mask::random_pixels(shape.h, shape.w, *lo, *hi, rng)?, device)),
+        Task::DeblurGauss { size, sigma, svd_threshold } => Box::new(gaussian_blur::<B>(shape, *size, *sigma, *svd_threshold, device)),
+        Task::DeblurKernel { size, kernel } => Box::new(ConvOperator::new("deblur_kernel", shape, kernel, *size, device)?),
+        Task::PhaseRetrieval { oversample, variant } => Box::new(PhaseRetrieval::new(shape, *oversample, *variant, device)),
+        Task::Hdr => Box::new(Hdr::new(shape, 2.0)),
+    })
+}

@@ -4,7 +4,8 @@
 //! experiment files ([`experiment`]), running their jobs resumably ([`runner`]) on a benchmark
 //! ([`gmm`]: the exact-posterior Gaussian-mixture benchmark), and turning per-replicate rows
 //! into tables ([`table`]); checkpoints ([`weights`]), running a network on a tensor file
-//! ([`model_cmd`]) and speed benchmarks ([`bench_cmd`]).
+//! ([`model_cmd`]), measuring an image with a benchmark operator ([`measure_cmd`]), image
+//! metrics between folders ([`score_cmd`]) and speed benchmarks ([`bench_cmd`]).
 //!
 //! What it is not for: numerics. Priors, operators, samplers and metrics live in their own crates
 //! and know nothing about files or jobs.
@@ -13,7 +14,9 @@ pub mod backend;
 pub mod bench_cmd;
 pub mod experiment;
 pub mod gmm;
+pub mod measure_cmd;
 pub mod model_cmd;
 pub mod runner;
+pub mod score_cmd;
 pub mod table;
 pub mod weights;

@@ -61,6 +61,71 @@ pub const KNOWN: &[KnownWeights] = &[
         ],
         params: 552_814_086,
     },
+    KnownWeights {
+        name: "bkse",
+        file: "GOPRO_wVAE.pth",
+        aliases: &[],
+        config: "bkse",
+        description: "bkse KernelWizard (GOPRO, with VAE): the nonlinear-deblur forward model of DPS and DAPS",
+        sources: &[
+            "BKSE README model zoo / DAPS download.sh: Google Drive id 1vRoDpIsrTRYZKsOMPNbPcMtFDpCT6Foy (GOPRO_wVAE.pth)",
+        ],
+        params: 115_265_475,
+    },
+    KnownWeights {
+        name: "alexnet",
+        file: "alexnet-owt-7be5be79.pth",
+        aliases: &[],
+        config: "alexnet",
+        description: "torchvision AlexNet (ImageNet): the lpips-alex backbone (features.* only)",
+        sources: &["torchvision: https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"],
+        params: 61_100_840,
+    },
+    KnownWeights {
+        name: "vgg16",
+        file: "vgg16-397923af.pth",
+        aliases: &[],
+        config: "vgg16",
+        description: "torchvision VGG16 (ImageNet): the lpips-vgg and piq LPIPS backbone (features.* only)",
+        sources: &["torchvision: https://download.pytorch.org/models/vgg16-397923af.pth"],
+        params: 138_357_544,
+    },
+    KnownWeights {
+        name: "lpips-alex-lin",
+        file: "alex.pth",
+        aliases: &[],
+        config: "lpips-heads-alex",
+        description: "lpips v0.1 linear heads for AlexNet (lin0…lin4)",
+        sources: &["lpips pip package: lpips/weights/v0.1/alex.pth (github.com/richzhang/PerceptualSimilarity)"],
+        params: 1_152,
+    },
+    KnownWeights {
+        name: "lpips-vgg-lin",
+        file: "vgg.pth",
+        aliases: &[],
+        config: "lpips-heads-vgg",
+        description: "lpips v0.1 linear heads for VGG16 (lin0…lin4); also used for piq's LPIPS",
+        sources: &["lpips pip package: lpips/weights/v0.1/vgg.pth (github.com/richzhang/PerceptualSimilarity)"],
+        params: 1_472,
+    },
+    KnownWeights {
+        name: "inception-fid",
+        file: "pt_inception-2015-12-05-6726825d.pth",
+        aliases: &[],
+        config: "inception-fid",
+        description: "TF-FID Inception-v3 as ported by pytorch-fid (the FID network of most papers)",
+        sources: &["pytorch-fid: https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth"],
+        params: 23_885_392,
+    },
+    KnownWeights {
+        name: "inception-torchvision",
+        file: "inception_v3_google-0cc3c7bd.pth",
+        aliases: &[],
+        config: "inception-torchvision",
+        description: "torchvision Inception-v3 (ImageNet), the FID network of DAPS's evaluate_fid.py",
+        sources: &["torchvision: https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth"],
+        params: 27_161_264,
+    },
 ];
 
 /// Looks a checkpoint up by name.
@@ -129,12 +194,11 @@ pub enum Verified {
     NewlyPinned(String),
 }
 
-/// Verifies `path` as a checkpoint of `config`: every key and shape (read from the file's
-/// header, without loading values), then the sha256 against the sidecar, which is written on
-/// the first successful verification.
-pub fn verify(path: &Path, config: &UnetConfig) -> Result<Verified> {
-    let manifest = pytorch_manifest(path)?;
-    AdmUnet::<burn::backend::Flex>::check_keys(config, &mut ShapeSource::new(path.display().to_string(), manifest), &Default::default())?;
+/// Verifies `path` as a checkpoint of network `config` (a UNet config name, or `bkse`): every
+/// key and shape (read from the file's header, without loading values), then the sha256
+/// against the sidecar, which is written on the first successful verification.
+pub fn verify(path: &Path, config: &str) -> Result<Verified> {
+    check_content(path, config)?;
     let hash = sha256(path)?;
     let side = sidecar(path);
     if side.is_file() {
@@ -150,14 +214,45 @@ pub fn verify(path: &Path, config: &UnetConfig) -> Result<Verified> {
     Ok(Verified::NewlyPinned(hash))
 }
 
+/// Checks that `path` holds exactly the keys and shapes of network `config` (UNet configs and
+/// `bkse` from the header alone; the metric networks by loading them on the CPU).
+pub fn check_content(path: &Path, config: &str) -> Result<()> {
+    use dipbench_metrics::{Inception, InceptionVariant, Lpips, LpipsVariant};
+    type F = burn::backend::Flex;
+    let dev = Default::default();
+    let shapes = || -> Result<ShapeSource> { Ok(ShapeSource::new(path.display().to_string(), pytorch_manifest(path)?)) };
+    match config {
+        "bkse" => dipbench_operators::image::bkse::KernelWizard::<F>::check_keys(&mut shapes()?, &dev)?,
+        "alexnet" | "vgg16" => {
+            let v = if config == "alexnet" { LpipsVariant::Alex } else { LpipsVariant::Vgg };
+            dipbench_metrics::lpips::Backbone::<F>::load(v, &mut open_checkpoint(path)?.retain_prefix("features."), &dev)?;
+        }
+        "lpips-heads-alex" | "lpips-heads-vgg" => {
+            let (v, bb) = if config == "lpips-heads-alex" { (LpipsVariant::Alex, "alexnet") } else { (LpipsVariant::Vgg, "vgg16") };
+            // Heads are checked against a golden-fill backbone of the right shape.
+            let net = dipbench_metrics::lpips::backbone_manifest(bb);
+            Lpips::<F>::load(v, &mut dipbench_models::unet::GoldenFill::new(net), &mut open_checkpoint(path)?, &dev)?;
+        }
+        "inception-fid" => {
+            Inception::<F>::load(InceptionVariant::TfFid, &mut open_checkpoint(path)?, &dev)?;
+        }
+        "inception-torchvision" => {
+            Inception::<F>::load(InceptionVariant::Torchvision, &mut open_checkpoint(path)?, &dev)?;
+        }
+        unet => AdmUnet::<F>::check_keys(&UnetConfig::by_name(unet)?, &mut shapes()?, &dev)?,
+    }
+    Ok(())
+}
+
 /// Keys and shapes of a checkpoint (PyTorch `.pt` or safetensors), read without the values.
 pub fn pytorch_manifest(path: &Path) -> Result<Vec<(String, Vec<usize>)>> {
-    if path.extension().is_some_and(|e| e == "safetensors") {
-        let src = dipbench_models::unet::MemorySource::from_safetensors(path)?;
-        return Ok(src.manifest());
-    }
     if !path.is_file() {
         bail!("cannot read {}: no such file", path.display());
+    }
+    let mut magic = [0u8; 2];
+    let is_zip = std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic)).is_ok() && &magic == b"PK";
+    if !is_zip {
+        return Ok(dipbench_models::unet::MemorySource::open(path)?.manifest());
     }
     let reader = burn_store::pytorch::PytorchReader::new(path)
         .map_err(|e| anyhow::anyhow!("cannot read {}: not a readable PyTorch checkpoint: {e:?}", path.display()))?;
@@ -166,13 +261,9 @@ pub fn pytorch_manifest(path: &Path) -> Result<Vec<(String, Vec<usize>)>> {
     Ok(m)
 }
 
-/// Reads the parameters of a checkpoint (`.pt` or `.safetensors` by extension).
+/// Reads the parameters of a checkpoint (safetensors or PyTorch, detected from the content).
 pub fn open_checkpoint(path: &Path) -> Result<dipbench_models::unet::MemorySource> {
-    Ok(if path.extension().is_some_and(|e| e == "safetensors") {
-        dipbench_models::unet::MemorySource::from_safetensors(path)?
-    } else {
-        dipbench_models::unet::MemorySource::from_pytorch(path, None)?
-    })
+    Ok(dipbench_models::unet::MemorySource::open(path)?)
 }
 
 /// The `dipbench weights` listing.

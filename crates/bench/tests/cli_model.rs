@@ -81,16 +81,16 @@ fn verification_pins_the_sha256_on_first_success_and_checks_it_after() {
     let dir = temp_dir("pin");
     let file = dir.join("tiny.pt");
     std::fs::copy(golden_dir().join("unet_tiny.pt"), &file).unwrap();
-    let config = dipbench_models::unet::UnetConfig::tiny32();
-    let first = dipbench::weights::verify(&file, &config).unwrap();
+    let config = "tiny32";
+    let first = dipbench::weights::verify(&file, config).unwrap();
     assert!(matches!(first, dipbench::weights::Verified::NewlyPinned(_)), "{first:?}");
-    let again = dipbench::weights::verify(&file, &config).unwrap();
+    let again = dipbench::weights::verify(&file, config).unwrap();
     assert!(matches!(again, dipbench::weights::Verified::Pinned(_)), "{again:?}");
     // A changed file no longer matches its pin.
     std::fs::write(dipbench::weights::sidecar(&file), "0000  tiny.pt\n").unwrap();
-    let err = dipbench::weights::verify(&file, &config).unwrap_err().to_string();
+    let err = dipbench::weights::verify(&file, config).unwrap_err().to_string();
     assert!(err.contains("changed since it was verified"), "{err}");
     // The wrong config is refused before any hashing.
-    let err = dipbench::weights::verify(&file, &dipbench_models::unet::UnetConfig::ffhq256()).unwrap_err().to_string();
+    let err = dipbench::weights::verify(&file, "ffhq256").unwrap_err().to_string();
     assert!(err.contains("time_embed.0.weight"), "{err}");
 }

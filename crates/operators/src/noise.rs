@@ -59,6 +59,11 @@ impl SampleRng {
         Self { rows }
     }
 
+    /// The generator of row `i`, for draws from other distributions (rand_distr).
+    pub fn row_mut(&mut self, i: usize) -> &mut Xoshiro256PlusPlus {
+        &mut self.rows[i]
+    }
+
     /// Number of rows.
     pub fn len(&self) -> usize {
         self.rows.len()

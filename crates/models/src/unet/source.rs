@@ -171,6 +171,30 @@ impl MemorySource {
         Ok(Self { name: path.display().to_string(), tensors })
     }
 
+    /// Reads a checkpoint whatever its extension: safetensors (detected by its JSON header) or
+    /// a PyTorch `torch.save` file (zip or legacy).
+    pub fn open(path: &Path) -> Result<Self, LoadError> {
+        use std::io::Read;
+        let mut head = [0u8; 9];
+        let n = std::fs::File::open(path)
+            .and_then(|mut f| f.read(&mut head))
+            .map_err(|e| LoadError::Read { path: path.to_path_buf(), why: e.to_string() })?;
+        let header_len = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        if n == 9 && head[8] == b'{' && header_len + 8 <= size {
+            Self::from_safetensors(path)
+        } else {
+            Self::from_pytorch(path, None)
+        }
+    }
+
+    /// Keeps only the keys starting with `prefix` (e.g. `features.` of a torchvision model whose
+    /// classifier a metric does not use).
+    pub fn retain_prefix(mut self, prefix: &str) -> Self {
+        self.tensors.retain(|k, _| k.starts_with(prefix));
+        self
+    }
+
     /// Keys and shapes, sorted by key.
     pub fn manifest(&self) -> Vec<(String, Vec<usize>)> {
         self.tensors.iter().map(|(k, (s, _))| (k.clone(), s.clone())).collect()

@@ -1,8 +1,10 @@
 //! The image forward models of the DPS and DAPS tables (spec/protocols.md §1), each on rows of
 //! flattened `[c, h, w]` images in [−1, 1].
 
+pub mod bkse;
 pub mod blur;
 pub mod inpaint;
+pub mod motion;
 pub mod phase;
 pub mod resizer;
 pub mod separable;

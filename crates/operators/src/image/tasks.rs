@@ -3,7 +3,9 @@
 
 use burn::prelude::*;
 
+use super::bkse::{KernelCode, KernelWizard, NonlinearBlur};
 use super::blur::{ConvOperator, gaussian_blur};
+use super::motion::motion_kernel;
 use super::inpaint::{InpaintOperator, Mask};
 use super::phase::{Hdr, PhaseRetrieval, PhaseVariant};
 use super::resizer::resize_matrix;
@@ -40,7 +42,14 @@ pub enum Task {
         /// Singular values below this fraction of the largest are treated as zero (DDRM: 3e-2).
         svd_threshold: f64,
     },
-    /// Deblur with a given kernel (motion blur: kernels are files, see README).
+    /// Motion deblur with a kernel drawn by the `motionblur` algorithm from the job's stream.
+    DeblurMotion {
+        /// Kernel size (61).
+        size: usize,
+        /// Intensity (0.5).
+        intensity: f64,
+    },
+    /// Deblur with a given kernel (e.g. the reference's motion kernels, loaded from a file).
     DeblurKernel {
         /// Kernel size.
         size: usize,
@@ -56,13 +65,22 @@ pub enum Task {
     },
     /// HDR: clip(2x, −1, 1).
     Hdr,
+    /// Nonlinear deblur with the bkse KernelWizard loaded from `checkpoint` (`GOPRO_wVAE.pth`);
+    /// kernel code fixed per job (DAPS) or redrawn at every call (DPS, `redraw`).
+    NonlinearDeblur {
+        /// The checkpoint.
+        checkpoint: std::path::PathBuf,
+        /// Draw a fresh kernel code at every forward call (DPS's behaviour).
+        redraw: bool,
+    },
 }
 
 impl Task {
     /// A task by name and codebase variant (`dps` or `daps`): `sr4`, `inpaint_box`,
     /// `inpaint_random` (DPS code 30–70 %, DAPS ≈70 %; `inpaint_random_92` is the DPS paper's
-    /// 92 %), `deblur_gauss`, `phase_retrieval`, `hdr`. Motion deblur needs a kernel
-    /// ([`Task::DeblurKernel`]).
+    /// 92 %), `deblur_gauss`, `deblur_motion` (kernel drawn from the job's stream; to use the
+    /// reference's kernels, build [`Task::DeblurKernel`] from a file), `phase_retrieval`, `hdr`.
+    /// `nonlinear_deblur` needs a checkpoint ([`Task::NonlinearDeblur`]).
     pub fn by_name(name: &str, variant: &str) -> Result<Self, OperatorError> {
         let daps = match variant {
             "dps" => false,
@@ -81,12 +99,19 @@ impl Task {
             }
             "inpaint_random_92" => Self::InpaintRandom { lo: 0.92, hi: 0.92 },
             "deblur_gauss" => Self::DeblurGauss { size: 61, sigma: 3.0, svd_threshold: 3e-2 },
+            "deblur_motion" => Self::DeblurMotion { size: 61, intensity: 0.5 },
             "phase_retrieval" => Self::PhaseRetrieval { oversample: 2.0, variant: if daps { PhaseVariant::Daps } else { PhaseVariant::Dps } },
             "hdr" => Self::Hdr,
+            "nonlinear_deblur" => {
+                return Err(OperatorError::Invalid {
+                    what: "task `nonlinear_deblur`".into(),
+                    why: "needs the bkse checkpoint GOPRO_wVAE.pth (see `dipbench weights`)".into(),
+                });
+            }
             other => {
                 return Err(OperatorError::Invalid {
                     what: "task".into(),
-                    why: format!("unknown task `{other}` (known: sr4, inpaint_box, inpaint_random, inpaint_random_92, deblur_gauss, deblur_motion (with a kernel file), phase_retrieval, hdr)"),
+                    why: format!("unknown task `{other}` (known: sr4, inpaint_box, inpaint_random, inpaint_random_92, deblur_gauss, deblur_motion, phase_retrieval, hdr, nonlinear_deblur)"),
                 });
             }
         })
@@ -103,8 +128,22 @@ pub fn build<B: Backend>(task: &Task, shape: ImageShape, rng: &mut SampleRng, de
         Task::InpaintBox { size, margin } => Box::new(InpaintOperator::new("inpaint_box", shape.c, Mask::random_box(shape.h, shape.w, *size, *margin, rng)?, device)),
         Task::InpaintRandom { lo, hi } => Box::new(InpaintOperator::new("inpaint_random", shape.c, Mask::random_pixels(shape.h, shape.w, *lo, *hi, rng)?, device)),
         Task::DeblurGauss { size, sigma, svd_threshold } => Box::new(gaussian_blur::<B>(shape, *size, *sigma, *svd_threshold, device)),
+        Task::DeblurMotion { size, intensity } => {
+            let kernel = motion_kernel(*size, *intensity, rng);
+            Box::new(ConvOperator::new("deblur_motion", shape, &kernel, *size, device)?)
+        }
         Task::DeblurKernel { size, kernel } => Box::new(ConvOperator::new("deblur_kernel", shape, kernel, *size, device)?),
         Task::PhaseRetrieval { oversample, variant } => Box::new(PhaseRetrieval::new(shape, *oversample, *variant, device)),
         Task::Hdr => Box::new(Hdr::new(shape, 2.0)),
+        Task::NonlinearDeblur { checkpoint, redraw } => {
+            let mut src = dipbench_models::unet::MemorySource::from_pytorch(checkpoint, None).map_err(|e| OperatorError::Invalid { what: "bkse checkpoint".into(), why: e.to_string() })?;
+            let net = KernelWizard::<B>::load(&mut src, device).map_err(|e| OperatorError::Invalid { what: "bkse checkpoint".into(), why: e.to_string() })?;
+            let code = if *redraw {
+                KernelCode::RedrawEachCall(std::sync::Mutex::new(rng.fork("bkse kernel code")))
+            } else {
+                KernelCode::Fixed(NonlinearBlur::<B>::draw_code(shape, rng, device))
+            };
+            Box::new(NonlinearBlur::new(net, code, shape))
+        }
     })
 }

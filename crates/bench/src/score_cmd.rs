@@ -1,0 +1,305 @@
+//! `dipbench score DIR_A DIR_B --metrics …`: metrics between two folders of images, like the
+//! pytorch-fid command line. Per-image metrics (PSNR, SSIM, LPIPS) pair the files by name;
+//! distribution metrics (FID, KID) compare the two sets. Feature statistics of a folder are
+//! cached beside it (`.dipbench-stats-<metric>-<hash>.safetensors`), keyed by the file names and
+//! sizes, so a reference set is computed once.
+//!
+//! Protocol presets name every convention at once:
+//! - `dps`: LPIPS-VGG (lpips package, inputs in [−1, 1]), PSNR/SSIM in the skimage convention on
+//!   the saved 8-bit images, FID with the TF-FID Inception (pytorch-fid);
+//! - `daps`: piq conventions (PSNR, SSIM, LPIPS with avg-pool VGG) on [0, 1] images, FID with the
+//!   torchvision Inception; best-of-N per metric is applied by the sweep runner, not here.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use burn::prelude::*;
+use dipbench_metrics::{FeatureStats, Inception, InceptionVariant, Lpips, LpipsVariant, frechet_distance, kid, psnr_piq, psnr_skimage, ssim_piq, ssim_skimage};
+use dipbench_models::unet::MemorySource;
+
+use crate::weights;
+
+/// A metric by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    /// skimage PSNR (float64).
+    Psnr,
+    /// piq PSNR (float32, +1e-8).
+    PsnrPiq,
+    /// skimage SSIM.
+    Ssim,
+    /// piq SSIM.
+    SsimPiq,
+    /// LPIPS of a variant.
+    Lpips(LpipsVariant),
+    /// FID with an Inception variant.
+    Fid(InceptionVariant),
+    /// KID (TF-FID Inception features).
+    Kid,
+}
+
+impl Metric {
+    /// Parses a metric name.
+    pub fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "psnr" => Self::Psnr,
+            "psnr-piq" => Self::PsnrPiq,
+            "ssim" => Self::Ssim,
+            "ssim-piq" => Self::SsimPiq,
+            "lpips-alex" => Self::Lpips(LpipsVariant::Alex),
+            "lpips-vgg" => Self::Lpips(LpipsVariant::Vgg),
+            "lpips-vgg-piq" => Self::Lpips(LpipsVariant::PiqVgg),
+            "fid" => Self::Fid(InceptionVariant::TfFid),
+            "fid-torchvision" => Self::Fid(InceptionVariant::Torchvision),
+            "kid" => Self::Kid,
+            other => bail!("unknown metric `{other}` (known: psnr, psnr-piq, ssim, ssim-piq, lpips-alex, lpips-vgg, lpips-vgg-piq, fid, fid-torchvision, kid)"),
+        })
+    }
+
+    /// The metrics of a protocol preset.
+    pub fn preset(name: &str) -> Result<Vec<Self>> {
+        Ok(match name {
+            "dps" => vec![Self::Psnr, Self::Ssim, Self::Lpips(LpipsVariant::Vgg), Self::Fid(InceptionVariant::TfFid)],
+            "daps" => vec![Self::PsnrPiq, Self::SsimPiq, Self::Lpips(LpipsVariant::PiqVgg), Self::Fid(InceptionVariant::Torchvision)],
+            other => bail!("unknown protocol `{other}` (known: dps, daps)"),
+        })
+    }
+
+    /// The metric's name.
+    pub fn name(self) -> String {
+        match self {
+            Self::Psnr => "psnr".into(),
+            Self::PsnrPiq => "psnr-piq".into(),
+            Self::Ssim => "ssim".into(),
+            Self::SsimPiq => "ssim-piq".into(),
+            Self::Lpips(v) => v.name().into(),
+            Self::Fid(InceptionVariant::TfFid) => "fid".into(),
+            Self::Fid(InceptionVariant::Torchvision) => "fid-torchvision".into(),
+            Self::Kid => "kid".into(),
+        }
+    }
+
+    fn per_image(self) -> bool {
+        !matches!(self, Self::Fid(_) | Self::Kid)
+    }
+}
+
+/// An image in [0, 1], CHW, float32, with its name.
+#[derive(Debug, Clone)]
+pub struct Image01 {
+    /// File name.
+    pub name: String,
+    /// Height.
+    pub h: usize,
+    /// Width.
+    pub w: usize,
+    /// 3·h·w values.
+    pub values: Vec<f32>,
+}
+
+/// Images of a folder (PNG/JPEG), sorted by file name.
+pub fn read_folder(dir: &Path) -> Result<Vec<Image01>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read folder {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().and_then(|e| e.to_str()).is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg")))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        bail!("{}: no PNG or JPEG images", dir.display());
+    }
+    files
+        .iter()
+        .map(|p| {
+            let img = image::open(p).with_context(|| format!("cannot decode image {}", p.display()))?.to_rgb8();
+            let (w, h) = (img.width() as usize, img.height() as usize);
+            let mut values = vec![0f32; 3 * h * w];
+            for (x, y, px) in img.enumerate_pixels() {
+                for c in 0..3 {
+                    values[c * h * w + y as usize * w + x as usize] = f32::from(px[c]) / 255.0;
+                }
+            }
+            Ok(Image01 { name: p.file_name().unwrap().to_string_lossy().into_owned(), h, w, values })
+        })
+        .collect()
+}
+
+/// Weight files of the metric networks, looked up in the checkpoint folder.
+fn weight_file(name: &str) -> Result<PathBuf> {
+    weights::locate(weights::known(name)?, &weights::checkpoint_dir(None))
+}
+
+/// Loads an LPIPS metric from torchvision backbone + lpips heads in the checkpoint folder.
+pub fn load_lpips<B: Backend>(variant: LpipsVariant, device: &B::Device) -> Result<Lpips<B>> {
+    let (backbone, heads) = match variant {
+        LpipsVariant::Alex => ("alexnet", "lpips-alex-lin"),
+        LpipsVariant::Vgg | LpipsVariant::PiqVgg => ("vgg16", "lpips-vgg-lin"),
+    };
+    let mut bb = MemorySource::open(&weight_file(backbone)?)?.retain_prefix("features.");
+    let mut hd = MemorySource::open(&weight_file(heads)?)?;
+    Ok(Lpips::load(variant, &mut bb, &mut hd, device)?)
+}
+
+/// An Inception network and the identity of its weight file (name, size, modification time),
+/// which is part of the feature-cache key.
+pub struct LoadedInception<B: Backend> {
+    /// The network.
+    pub net: Inception<B>,
+    /// `variant:file:size:mtime`.
+    pub identity: String,
+}
+
+/// Loads an Inception variant from the checkpoint folder.
+pub fn load_inception<B: Backend>(variant: InceptionVariant, device: &B::Device) -> Result<LoadedInception<B>> {
+    let name = match variant {
+        InceptionVariant::TfFid => "inception-fid",
+        InceptionVariant::Torchvision => "inception-torchvision",
+    };
+    let path = weight_file(name)?;
+    let mut src = MemorySource::open(&path)?;
+    let net = Inception::load(variant, &mut src, device)?;
+    Ok(LoadedInception { net, identity: format!("{variant:?}:{}", file_identity(&path)?) })
+}
+
+/// `name:size:mtime_ns` of a file: changes whenever the file is replaced or rewritten.
+fn file_identity(path: &Path) -> Result<String> {
+    let meta = std::fs::metadata(path).with_context(|| format!("cannot stat {}", path.display()))?;
+    let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_nanos()).unwrap_or(0);
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    Ok(format!("{name}:{}:{mtime}", meta.len()))
+}
+
+fn batch<B: Backend>(imgs: &[&Image01], device: &B::Device) -> Tensor<B, 4> {
+    let (h, w) = (imgs[0].h, imgs[0].w);
+    let flat: Vec<f32> = imgs.iter().flat_map(|i| i.values.iter().copied()).collect();
+    Tensor::<B, 1>::from_floats(flat.as_slice(), device).reshape([imgs.len(), 3, h, w])
+}
+
+/// pool3 features of a set (batches of 8), as f64 rows.
+pub fn features<B: Backend>(net: &Inception<B>, imgs: &[Image01], device: &B::Device) -> Result<Vec<f64>> {
+    let mut out = Vec::with_capacity(imgs.len() * 2048);
+    for chunk in imgs.chunks(8) {
+        let same = chunk.iter().all(|i| (i.h, i.w) == (chunk[0].h, chunk[0].w));
+        let parts: Vec<&Image01> = chunk.iter().collect();
+        let groups: Vec<Vec<&Image01>> = if same { vec![parts] } else { parts.into_iter().map(|p| vec![p]).collect() };
+        for g in groups {
+            let f = net.features(batch::<B>(&g, device)).into_data().convert::<f32>();
+            out.extend(f.to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?.into_iter().map(f64::from));
+        }
+    }
+    Ok(out)
+}
+
+/// pool3 features of the images of `dir`, cached in `dir/.dipbench-features-<variant>-<key>.safetensors`
+/// where the key hashes the network's weight file and the images' names, sizes and
+/// modification times: a reference folder's features are computed once per network.
+pub fn cached_features<B: Backend>(inception: &LoadedInception<B>, dir: &Path, imgs: &[Image01], device: &B::Device) -> Result<Vec<f64>> {
+    let variant = inception.net.variant();
+    let mut parts = vec![inception.identity.clone()];
+    for i in imgs {
+        parts.push(file_identity(&dir.join(&i.name))?);
+    }
+    let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+    let key = dipbench_operators::derive_seed(&refs);
+    let cache = dir.join(format!(".dipbench-features-{}-{key:016x}.safetensors", match variant {
+        InceptionVariant::TfFid => "tf-fid",
+        InceptionVariant::Torchvision => "torchvision",
+    }));
+    if cache.is_file() {
+        let mut src = MemorySource::from_safetensors(&cache)?;
+        let shape = vec![imgs.len(), 2048];
+        if src.manifest() == vec![("features".to_string(), shape.clone())] {
+            let v = dipbench_models::unet::ParamSource::take_values(&mut src, "features", &shape)?;
+            tracing::info!(cache = %cache.display(), "feature cache hit");
+            return Ok(v.into_iter().map(f64::from).collect());
+        }
+    }
+    let f = features(&inception.net, imgs, device)?;
+    let f32s: Vec<f32> = f.iter().map(|v| *v as f32).collect();
+    // A cache that cannot be written (read-only folder) is not an error.
+    if let Err(e) = crate::measure_cmd::write_tensors(&cache, vec![("features", vec![imgs.len(), 2048], &f32s)]) {
+        tracing::warn!("feature cache not written: {e:#}");
+    }
+    Ok(f32s.into_iter().map(f64::from).collect())
+}
+
+/// The result of `dipbench score`.
+#[derive(Debug, Clone, Default)]
+pub struct ScoreReport {
+    /// Per metric: per-image values (paired by file name), in file order.
+    pub per_image: BTreeMap<String, Vec<(String, f64)>>,
+    /// Per metric: the summary (mean for per-image metrics, the distance for FID/KID).
+    pub summary: BTreeMap<String, f64>,
+}
+
+/// Scores folder `a` (e.g. reconstructions) against folder `b` (references).
+pub fn score<B: Backend>(a: &Path, b: &Path, metrics: &[Metric], features_out: Option<&Path>, device: &B::Device) -> Result<ScoreReport> {
+    let (xa, xb) = (read_folder(a)?, read_folder(b)?);
+    let mut report = ScoreReport::default();
+    let per_image: Vec<Metric> = metrics.iter().copied().filter(|m| m.per_image()).collect();
+    if !per_image.is_empty() {
+        let by_name: BTreeMap<&str, &Image01> = xb.iter().map(|i| (i.name.as_str(), i)).collect();
+        let paired: Vec<(&Image01, &Image01)> = xa.iter().filter_map(|i| by_name.get(i.name.as_str()).map(|r| (i, *r))).collect();
+        if paired.is_empty() {
+            bail!("no file names in common between {} and {}: per-image metrics pair images by name", a.display(), b.display());
+        }
+        for (x, r) in &paired {
+            if (x.h, x.w) != (r.h, r.w) {
+                bail!("{} is {}×{} in {} but {}×{} in {}", x.name, x.w, x.h, a.display(), r.w, r.h, b.display());
+            }
+        }
+        for m in &per_image {
+            if let Metric::Lpips(v) = m {
+                let (x, _) = paired[0];
+                if x.h.min(x.w) < v.min_side() {
+                    let side = v.min_side();
+                    bail!("{} needs images of at least {side}×{side} pixels ({} is {}×{})", v.name(), x.name, x.w, x.h);
+                }
+            }
+            let mut rows = vec![];
+            let lpips = match m {
+                Metric::Lpips(v) => Some(load_lpips::<B>(*v, device)?),
+                _ => None,
+            };
+            for (x, r) in &paired {
+                let v = match m {
+                    Metric::Psnr => psnr_skimage(&r.values.iter().map(|v| f64::from(*v)).collect::<Vec<_>>(), &x.values.iter().map(|v| f64::from(*v)).collect::<Vec<_>>()),
+                    Metric::PsnrPiq => f64::from(psnr_piq(&r.values, &x.values)),
+                    Metric::Ssim => ssim_skimage(&r.values.iter().map(|v| f64::from(*v)).collect::<Vec<_>>(), &x.values.iter().map(|v| f64::from(*v)).collect::<Vec<_>>(), 3, x.h, x.w),
+                    Metric::SsimPiq => f64::from(ssim_piq(&r.values, &x.values, 3, x.h, x.w)),
+                    Metric::Lpips(_) => {
+                        let lp = lpips.as_ref().expect("loaded");
+                        f64::from(lp.distance(batch::<B>(&[x], device), batch::<B>(&[r], device)).into_scalar().elem::<f32>())
+                    }
+                    Metric::Fid(_) | Metric::Kid => unreachable!(),
+                };
+                rows.push((x.name.clone(), v));
+            }
+            let mean = rows.iter().map(|(_, v)| v).sum::<f64>() / rows.len() as f64;
+            report.summary.insert(m.name(), mean);
+            report.per_image.insert(m.name(), rows);
+        }
+    }
+    for m in metrics.iter().filter(|m| !m.per_image()) {
+        let variant = match m {
+            Metric::Fid(v) => *v,
+            _ => InceptionVariant::TfFid,
+        };
+        let net = load_inception::<B>(variant, device)?;
+        let (fa, fb) = (cached_features(&net, a, &xa, device)?, cached_features(&net, b, &xb, device)?);
+        if let Some(path) = features_out {
+            let sh_a = vec![xa.len(), 2048];
+            let sh_b = vec![xb.len(), 2048];
+            let a32: Vec<f32> = fa.iter().map(|v| *v as f32).collect();
+            let b32: Vec<f32> = fb.iter().map(|v| *v as f32).collect();
+            crate::measure_cmd::write_tensors(path, vec![("features_a", sh_a, &a32), ("features_b", sh_b, &b32)])?;
+        }
+        let v = match m {
+            Metric::Kid => kid(&fa, &fb, 2048),
+            _ => frechet_distance(&FeatureStats::from_rows(&fa, 2048), &FeatureStats::from_rows(&fb, 2048)).value,
+        };
+        report.summary.insert(m.name(), v);
+    }
+    Ok(report)
+}

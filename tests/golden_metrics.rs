@@ -98,6 +98,10 @@ fn golden_metrics_fid_inception_features_and_input_path() {
         .iter()
         .map(|e| (e[0].as_str().unwrap().to_string(), e[1].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect()))
         .collect();
+    // The manifest the network declares (used by `dipbench bench metrics`) is the reference
+    // state dict without the classifier, in the same order.
+    let pool3_keys: Vec<(String, Vec<usize>)> = keys.iter().filter(|(k, _)| !k.starts_with("fc.")).cloned().collect();
+    assert_eq!(Inception::<B>::manifest(InceptionVariant::TfFid), pool3_keys);
     let net = Inception::<B>::load(InceptionVariant::TfFid, &mut GoldenFill::new(keys), &Default::default()).unwrap();
     let (_, dists) = pairs();
     let trace = net.forward_traced(images(&dists));

@@ -1,5 +1,8 @@
 //! `dipbench bench`: speed checks printed beside a baseline measured in the same run.
 //!
+//! `bench metrics`: LPIPS-VGG (one pair = two backbone passes) and the TF-FID Inception pool3
+//! features per image, golden-fill weights, same GEMM-equivalent baseline.
+//!
 //! `bench unet`: the ADM UNet forward at batch n and a DPS step (forward + gradient w.r.t. the
 //! input) with golden-fill weights (no download). Baseline: this machine's float32 matrix
 //! multiply, measured in the same run on the same backend, turned into the time a perfect
@@ -80,5 +83,60 @@ pub fn bench_unet<B: AutodiffBackend>(config: &str, batch: usize, repeats: usize
             dps / 40.8
         ));
     }
+    Ok(r)
+}
+
+/// Times `f` (median of `repeats` after one warm-up) and counts its MACs.
+fn timed_with_macs(repeats: usize, mut f: impl FnMut()) -> (f64, u64) {
+    f();
+    let mut times = vec![];
+    let mut counted = 0;
+    for _ in 0..repeats.max(1) {
+        reset_macs();
+        let s = Instant::now();
+        f();
+        times.push(s.elapsed().as_secs_f64());
+        counted = macs();
+    }
+    (median(times), counted)
+}
+
+/// Runs the metric-network benchmark on `batch` images of `size`×`size`; returns the report.
+pub fn bench_metrics<B: Backend>(size: usize, batch: usize, repeats: usize, device: &B::Device) -> Result<String> {
+    use dipbench_metrics::lpips::{backbone_manifest, heads_manifest};
+    use dipbench_metrics::{Inception, InceptionVariant, Lpips, LpipsVariant};
+    use dipbench_models::unet::GoldenFill;
+
+    let lpips = Lpips::<B>::load(LpipsVariant::Vgg, &mut GoldenFill::new(backbone_manifest("vgg16")), &mut GoldenFill::new(heads_manifest(LpipsVariant::Vgg)), device)?;
+    let inception = Inception::<B>::load(InceptionVariant::TfFid, &mut GoldenFill::new(Inception::<B>::manifest(InceptionVariant::TfFid)), device)?;
+    let d = 3 * size * size;
+    let image = |seed| SampleRng::new(seed, batch).normal::<B>(d, device).reshape([batch, 3, size, size]).mul_scalar(0.2).add_scalar(0.5).clamp(0.0, 1.0);
+    let (x, y) = (image(4), image(5));
+    let gemm = gemm_gflops::<B>(device, 1024, 5);
+    let (t_lpips, m_lpips) = timed_with_macs(repeats, || {
+        let _ = lpips.distance(x.clone(), y.clone()).into_data();
+    });
+    let (t_incep, m_incep) = timed_with_macs(repeats, || {
+        let _ = inception.features(x.clone()).into_data();
+    });
+    let per = |t: f64| t / batch as f64;
+    let equiv = |m: u64| 2.0 * m as f64 / (gemm * 1e9);
+    let mut r = String::new();
+    r.push_str(&format!("Metric networks on {batch} image(s) of {size}×{size}, golden-fill weights, median of {} runs\n", repeats.max(1)));
+    r.push_str(&format!(
+        "  LPIPS-VGG per pair          {:9.3} s   ({:.1} GMAC; GEMM-equivalent {:.3} s; ratio {:.2})\n",
+        per(t_lpips),
+        m_lpips as f64 / 1e9 / batch as f64,
+        per(equiv(m_lpips)),
+        t_lpips / equiv(m_lpips)
+    ));
+    r.push_str(&format!(
+        "  Inception pool3 per image   {:9.3} s   ({:.1} GMAC at 299×299; GEMM-equivalent {:.3} s; ratio {:.2})\n",
+        per(t_incep),
+        m_incep as f64 / 1e9 / batch as f64,
+        per(equiv(m_incep)),
+        t_incep / equiv(m_incep)
+    ));
+    r.push_str(&format!("  baseline: GEMM {gemm:.1} GFLOP/s on this backend, measured in this run\n"));
     Ok(r)
 }

@@ -208,6 +208,21 @@ enum BenchWhat {
         #[arg(long, value_enum, default_value = "cpu")]
         device: DeviceKind,
     },
+    /// LPIPS-VGG per pair and Inception (FID) features per image vs this machine's GEMM speed.
+    Metrics {
+        /// Image side (pixels).
+        #[arg(long, default_value_t = 256)]
+        size: usize,
+        /// Images per batch.
+        #[arg(long, default_value_t = 4)]
+        batch: usize,
+        /// Timed runs (median reported).
+        #[arg(long, default_value_t = 2)]
+        repeats: usize,
+        /// Compute backend.
+        #[arg(long, value_enum, default_value = "cpu")]
+        device: DeviceKind,
+    },
 }
 
 fn default_out(name: &str, out: Option<PathBuf>) -> PathBuf {
@@ -268,6 +283,10 @@ fn main() -> Result<()> {
         }
         Command::Bench { what: BenchWhat::Unet { config, batch, repeats, device } } => {
             let report = with_backend!(device, |B, dev| dipbench::bench_cmd::bench_unet::<B>(&config, batch, repeats, &dev))?;
+            print!("{report}");
+        }
+        Command::Bench { what: BenchWhat::Metrics { size, batch, repeats, device } } => {
+            let report = with_backend!(device, |B, dev| dipbench::bench_cmd::bench_metrics::<B>(size, batch, repeats, &dev))?;
             print!("{report}");
         }
         Command::Measure { task, variant, seed, sigma_y, poisson, kernel, checkpoint, input, output, png } => {

@@ -48,6 +48,10 @@ impl<B: Backend> BasicConv<B> {
         let alpha: Vec<f32> = gamma.iter().zip(&var).map(|(g, v)| g * (1.0 / (v + 1e-3f32).sqrt())).collect();
         let shift: Vec<f32> = beta.iter().zip(&mean).zip(&alpha).map(|((b, m), a)| b - m * a).collect();
         let dev = l.device.clone();
+        if l.dry_run {
+            let placeholder = Tensor::zeros([1, 1, 1, 1], &dev);
+            return Ok(Self { weight, alpha: placeholder.clone(), beta: placeholder, stride, padding });
+        }
         Ok(Self {
             weight,
             alpha: Tensor::<B, 1>::from_floats(alpha.as_slice(), &dev).reshape([1, cout, 1, 1]),
@@ -196,6 +200,13 @@ pub struct Inception<B: Backend> {
 }
 
 impl<B: Backend> Inception<B> {
+    /// The state-dict keys and shapes the network takes (pool3 part; no `fc.*`), in load order.
+    pub fn manifest(variant: InceptionVariant) -> Vec<(String, Vec<usize>)> {
+        let mut rec = dipbench_models::unet::source::RecordingSource::default();
+        Self::build(variant, &mut rec, &Default::default(), true).expect("the recorder accepts every key");
+        rec.taken
+    }
+
     /// Which of the two networks this is.
     pub fn variant(&self) -> InceptionVariant {
         self.variant
@@ -204,11 +215,15 @@ impl<B: Backend> Inception<B> {
     /// Builds the network from a state dict (`Conv2d_1a_3x3.conv.weight`, … `Mixed_7c.*`; the
     /// classifier `fc.*` and torchvision's `AuxLogits.*` are read and not used).
     pub fn load(variant: InceptionVariant, source: &mut dyn ParamSource, device: &B::Device) -> Result<Self, LoadError> {
+        Self::build(variant, source, device, false)
+    }
+
+    fn build(variant: InceptionVariant, source: &mut dyn ParamSource, device: &B::Device, dry_run: bool) -> Result<Self, LoadError> {
         let name = match variant {
             InceptionVariant::TfFid => "inception-tf-fid",
             InceptionVariant::Torchvision => "inception-torchvision",
         };
-        let mut l = Loader::<B> { source, device: device.clone(), config: name.into(), dry_run: false };
+        let mut l = Loader::<B> { source, device: device.clone(), config: name.into(), dry_run };
         let stem = [
             BasicConv::load(&mut l, "Conv2d_1a_3x3", 3, 32, [3, 3], 2, [0, 0])?,
             BasicConv::load(&mut l, "Conv2d_2a_3x3", 32, 32, [3, 3], 1, [0, 0])?,

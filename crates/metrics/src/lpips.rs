@@ -60,6 +60,11 @@ impl LpipsVariant {
     }
 }
 
+/// The lpips linear-head keys and shapes of a variant (`lin{k}.model.1.weight`, [1, C_k, 1, 1]).
+pub fn heads_manifest(variant: LpipsVariant) -> Vec<(String, Vec<usize>)> {
+    variant.channels().iter().enumerate().map(|(k, &c)| (format!("lin{k}.model.1.weight"), vec![1, c, 1, 1])).collect()
+}
+
 /// The torchvision `features.*` keys and shapes of `alexnet` or `vgg16` (the part a backbone
 /// loads).
 pub fn backbone_manifest(net: &str) -> Vec<(String, Vec<usize>)> {

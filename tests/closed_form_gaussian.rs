@@ -14,8 +14,10 @@
 //! a change is intended). Measured values are printed with `--nocapture`.
 //!
 //! What the pins say about the methods (not bugs — each follows its reference): DPS is far off
-//! (ζ-normalised steps overshoot); RED-diff is mode-seeking, so its covariance collapses
-//! (e_cov ≈ 1); DAPS's Gaussian p(x₀|x_t) ≈ N(x̂₀_ODE, σ_t²I) around a PF-ODE endpoint doubles
+//! (ζ-normalised steps overshoot); RED-diff and PnP-ADMM are mode-seeking, so their covariance
+//! collapses (e_cov ≈ 1; PnP-ADMM's MAP point is close to the posterior mean, a Gaussian's mode);
+//! DDNM⁺ imposes the measurement fully while the diffusion noise is large and hardly at all near
+//! the end, which biases its mean (e_mean ≈ 0.7); DAPS's Gaussian p(x₀|x_t) ≈ N(x̂₀_ODE, σ_t²I) around a PF-ODE endpoint doubles
 //! the variance in directions y does not constrain (`closed_form_daps_doubles_the_unconstrained_variance`); DDRM's update drops ε̂ in A's row space and loses variance
 //! there; ΠGDM's r_t² = 1 − ᾱ_t assumes unit-variance data.
 
@@ -145,6 +147,16 @@ fn closed_form_pigdm() {
 #[test]
 fn closed_form_diffpir() {
     check("diffpir", Some((0.21, 0.17)));
+}
+
+#[test]
+fn closed_form_ddnm() {
+    check("ddnm", Some((0.70, 0.47)));
+}
+
+#[test]
+fn closed_form_pnp_admm() {
+    check("pnp-admm", Some((0.040, 1.0)));
 }
 
 #[test]

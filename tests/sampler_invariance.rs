@@ -10,6 +10,12 @@ use nalgebra::{DMatrix, DVector};
 
 type B = Autodiff<Flex>;
 
+/// The samplers that run on the Gaussian-mixture benchmark (those with a `gmm` preset; the
+/// phase-retrieval and TV baselines need image structure and are checked on images).
+fn gmm_kinds() -> Vec<&'static str> {
+    SAMPLER_KINDS.iter().copied().filter(|k| SamplerConfig::preset(k, "gmm").is_ok()).collect()
+}
+
 fn run(kind: &str, rows: std::ops::Range<usize>, seed: u64) -> Vec<f32> {
     let d = 8;
     let weights: Vec<f64> = (0..25).map(|k| 1.0 + (k % 4) as f64).collect();
@@ -31,16 +37,20 @@ fn run(kind: &str, rows: std::ops::Range<usize>, seed: u64) -> Vec<f32> {
 
 #[test]
 fn same_seed_same_samples_and_another_seed_differs() {
-    for kind in SAMPLER_KINDS {
+    let kinds = gmm_kinds();
+    assert!(kinds.len() >= 10, "{kinds:?}");
+    for kind in kinds {
         let a = run(kind, 0..5, 42);
         assert_eq!(a, run(kind, 0..5, 42), "{kind}: not deterministic");
-        assert_ne!(a, run(kind, 0..5, 43), "{kind}: ignores its seed");
+        if SamplerConfig::preset(kind, "gmm").unwrap().is_stochastic() {
+            assert_ne!(a, run(kind, 0..5, 43), "{kind}: ignores its seed");
+        }
     }
 }
 
 #[test]
 fn samples_do_not_depend_on_the_batch_split() {
-    for kind in SAMPLER_KINDS {
+    for kind in gmm_kinds() {
         let whole = run(kind, 0..6, 7);
         let mut split = run(kind, 0..2, 7);
         split.extend(run(kind, 2..6, 7));

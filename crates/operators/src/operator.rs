@@ -29,6 +29,11 @@ pub trait Operator<B: Backend> {
         None
     }
 
+    /// The Fourier-magnitude structure of a phase-retrieval operator (what HIO/ER/OSS need).
+    fn as_fourier_magnitude(&self) -> Option<FourierMagnitude> {
+        None
+    }
+
     /// The linear structure, or an error naming what the caller (`needed_by`) required.
     fn require_linear(&self, needed_by: &str) -> Result<&dyn LinearOperator<B>, OperatorError> {
         self.as_linear().ok_or_else(|| OperatorError::Unsupported {
@@ -37,6 +42,23 @@ pub trait Operator<B: Backend> {
             needed_by: needed_by.into(),
         })
     }
+}
+
+/// How a phase-retrieval operator forms y = |F_c(pad(a·x + b))| per channel (F_c the centred
+/// orthonormal N×N DFT, N = side + 2·pad), so that Fienup-type algorithms can work on the padded
+/// object directly.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FourierMagnitude {
+    /// Channels.
+    pub channels: usize,
+    /// Image side (square images).
+    pub side: usize,
+    /// Zeros added on each side.
+    pub pad: usize,
+    /// a of the affine map applied before padding (DPS 1, DAPS ½).
+    pub scale: f64,
+    /// b of the affine map (DPS 0, DAPS ½); the padded object is non-negative when b = ½.
+    pub offset: f64,
 }
 
 /// A linear operator: y = A·x.

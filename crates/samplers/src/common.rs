@@ -53,9 +53,41 @@ impl<'a, B: Backend> Problem<'a, B> {
     }
 }
 
-/// Tweedie's estimate x̂₀ = (x_t − √(1−ᾱ_t)·ε̂)/√ᾱ_t (DDPM eq. 15).
+/// Tweedie's estimate x̂₀ = √(1/ᾱ_t)·x_t − √(1/ᾱ_t − 1)·ε̂ (DDPM eq. 15, in guided-diffusion's
+/// `_predict_xstart_from_eps` form, coefficients rounded to float32 as its tables are).
 pub fn x0_from_eps<B: Backend>(x_t: Tensor<B, 2>, eps: Tensor<B, 2>, ab_t: f64) -> Tensor<B, 2> {
-    (x_t - eps.mul_scalar((1.0 - ab_t).sqrt())).div_scalar(ab_t.sqrt())
+    x_t.mul_scalar((1.0 / ab_t).sqrt()) - eps.mul_scalar((1.0 / ab_t - 1.0).sqrt())
+}
+
+/// The prior's prediction at a discrete step: ε̂, the learned-range output v (when the prior
+/// has one and it is asked for) and x̂₀ (clamped to [−c, c] when c > 0, as `clip_denoised`).
+#[derive(Debug, Clone)]
+pub struct Prediction<B: Backend> {
+    /// ε̂(x_t, t).
+    pub eps: Tensor<B, 2>,
+    /// v of the learned variance.
+    pub v: Option<Tensor<B, 2>>,
+    /// x̂₀.
+    pub x0: Tensor<B, 2>,
+}
+
+impl<B: Backend> Prediction<B> {
+    /// Evaluates the prior at (x_t, t); `with_variance` asks for v; `clip` clamps x̂₀ (0: no
+    /// clamp). Gradients flow through the clamp, as in the reference.
+    pub fn at(prior: &dyn Prior<B>, x_t: Tensor<B, 2>, t: usize, with_variance: bool, clip: f64) -> Self {
+        let ab_t = prior.schedule().alpha_bar(t);
+        let (eps, v) = if with_variance { prior.eps_and_variance(x_t.clone(), t) } else { (prior.eps(x_t.clone(), t), None) };
+        let mut x0 = x0_from_eps(x_t, eps.clone(), ab_t);
+        if clip > 0.0 {
+            x0 = x0.clamp(-clip, clip);
+        }
+        Self { eps, v, x0 }
+    }
+
+    /// The same prediction detached from the autodiff graph.
+    pub fn detach(self) -> Self {
+        Self { eps: self.eps.detach(), v: self.v.map(|v| v.detach()), x0: self.x0.detach() }
+    }
 }
 
 /// ε̂ consistent with x̂₀: (x_t − √ᾱ_t·x̂₀)/√(1−ᾱ_t).

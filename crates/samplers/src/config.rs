@@ -5,10 +5,13 @@ use burn::tensor::backend::AutodiffBackend;
 use dipbench_models::ExactPosterior;
 use serde::{Deserialize, Serialize};
 
+use crate::classical::{AdmmTv, AdmmTvConfig, PnpAdmm, PnpAdmmConfig};
 use crate::daps::{Daps, DapsConfig};
+use crate::ddnm::{Ddnm, DdnmConfig};
 use crate::ddrm::{Ddrm, DdrmConfig};
+use crate::fienup::{Fienup, FienupAlgorithm, FienupConfig};
 use crate::diffpir::{Diffpir, DiffpirConfig};
-use crate::dps::{Dps, DpsConfig};
+use crate::dps::{Dps, DpsConfig, Likelihood};
 use crate::error::SamplerError;
 use crate::exact::Exact;
 use crate::mcg::{Mcg, McgConfig};
@@ -36,32 +39,118 @@ pub enum SamplerConfig {
     Diffpir(DiffpirConfig),
     /// [`RedDiff`].
     Reddiff(RedDiffConfig),
+    /// [`Ddnm`].
+    Ddnm(DdnmConfig),
+    /// [`PnpAdmm`].
+    PnpAdmm(PnpAdmmConfig),
+    /// [`AdmmTv`].
+    AdmmTv(AdmmTvConfig),
+    /// [`Fienup`] with error reduction.
+    Er(FienupConfig),
+    /// [`Fienup`] with hybrid input–output.
+    Hio(FienupConfig),
+    /// [`Fienup`] with oversampling smoothness.
+    Oss(FienupConfig),
 }
 
 /// The sampler names accepted by `sampler = "…"`.
-pub const SAMPLER_KINDS: &[&str] = &["exact", "dps", "ddrm", "daps", "mcg", "pigdm", "diffpir", "reddiff"];
+pub const SAMPLER_KINDS: &[&str] = &["exact", "dps", "ddrm", "daps", "mcg", "pigdm", "diffpir", "reddiff", "ddnm", "pnp-admm", "admm-tv", "er", "hio", "oss"];
+
+/// What a task-dependent preset needs to know: the task (`sr4`, `inpaint_box`, …, as
+/// `dipbench_operators::image::Task::by_name`), the dataset (`ffhq…`, `imagenet…`) and the
+/// noise model (`gaussian`, `poisson`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PresetContext<'a> {
+    /// Task name.
+    pub task: &'a str,
+    /// Dataset name.
+    pub dataset: &'a str,
+    /// Noise model.
+    pub noise: &'a str,
+}
+
+/// Every (sampler, preset) pair, for help texts: `gmm` runs on the analytic benchmark, the
+/// others on images (`dps-repo`, `dps-paper` and the DAPS presets read the task).
+pub const PRESETS: &[(&str, &str)] = &[
+    ("dps", "gmm, dps-repo, dps-paper"),
+    ("mcg", "gmm, mcg-code, mcg-paper, projection"),
+    ("daps", "gmm, daps-1k, daps-4k, daps-legacy"),
+    ("ddrm", "gmm, paper"),
+    ("ddnm", "gmm, paper"),
+    ("pigdm", "gmm, paper"),
+    ("diffpir", "gmm, paper"),
+    ("reddiff", "gmm, paper"),
+    ("pnp-admm", "gmm, default"),
+    ("admm-tv", "default"),
+    ("er", "default"),
+    ("hio", "default"),
+    ("oss", "default"),
+];
 
 impl SamplerConfig {
-    /// The preset `preset` of sampler `kind` (`gmm` exists for every sampler; DAPS also has
-    /// `daps-1k`).
+    /// The preset `preset` of sampler `kind` without a task (the `gmm` presets and every
+    /// task-independent image preset).
     pub fn preset(kind: &str, preset: &str) -> Result<Self, SamplerError> {
-        let unknown = |known: &str| SamplerError::Config {
-            sampler: kind.into(),
-            key: "preset".into(),
-            why: format!("unknown preset `{preset}` (known: {known})"),
+        Self::preset_in(kind, preset, None)
+    }
+
+    /// The preset `preset` of sampler `kind` for a task ([`PRESETS`] lists them). Presets that
+    /// depend on the task say so when `context` is `None` or the task has no published value.
+    pub fn preset_in(kind: &str, preset: &str, context: Option<&PresetContext<'_>>) -> Result<Self, SamplerError> {
+        let err = |key: &str, why: String| SamplerError::Config { sampler: kind.into(), key: key.into(), why };
+        let unknown = || {
+            let known = PRESETS.iter().find(|(k, _)| *k == kind).map(|(_, p)| *p).unwrap_or("none");
+            err("preset", format!("unknown preset `{preset}` (known: {known})"))
         };
+        let task = || context.map(|c| c.task).ok_or_else(|| err("preset", format!("preset `{preset}` depends on the task; give it one")));
+        let poisson = context.is_some_and(|c| c.noise == "poisson");
         Ok(match (kind, preset) {
             ("exact", _) => Self::Exact,
             ("dps", "gmm") => Self::Dps(DpsConfig::gmm()),
-            ("ddrm", "gmm") => Self::Ddrm(DdrmConfig::gmm()),
-            ("daps", "gmm") => Self::Daps(DapsConfig::gmm()),
-            ("daps", "daps-1k") => Self::Daps(DapsConfig::daps_1k()),
+            ("dps", "dps-repo") => {
+                let t = task()?;
+                let scale = DpsConfig::repo_scale(t).ok_or_else(|| err("preset", format!("the DPS configs have no `scale` for task `{t}`")))?;
+                Self::Dps(DpsConfig::image(scale, if poisson { Likelihood::PoissonCode } else { Likelihood::Gaussian }))
+            }
+            ("dps", "dps-paper") => {
+                let c = context.ok_or_else(|| err("preset", "preset `dps-paper` depends on the task, dataset and noise".into()))?;
+                let zeta = DpsConfig::paper_zeta(c.task, c.dataset, c.noise)
+                    .ok_or_else(|| err("preset", format!("the DPS paper gives no ζ′ for task `{}` on `{}` with {} noise", c.task, c.dataset, c.noise)))?;
+                Self::Dps(DpsConfig::image(2.0 * zeta, if poisson { Likelihood::PoissonPaper } else { Likelihood::Gaussian }))
+            }
             ("mcg", "gmm") => Self::Mcg(McgConfig::gmm()),
+            ("mcg", "mcg-code") => Self::Mcg(McgConfig::image(1.0)),
+            ("mcg", "mcg-paper") => Self::Mcg(McgConfig::image(2.0)),
+            ("mcg", "projection") => Self::Mcg(McgConfig::projection()),
+            ("daps", "gmm") => Self::Daps(DapsConfig::gmm()),
+            ("daps", "daps-1k" | "daps-4k" | "daps-legacy") => {
+                let base = match preset {
+                    "daps-1k" => DapsConfig::daps_1k(),
+                    "daps-4k" => DapsConfig::daps_4k(),
+                    _ => DapsConfig::legacy(),
+                };
+                Self::Daps(match context {
+                    Some(c) => base.for_task(c.task).ok_or_else(|| err("preset", format!("the DAPS configs have no task `{}`", c.task)))?,
+                    None => base,
+                })
+            }
+            ("ddrm", "gmm") => Self::Ddrm(DdrmConfig::gmm()),
+            ("ddrm", "paper") => Self::Ddrm(DdrmConfig::paper()),
+            ("ddnm", "gmm") => Self::Ddnm(DdnmConfig::gmm()),
+            ("ddnm", "paper") => Self::Ddnm(DdnmConfig::paper()),
             ("pigdm", "gmm") => Self::Pigdm(PigdmConfig::gmm()),
+            ("pigdm", "paper") => Self::Pigdm(PigdmConfig::paper()),
             ("diffpir", "gmm") => Self::Diffpir(DiffpirConfig::gmm()),
+            ("diffpir", "paper") => Self::Diffpir(DiffpirConfig::paper()),
             ("reddiff", "gmm") => Self::Reddiff(RedDiffConfig::gmm()),
-            ("daps", _) => return Err(unknown("gmm, daps-1k")),
-            (k, _) if SAMPLER_KINDS.contains(&k) => return Err(unknown("gmm")),
+            ("reddiff", "paper") => Self::Reddiff(RedDiffConfig::paper()),
+            ("pnp-admm", "gmm") => Self::PnpAdmm(PnpAdmmConfig::gmm()),
+            ("pnp-admm", "default") => Self::PnpAdmm(PnpAdmmConfig::default_image()),
+            ("admm-tv", "default") => Self::AdmmTv(AdmmTvConfig::default_image()),
+            ("er", "default") => Self::Er(FienupConfig::default()),
+            ("hio", "default") => Self::Hio(FienupConfig::default()),
+            ("oss", "default") => Self::Oss(FienupConfig::default()),
+            (k, _) if SAMPLER_KINDS.contains(&k) => return Err(unknown()),
             (k, _) => {
                 return Err(SamplerError::Config {
                     sampler: k.into(),
@@ -83,7 +172,20 @@ impl SamplerConfig {
             Self::Pigdm(_) => "pigdm",
             Self::Diffpir(_) => "diffpir",
             Self::Reddiff(_) => "reddiff",
+            Self::Ddnm(_) => "ddnm",
+            Self::PnpAdmm(_) => "pnp-admm",
+            Self::AdmmTv(_) => "admm-tv",
+            Self::Er(_) => "er",
+            Self::Hio(_) => "hio",
+            Self::Oss(_) => "oss",
         }
+    }
+
+    /// Whether the sampler draws random numbers. The classical solvers (PnP-ADMM, ADMM-TV) are
+    /// deterministic functions of y; every other sampler (ER/HIO/OSS through their random
+    /// initial phase) depends on the job's seed.
+    pub fn is_stochastic(&self) -> bool {
+        !matches!(self, Self::PnpAdmm(_) | Self::AdmmTv(_))
     }
 
     /// Replaces fields by the entries of `overrides` (a TOML table of this sampler's keys). A key
@@ -125,6 +227,10 @@ impl SamplerConfig {
             Self::Diffpir(c) => c.steps = steps,
             Self::Reddiff(c) => c.steps = steps,
             Self::Daps(c) => c.annealing_steps = steps,
+            Self::Ddnm(c) => (c.steps, c.eta) = (steps, eta),
+            Self::PnpAdmm(c) => c.iterations = steps,
+            Self::AdmmTv(c) => c.iterations = steps,
+            Self::Er(c) | Self::Hio(c) | Self::Oss(c) => c.iterations = steps,
         }
     }
 
@@ -142,6 +248,12 @@ impl SamplerConfig {
             Self::Pigdm(c) => Box::new(Pigdm(c.clone())),
             Self::Diffpir(c) => Box::new(Diffpir(c.clone())),
             Self::Reddiff(c) => Box::new(RedDiff(c.clone())),
+            Self::Ddnm(c) => Box::new(Ddnm(c.clone())),
+            Self::PnpAdmm(c) => Box::new(PnpAdmm(c.clone())),
+            Self::AdmmTv(c) => Box::new(AdmmTv(c.clone())),
+            Self::Er(c) => Box::new(Fienup(FienupAlgorithm::Er, c.clone())),
+            Self::Hio(c) => Box::new(Fienup(FienupAlgorithm::Hio, c.clone())),
+            Self::Oss(c) => Box::new(Fienup(FienupAlgorithm::Oss, c.clone())),
         })
     }
 }
@@ -170,6 +282,31 @@ mod tests {
         let e = SamplerConfig::preset("dpss", "gmm").unwrap_err().to_string();
         assert!(e.contains("dpss") && e.contains("daps"), "{e}");
         let e = SamplerConfig::preset("dps", "paper").unwrap_err().to_string();
-        assert!(e.contains("paper") && e.contains("gmm"), "{e}");
+        assert!(e.contains("paper") && e.contains("gmm") && e.contains("dps-repo"), "{e}");
+        let e = SamplerConfig::preset("dps", "dps-repo").unwrap_err().to_string();
+        assert!(e.contains("task"), "{e}");
+        let ctx = PresetContext { task: "hdr", dataset: "ffhq256-1k", noise: "gaussian" };
+        let e = SamplerConfig::preset_in("dps", "dps-repo", Some(&ctx)).unwrap_err().to_string();
+        assert!(e.contains("hdr"), "{e}");
+    }
+
+    #[test]
+    fn task_presets_carry_the_published_values() {
+        // spec/protocols.md §3.2: scale 0.5 for inpainting in the configs, ζ′ = 0.4 for
+        // ImageNet Gaussian deblur in the paper (scale 2ζ′), ζ′ = 0.3 under Poisson noise.
+        let ctx = |task, dataset, noise| PresetContext { task, dataset, noise };
+        let Ok(SamplerConfig::Dps(c)) = SamplerConfig::preset_in("dps", "dps-repo", Some(&ctx("inpaint_box", "ffhq256-1k", "gaussian"))) else { panic!() };
+        assert_eq!((c.scale, c.steps, c.clip_x0), (0.5, 1000, 1.0));
+        let Ok(SamplerConfig::Dps(c)) = SamplerConfig::preset_in("dps", "dps-paper", Some(&ctx("deblur_gauss", "imagenet256-1k", "gaussian"))) else { panic!() };
+        assert!((c.scale - 0.8).abs() < 1e-12);
+        let Ok(SamplerConfig::Dps(c)) = SamplerConfig::preset_in("dps", "dps-paper", Some(&ctx("sr4", "ffhq256-1k", "poisson"))) else { panic!() };
+        assert!((c.scale - 0.6).abs() < 1e-12 && c.likelihood == Likelihood::PoissonPaper);
+        // spec/protocols.md §3.4: nonlinear deblur N_L = 200, η₀ = 1e-5 (main), 100 / 5e-5 (legacy).
+        let Ok(SamplerConfig::Daps(c)) = SamplerConfig::preset_in("daps", "daps-1k", Some(&ctx("deblur_nonlinear", "ffhq256-100", "gaussian"))) else { panic!() };
+        assert_eq!((c.langevin_steps, c.lr, c.annealing_steps, c.ode_steps), (200, 1e-5, 200, 5));
+        let Ok(SamplerConfig::Daps(c)) = SamplerConfig::preset_in("daps", "daps-legacy", Some(&ctx("deblur_nonlinear", "ffhq256-100", "gaussian"))) else { panic!() };
+        assert_eq!((c.langevin_steps, c.lr), (100, 5e-5));
+        let Ok(SamplerConfig::Daps(c)) = SamplerConfig::preset_in("daps", "daps-1k", Some(&ctx("inpaint_box", "ffhq256-100", "gaussian"))) else { panic!() };
+        assert_eq!((c.langevin_steps, c.lr), (100, 5e-5));
     }
 }

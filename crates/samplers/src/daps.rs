@@ -112,6 +112,34 @@ impl DapsConfig {
         }
     }
 
+    /// DAPS-4K: 4000 NFE as 400 annealing levels × 10 ODE steps. The split is second-hand
+    /// (two third-party notes; spec/protocols.md §3.4), the repository ships no 4K config.
+    pub fn daps_4k() -> Self {
+        Self { annealing_steps: 400, ode_steps: 10, ..Self::daps_1k() }
+    }
+
+    /// DAPS-1K on the `legacy` branch (annealing grid ending at σ_min, ODE to σ = 0, data term
+    /// ‖·‖²/(2τ²)).
+    pub fn legacy() -> Self {
+        Self { variant: DapsVariant::Legacy, ..Self::daps_1k() }
+    }
+
+    /// The per-task Langevin settings of `configs/task/*.yaml` (pixel group; spec/protocols.md
+    /// §3.4): N_L = 100 and η₀ = 1e-4 (sr4, inpaint_random, deblur_gauss), 5e-5 (inpaint_box,
+    /// deblur_motion, phase_retrieval), 2e-5 (hdr); deblur_nonlinear N_L = 200, η₀ = 1e-5 on main
+    /// and 100, 5e-5 on legacy. `None` for a task the configs do not have.
+    pub fn for_task(self, task: &str) -> Option<Self> {
+        let (steps, lr) = match (task, self.variant) {
+            ("sr4" | "inpaint_random" | "deblur_gauss", _) => (100, 1e-4),
+            ("inpaint_box" | "deblur_motion" | "phase_retrieval", _) => (100, 5e-5),
+            ("hdr", _) => (100, 2e-5),
+            ("deblur_nonlinear", DapsVariant::Main) => (200, 1e-5),
+            ("deblur_nonlinear", DapsVariant::Legacy) => (100, 5e-5),
+            _ => return None,
+        };
+        Some(Self { langevin_steps: steps, lr, ..self })
+    }
+
     /// The GMM-benchmark setting: DAPS-1K's structure with the annealing grid from the prior's
     /// largest σ, τ = √2·σ_y so that the Langevin target is the exact likelihood (τ is set by
     /// `tau = 0`), and Lipschitz-scaled Langevin steps (lr = ¼ of 1/L_k) since the GMM's σ_y spans

@@ -43,6 +43,12 @@ impl DdrmConfig {
     pub fn gmm() -> Self {
         Self { steps: 100, grid: GridKind::McgdiffAdapted, eta_a: 0.85, eta_b: 1.0, eta_c: 1.0 }
     }
+
+    /// The paper's image setting (DDRM-20): 20 uniform steps, `--eta 0.85 --etaB 1`, which the
+    /// reference passes as η_A = η_C = 0.85, η_B = 1.
+    pub fn paper() -> Self {
+        Self { steps: 20, grid: GridKind::Uniform, eta_a: 0.85, eta_b: 1.0, eta_c: 0.85 }
+    }
 }
 
 /// The DDRM sampler (needs a singular-value view of A).

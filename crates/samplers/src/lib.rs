@@ -6,19 +6,24 @@
 //! Gaussian-mixture benchmark and on image priors. A sampler is a pure function of
 //! (prior, operator, y, config, seeded RNG) → samples: no I/O, no globals.
 //!
-//! Samplers: [`dps`], [`mcg`], [`daps`], [`ddrm`], [`pigdm`] (ΠGDM), [`diffpir`], [`reddiff`]
-//! (RED-diff), and [`exact`] (the reference row). Configurations and presets: [`config`].
+//! Samplers: [`dps`], [`mcg`] (also Score-SDE/ILVR projection), [`daps`], [`ddrm`], [`ddnm`],
+//! [`pigdm`] (ΠGDM), [`diffpir`], [`reddiff`] (RED-diff), the optimisation baselines
+//! [`classical`] (PnP-ADMM, ADMM-TV), the phase-retrieval baselines [`fienup`] (ER, HIO, OSS),
+//! and [`exact`] (the reference row). Configurations and presets: [`config`].
 //!
 //! What it is not for: priors, operators, metrics or running experiments.
 
+pub mod classical;
 pub mod common;
 pub mod config;
 pub mod daps;
+pub mod ddnm;
 pub mod ddrm;
 pub mod diffpir;
 pub mod dps;
 pub mod error;
 pub mod exact;
+pub mod fienup;
 pub mod grid;
 pub mod mcg;
 pub mod pigdm;
@@ -30,7 +35,7 @@ use burn::tensor::backend::AutodiffBackend;
 use dipbench_operators::SampleRng;
 
 pub use common::Problem;
-pub use config::{SAMPLER_KINDS, SamplerConfig};
+pub use config::{PRESETS, PresetContext, SAMPLER_KINDS, SamplerConfig};
 pub use error::SamplerError;
 
 /// A posterior sampler: draws one sample per row of `problem.y`, all randomness from `rng`

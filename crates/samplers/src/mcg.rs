@@ -9,16 +9,21 @@
 //! reference re-noises y at the *current* index τ = t (a quirk kept as the default,
 //! `renoise = "current"`); `renoise = "next"` uses τ = s. The gradient's component in A's row
 //! space is overwritten by the projection, which is the reference's g⊙(1−m).
+//!
+//! Presets: `mcg-code` (α = 1 on ∇‖r‖, the released code), `mcg-paper` (α = 1/‖r‖ on ∇‖r‖²,
+//! App. C, i.e. scale 2), both 1000 DDPM steps with learned variance and x̂₀ clamped; and
+//! `projection`, the Score-SDE / ILVR baseline of the DPS tables: the same loop with no
+//! manifold gradient (α = 0) and y re-noised at the level the step lands on.
 
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use dipbench_operators::SampleRng;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{Problem, input_grad, row_norms, x0_from_eps};
+use crate::common::{Prediction, Problem, input_grad, row_norms};
 use crate::error::SamplerError;
 use crate::grid::{GridKind, problem_chain};
-use crate::transition::{Transition, noise_std, step};
+use crate::transition::{Transition, draws_noise, step};
 use crate::Sampler;
 
 /// At which noise level the measurement is re-noised before the projection.
@@ -65,6 +70,19 @@ impl McgConfig {
             renoise: Renoise::Current,
         }
     }
+
+    /// The image sampler of the reference (1000 DDPM steps, learned variance, x̂₀ clamped to
+    /// [−1, 1], re-noising at the current index) with guidance `scale`: 1 for `mcg-code`, 2 for
+    /// `mcg-paper`.
+    pub fn image(scale: f64) -> Self {
+        Self { steps: 1000, grid: GridKind::Uniform, transition: Transition::DdpmLearned, eta: 1.0, scale, clip_x0: 1.0, renoise: Renoise::Current }
+    }
+
+    /// Score-SDE / ILVR projection: [`McgConfig::image`] without the gradient, y re-noised at
+    /// the level the step lands on.
+    pub fn projection() -> Self {
+        Self { scale: 0.0, renoise: Renoise::Next, ..Self::image(0.0) }
+    }
 }
 
 /// The MCG sampler (needs a linear operator with a pseudo-inverse).
@@ -87,20 +105,21 @@ impl<B: AutodiffBackend> Sampler<B> for Mcg {
         let schedule = problem.prior.schedule();
         let (d, dev) = (problem.dim(), problem.device());
         let mut x = problem.initial_noise(rng, 1.0);
+        let learned = c.transition == Transition::DdpmLearned;
         for (t, s) in problem_chain(problem, c.grid, c.steps, "mcg")? {
             let (ab_t, ab_s) = (schedule.alpha_bar(t), schedule.alpha_bar_or_one(s));
-            let (grad, (x0, eps)) = input_grad(x.clone(), |x_in| {
-                let eps = problem.prior.eps(x_in.clone(), t);
-                let mut x0 = x0_from_eps(x_in, eps.clone(), ab_t);
-                if c.clip_x0 > 0.0 {
-                    x0 = x0.clamp(-c.clip_x0, c.clip_x0);
-                }
-                let r = problem.y.clone() - problem.operator.forward(x0.clone());
-                (row_norms(r).sum(), (x0.detach(), eps.detach()))
-            });
-            let sigma = noise_std(c.transition, ab_t, ab_s, c.eta);
-            let noise = (sigma > 0.0).then(|| rng.normal::<B>(d, &dev).mul_scalar(sigma));
-            let x2 = step(c.transition, x, x0, eps, ab_t, ab_s, c.eta, noise) - grad.mul_scalar(c.scale);
+            let (grad, p) = if c.scale != 0.0 {
+                input_grad(x.clone(), |x_in| {
+                    let p = Prediction::at(problem.prior, x_in, t, learned, c.clip_x0);
+                    let r = problem.y.clone() - problem.operator.forward(p.x0.clone());
+                    (row_norms(r).sum(), p.detach())
+                })
+            } else {
+                let p = Prediction::at(problem.prior, x.clone().detach(), t, learned, c.clip_x0);
+                (x.zeros_like(), p)
+            };
+            let z = draws_noise(c.transition, ab_t, ab_s, c.eta).then(|| rng.normal::<B>(d, &dev));
+            let x2 = step(c.transition, x, p.x0, p.eps, p.v, ab_t, ab_s, c.eta, z) - grad.mul_scalar(c.scale);
             let ab_tau = match c.renoise {
                 Renoise::Current => ab_t,
                 Renoise::Next => ab_s,

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::common::{Problem, input_grad, x0_from_eps};
 use crate::error::SamplerError;
 use crate::grid::{GridKind, problem_chain};
-use crate::transition::{Transition, noise_std, step};
+use crate::transition::{Transition, draws_noise, step};
 use crate::Sampler;
 
 /// ΠGDM settings.
@@ -39,6 +39,11 @@ impl PigdmConfig {
     /// GMM benchmark: weight 1, the budget's η.
     pub fn gmm() -> Self {
         Self { steps: 100, grid: GridKind::McgdiffAdapted, eta: 0.85, weight: 1.0 }
+    }
+
+    /// The paper's image setting: 100 uniform DDIM steps with η = 1, weight 1.
+    pub fn paper() -> Self {
+        Self { steps: 100, grid: GridKind::Uniform, eta: 1.0, weight: 1.0 }
     }
 }
 
@@ -77,9 +82,8 @@ impl<B: AutodiffBackend> Sampler<B> for Pigdm {
             let g = g.mul_scalar(c.weight);
             let x0 = x0 + g.clone().mul_scalar((1.0 - ab_t) / ab_t.sqrt());
             let eps = eps - g.mul_scalar((1.0 - ab_t).sqrt());
-            let sigma = noise_std(Transition::Ddim, ab_t, ab_s, c.eta);
-            let noise = (sigma > 0.0).then(|| rng.normal::<B>(problem.dim(), &problem.device()).mul_scalar(sigma));
-            x = step(Transition::Ddim, x, x0, eps, ab_t, ab_s, c.eta, noise);
+            let z = draws_noise(Transition::Ddim, ab_t, ab_s, c.eta).then(|| rng.normal::<B>(problem.dim(), &problem.device()));
+            x = step(Transition::Ddim, x, x0, eps, None, ab_t, ab_s, c.eta, z);
         }
         Ok(x)
     }

@@ -55,6 +55,11 @@ impl RedDiffConfig {
     pub fn gmm() -> Self {
         Self { steps: 100, grid: GridKind::Uniform, lr: 0.5, lambda: 0.25, beta1: 0.9, beta2: 0.99, init: RedDiffInit::Pinv }
     }
+
+    /// Image setting: 1000 steps, λ = 0.25, Adam (0.9, 0.99) with lr 0.25, μ₀ = A⁺y.
+    pub fn paper() -> Self {
+        Self { steps: 1000, lr: 0.25, ..Self::gmm() }
+    }
 }
 
 /// The RED-diff sampler.

@@ -15,6 +15,12 @@ pub enum Transition {
     /// x_s = √(ᾱ_t/ᾱ_s)(1−ᾱ_s)/(1−ᾱ_t)·x_t + √ᾱ_s(1−ᾱ_t/ᾱ_s)/(1−ᾱ_t)·x̂₀ + η·σ̃·z,
     /// σ̃² = (1−ᾱ_s)/(1−ᾱ_t)·(1−ᾱ_t/ᾱ_s) (Ho et al. 2020, eq. 7). Equals DDIM at η = 1.
     DdpmEta,
+    /// guided-diffusion's `p_sample` (spec/protocols.md §3.1): the DDPM posterior mean with the
+    /// network's learned-range variance (Nichol & Dhariwal 2021, eq. 15),
+    /// log σ² = f·log β_t + (1−f)·log β̃_t, f = (v + 1)/2, β_t = 1 − ᾱ_t/ᾱ_s, β̃_t = σ̃², and no
+    /// noise on the step to the clean end. A prior without learned variance (the analytic ones)
+    /// gets σ̃ (f = 0, guided-diffusion's `fixedsmall`). η is ignored.
+    DdpmLearned,
 }
 
 /// The DDPM posterior standard deviation σ̃ between levels ᾱ_t and ᾱ_s.
@@ -22,24 +28,35 @@ pub fn ddpm_sigma(ab_t: f64, ab_s: f64) -> f64 {
     ((1.0 - ab_s) / (1.0 - ab_t) * (1.0 - ab_t / ab_s)).max(0.0).sqrt()
 }
 
-/// The standard deviation of the fresh noise z in a step of this form (0 when none is added).
+/// The standard deviation of the fresh noise z in a step of this form (0 when none is added;
+/// for [`Transition::DdpmLearned`] the fixed-small σ̃, the learned σ being per element).
 pub fn noise_std(kind: Transition, ab_t: f64, ab_s: f64, eta: f64) -> f64 {
     match kind {
         Transition::Ddim | Transition::DdpmEta => eta * ddpm_sigma(ab_t, ab_s),
+        Transition::DdpmLearned => ddpm_sigma(ab_t, ab_s),
     }
 }
 
-/// The deterministic part of the step plus `noise` (which must already be σ·z, or `None` when
-/// σ = 0). `x_t`, `x0`, `eps` are `[n, d]`; ᾱ_s = 1 means the clean end.
+/// Whether a step of this form draws fresh noise z (so samplers draw only what is used).
+pub fn draws_noise(kind: Transition, ab_t: f64, ab_s: f64, eta: f64) -> bool {
+    noise_std(kind, ab_t, ab_s, eta) > 0.0
+}
+
+/// One reverse step x_t → x_s. `x_t`, `x0`, `eps` are `[n, d]`; `v` is the learned-range
+/// output (only read by [`Transition::DdpmLearned`]); `z` is standard normal noise (`None` when
+/// [`draws_noise`] is false); ᾱ_s = 1 means the clean end. Every coefficient is computed in
+/// float64 and rounded to float32 before the multiply, as guided-diffusion's tables.
+#[allow(clippy::too_many_arguments)]
 pub fn step<B: Backend>(
     kind: Transition,
     x_t: Tensor<B, 2>,
     x0: Tensor<B, 2>,
     eps: Tensor<B, 2>,
+    v: Option<Tensor<B, 2>>,
     ab_t: f64,
     ab_s: f64,
     eta: f64,
-    noise: Option<Tensor<B, 2>>,
+    z: Option<Tensor<B, 2>>,
 ) -> Tensor<B, 2> {
     let mean = match kind {
         Transition::Ddim => {
@@ -47,15 +64,24 @@ pub fn step<B: Backend>(
             let c_eps = (1.0 - ab_s - sigma * sigma).max(0.0).sqrt();
             x0.mul_scalar(ab_s.sqrt()) + eps.mul_scalar(c_eps)
         }
-        Transition::DdpmEta => {
-            let c_x = (ab_t / ab_s).sqrt() * (1.0 - ab_s) / (1.0 - ab_t);
+        Transition::DdpmEta | Transition::DdpmLearned => {
+            // μ = [β_t√ᾱ_s/(1−ᾱ_t)]·x̂₀ + [(1−ᾱ_s)√α_t/(1−ᾱ_t)]·x_t, α_t = ᾱ_t/ᾱ_s.
             let c_0 = ab_s.sqrt() * (1.0 - ab_t / ab_s) / (1.0 - ab_t);
-            x_t.mul_scalar(c_x) + x0.mul_scalar(c_0)
+            let c_x = (ab_t / ab_s).sqrt() * (1.0 - ab_s) / (1.0 - ab_t);
+            x0.mul_scalar(c_0) + x_t.mul_scalar(c_x)
         }
     };
-    match noise {
-        Some(n) => mean + n,
-        None => mean,
+    let Some(z) = z else { return mean };
+    match (kind, v) {
+        (Transition::DdpmLearned, Some(v)) => {
+            // log σ² = f·log β_t + (1 − f)·log β̃_t, f = (v + 1)/2; x_s = μ + exp(½ log σ²)·z.
+            let beta = 1.0 - ab_t / ab_s;
+            let (max_log, min_log) = (beta.ln(), ddpm_sigma(ab_t, ab_s).powi(2).ln());
+            let frac = v.add_scalar(1.0).div_scalar(2.0);
+            let log_var = frac.clone().mul_scalar(max_log) + frac.neg().add_scalar(1.0).mul_scalar(min_log);
+            mean + log_var.mul_scalar(0.5).exp() * z
+        }
+        _ => mean + z.mul_scalar(noise_std(kind, ab_t, ab_s, eta)),
     }
 }
 
@@ -72,10 +98,25 @@ mod tests {
         let x_t = Tensor::<Flex, 2>::from_floats([[0.5, -1.0, 2.0]], &dev);
         let x0 = Tensor::<Flex, 2>::from_floats([[0.1, 0.2, -0.3]], &dev);
         let eps = (x_t.clone() - x0.clone().mul_scalar(ab_t.sqrt())).div_scalar((1.0 - ab_t).sqrt());
-        let a = step(Transition::Ddim, x_t.clone(), x0.clone(), eps.clone(), ab_t, ab_s, 1.0, None);
-        let b = step(Transition::DdpmEta, x_t, x0, eps, ab_t, ab_s, 1.0, None);
+        let a = step(Transition::Ddim, x_t.clone(), x0.clone(), eps.clone(), None, ab_t, ab_s, 1.0, None);
+        let b = step(Transition::DdpmEta, x_t, x0, eps, None, ab_t, ab_s, 1.0, None);
         let diff: f32 = (a - b).abs().max().into_scalar();
         assert!(diff < 1e-6, "{diff}");
+    }
+
+    #[test]
+    fn learned_variance_interpolates_between_the_posterior_and_the_forward_variance() {
+        // v = −1 gives σ̃², v = 1 gives β_t: the added noise equals σ·z for those σ.
+        let dev = Default::default();
+        let (ab_t, ab_s) = (0.3f64, 0.35f64);
+        let zero = Tensor::<Flex, 2>::zeros([1, 2], &dev);
+        let z = Tensor::<Flex, 2>::ones([1, 2], &dev);
+        for (v, var) in [(-1.0f32, ddpm_sigma(ab_t, ab_s).powi(2)), (1.0, 1.0 - ab_t / ab_s)] {
+            let vt = Tensor::<Flex, 2>::full([1, 2], v, &dev);
+            let out = step(Transition::DdpmLearned, zero.clone(), zero.clone(), zero.clone(), Some(vt), ab_t, ab_s, 0.0, Some(z.clone()));
+            let got: f32 = out.max().into_scalar();
+            assert!((f64::from(got) - var.sqrt()).abs() < 1e-6, "v = {v}: {got} vs {}", var.sqrt());
+        }
     }
 
     #[test]
@@ -84,9 +125,9 @@ mod tests {
         let x_t = Tensor::<Flex, 2>::from_floats([[3.0, 1.0]], &dev);
         let x0 = Tensor::<Flex, 2>::from_floats([[0.25, -0.5]], &dev);
         let eps = Tensor::<Flex, 2>::from_floats([[1.0, 1.0]], &dev);
-        for kind in [Transition::Ddim, Transition::DdpmEta] {
-            assert_eq!(noise_std(kind, 0.5, 1.0, 0.7), 0.0);
-            let out = step(kind, x_t.clone(), x0.clone(), eps.clone(), 0.5, 1.0, 0.7, None);
+        for kind in [Transition::Ddim, Transition::DdpmEta, Transition::DdpmLearned] {
+            assert!(!draws_noise(kind, 0.5, 1.0, 0.7));
+            let out = step(kind, x_t.clone(), x0.clone(), eps.clone(), None, 0.5, 1.0, 0.7, None);
             let diff: f32 = (out - x0.clone()).abs().max().into_scalar();
             assert!(diff < 1e-7);
         }

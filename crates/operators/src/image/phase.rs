@@ -12,7 +12,7 @@ use burn::prelude::*;
 use nalgebra::DMatrix;
 
 use super::separable::ImageShape;
-use crate::operator::Operator;
+use crate::operator::{FourierMagnitude, Operator};
 use dipbench_models::gaussian_mixture::host_to_tensor;
 
 /// Which codebase's variant.
@@ -105,6 +105,14 @@ impl<B: Backend> Operator<B> for PhaseRetrieval<B> {
         let re = xr.clone().matmul(rhs(&self.fr_t)) - xi.clone().matmul(rhs(&self.fi_t));
         let im = xr.matmul(rhs(&self.fi_t)) + xi.matmul(rhs(&self.fr_t));
         (re.powf_scalar(2.0) + im.powf_scalar(2.0)).add_scalar(1e-30).sqrt().reshape([n, s.c * m * m])
+    }
+
+    fn as_fourier_magnitude(&self) -> Option<FourierMagnitude> {
+        let (scale, offset) = match self.variant {
+            PhaseVariant::Dps => (1.0, 0.0),
+            PhaseVariant::Daps => (0.5, 0.5),
+        };
+        Some(FourierMagnitude { channels: self.shape.c, side: self.shape.h, pad: self.pad, scale, offset })
     }
 }
 

@@ -16,6 +16,8 @@ pub struct Experiment {
     pub experiment: Header,
     /// The Gaussian-mixture benchmark's grid (required when `experiment.benchmark = "gmm"`).
     pub gmm: Option<GmmGrid>,
+    /// The image benchmark's grid (required when `experiment.benchmark = "image"`).
+    pub image: Option<ImageGrid>,
     /// How samples are scored.
     #[serde(default)]
     pub metric: MetricSettings,
@@ -62,6 +64,106 @@ fn default_schedule() -> String {
     "mcgdiff-gmm".into()
 }
 
+/// `[image]`: the image benchmark (method × task × image on an ADM UNet prior).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageGrid {
+    /// `synthetic` (deterministic test pictures, no download) or a folder of PNG/JPEG images
+    /// (sorted by name; the first `images` are used).
+    pub dataset: String,
+    /// Dataset family for the presets that depend on it (`ffhq` or `imagenet`; DPS ζ′).
+    #[serde(default = "default_family")]
+    pub family: String,
+    /// Number of images.
+    pub images: usize,
+    /// Image side in pixels (must be the model's).
+    pub side: usize,
+    /// UNet configuration (`ffhq256`, `imagenet256`, `tiny32`).
+    pub model: String,
+    /// Checkpoint: a known name (`dipbench weights`) or a file. Absent: the golden fill, i.e.
+    /// untrained weights, for plumbing checks only (the table says so).
+    pub checkpoint: Option<String>,
+    /// Task names (`dipbench measure --help` lists them).
+    pub tasks: Vec<String>,
+    /// Whose operator definitions where DPS and DAPS differ (`dps` or `daps`).
+    #[serde(default = "default_variant")]
+    pub variant: String,
+    /// Measurement noise.
+    #[serde(default)]
+    pub noise: NoiseSpec,
+    /// Per-image metrics (`psnr`, `psnr-piq`, `ssim`, `ssim-piq`, `lpips-alex`, `lpips-vgg`,
+    /// `lpips-vgg-piq`).
+    #[serde(default = "default_image_metrics")]
+    pub metrics: Vec<String>,
+}
+
+fn default_family() -> String {
+    "ffhq".into()
+}
+
+fn default_variant() -> String {
+    "dps".into()
+}
+
+fn default_image_metrics() -> Vec<String> {
+    vec!["psnr".into(), "ssim".into()]
+}
+
+/// `[image.noise]`: Gaussian y = A(x) + σ_y·ε or DPS's Poisson noise.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoiseSpec {
+    /// `gaussian` or `poisson`.
+    pub kind: String,
+    /// σ_y in [−1, 1] units (the papers' 0.05); for Poisson, the σ_y the samplers assume.
+    #[serde(default = "default_sigma_y")]
+    pub sigma: f64,
+    /// Poisson rate λ.
+    #[serde(default = "default_rate")]
+    pub rate: f64,
+}
+
+impl Default for NoiseSpec {
+    fn default() -> Self {
+        Self { kind: "gaussian".into(), sigma: default_sigma_y(), rate: default_rate() }
+    }
+}
+
+fn default_sigma_y() -> f64 {
+    0.05
+}
+
+fn default_rate() -> f64 {
+    1.0
+}
+
+impl ImageGrid {
+    fn validate(&self, methods: &[Method]) -> Result<()> {
+        if self.images == 0 || self.tasks.is_empty() {
+            bail!("keys `image.images` ≥ 1 and `image.tasks` (non-empty) are required");
+        }
+        if !matches!(self.variant.as_str(), "dps" | "daps") {
+            bail!("key `image.variant`: `{}` (known: dps, daps)", self.variant);
+        }
+        if !matches!(self.noise.kind.as_str(), "gaussian" | "poisson") || self.noise.sigma < 0.0 || self.noise.rate <= 0.0 {
+            bail!("key `image.noise`: kind gaussian|poisson, sigma ≥ 0, rate > 0 (got {:?})", self.noise);
+        }
+        if !matches!(self.family.as_str(), "ffhq" | "imagenet") {
+            bail!("key `image.family`: `{}` (known: ffhq, imagenet)", self.family);
+        }
+        for m in &self.metrics {
+            crate::score_cmd::Metric::parse(m).context("key `image.metrics`")?;
+        }
+        for t in &self.tasks {
+            crate::image_bench::task_for(self, t)?;
+            for m in methods {
+                crate::image_bench::method_config(self, m, t)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One step budget.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -102,6 +204,10 @@ pub struct Method {
     /// Preset of that sampler (default `gmm`).
     #[serde(default = "default_preset")]
     pub preset: String,
+    /// Image benchmark: per-task changes, `per_task.<task> = { preset = …, key = value }`, applied
+    /// after the method's own (for a task where the preset has no published value).
+    #[serde(default)]
+    pub per_task: std::collections::BTreeMap<String, toml::Table>,
     /// Overrides of the preset's fields.
     #[serde(flatten)]
     pub settings: toml::Table,
@@ -149,7 +255,14 @@ impl Experiment {
                 let g = self.gmm.as_ref().context("`experiment.benchmark = \"gmm\"` needs a [gmm] table")?;
                 g.validate()?;
             }
-            other => bail!("key `experiment.benchmark`: unknown benchmark `{other}` (known: gmm)"),
+            "image" => {
+                let g = self.image.as_ref().context("`experiment.benchmark = \"image\"` needs an [image] table")?;
+                if self.methods.iter().any(|m| m.preset == "gmm" && m.sampler != "exact") {
+                    bail!("image experiments need an explicit `preset` per method (the default `gmm` is the Gaussian-mixture setting)");
+                }
+                g.validate(&self.methods)?;
+            }
+            other => bail!("key `experiment.benchmark`: unknown benchmark `{other}` (known: gmm, image)"),
         }
         if self.metric.projections == 0 {
             bail!("key `metric.projections` must be positive");
@@ -165,6 +278,10 @@ impl Experiment {
             if m.label.contains([',', '"', '\n', '|']) {
                 bail!("method label `{}` contains a character not allowed in tables (, \" | newline)", m.label);
             }
+        }
+        if self.image.is_some() {
+            // Image presets depend on the task: image_bench::method_config resolves them per task.
+            return Ok(vec![]);
         }
         self.methods.iter().map(Method::config).collect()
     }

@@ -14,6 +14,8 @@ pub mod backend;
 pub mod bench_cmd;
 pub mod experiment;
 pub mod gmm;
+pub mod image_bench;
+pub mod image_table;
 pub mod measure_cmd;
 pub mod model_cmd;
 pub mod runner;

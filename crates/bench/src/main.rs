@@ -42,6 +42,14 @@ enum Command {
         /// Jobs run at the same time (default: the number of threads). Results do not depend on it.
         #[arg(long)]
         jobs: Option<usize>,
+        /// Run only shard I of N (`I/N`, 0-based): every N-th job of the fixed job order from the
+        /// I-th. Shards share the results folder (or are merged with `dipbench merge`); the
+        /// tables are written once every job is done.
+        #[arg(long, value_parser = parse_shard)]
+        shard: Option<(usize, usize)>,
+        /// Image benchmark: read the images from this folder instead of `image.dataset`.
+        #[arg(long)]
+        dataset: Option<PathBuf>,
     },
     /// List the known checkpoints, or verify one (keys, shapes, then a pinned sha256).
     Weights {
@@ -63,7 +71,7 @@ enum Command {
     },
     /// Apply a benchmark task's operator and noise to an image (PNG/JPEG, or safetensors `x`).
     Measure {
-        /// Task: sr4, inpaint_box, inpaint_random, inpaint_random_92, deblur_gauss, deblur_motion, phase_retrieval, hdr, nonlinear_deblur.
+        /// Task: sr4, inpaint_box, inpaint_random, inpaint_random_92, deblur_gauss, deblur_motion, phase_retrieval, hdr, deblur_nonlinear.
         #[arg(long)]
         task: String,
         /// Which codebase's definition where DPS and DAPS differ.
@@ -81,7 +89,7 @@ enum Command {
         /// Kernel file for deblur_motion (safetensors tensor `kernel` [k, k]); default: drawn from the seed.
         #[arg(long)]
         kernel: Option<PathBuf>,
-        /// bkse checkpoint for nonlinear_deblur (default: GOPRO_wVAE.pth in the checkpoint folder).
+        /// bkse checkpoint for deblur_nonlinear (default: GOPRO_wVAE.pth in the checkpoint folder).
         #[arg(long)]
         checkpoint: Option<PathBuf>,
         /// Input image (256×256 RGB) or safetensors with `x` [1, 3, 256, 256] in [-1, 1].
@@ -225,6 +233,30 @@ enum BenchWhat {
     },
 }
 
+/// Parses `I/N` with I < N.
+fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+    let (i, n) = s.split_once('/').ok_or_else(|| format!("`{s}`: expected I/N, e.g. 0/4"))?;
+    let (i, n): (usize, usize) = (i.trim().parse().map_err(|_| format!("`{s}`: I is not a number"))?, n.trim().parse().map_err(|_| format!("`{s}`: N is not a number"))?);
+    if n == 0 || i >= n {
+        return Err(format!("`{s}`: need 0 ≤ I < N"));
+    }
+    Ok((i, n))
+}
+
+/// Collects the rows of a finished experiment and writes its tables; returns the Markdown.
+fn write_tables(exp: &dipbench::experiment::LoadedExperiment, out: &Path) -> Result<String> {
+    match exp.experiment.experiment.benchmark.as_str() {
+        "image" => {
+            let rows = dipbench::image_bench::collect_rows(exp, out)?;
+            dipbench::image_table::write_all(exp, &rows, out)
+        }
+        _ => {
+            let rows = runner::collect_rows(exp, out)?;
+            table::write_all(exp, &rows, out)
+        }
+    }
+}
+
 fn default_out(name: &str, out: Option<PathBuf>) -> PathBuf {
     out.unwrap_or_else(|| Path::new("results").join(name))
 }
@@ -239,13 +271,23 @@ fn main() -> Result<()> {
         rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("cannot set up the thread pool")?;
     }
     match cli.command {
-        Command::Run { experiment, out, device, no_progress, jobs } => {
+        Command::Run { experiment, out, device, no_progress, jobs, shard, dataset } => {
             let exp = Experiment::load(&experiment)?;
             let out = default_out(&exp.experiment.experiment.name, out);
-            let opts = runner::RunOptions { progress: !no_progress, jobs };
+            let opts = runner::RunOptions { progress: !no_progress, jobs, shard, dataset };
             let summary = with_backend!(device, |B, dev| runner::run::<B>(&exp, &out, &dev, &opts))?;
-            let rows = runner::collect_rows(&exp, &out)?;
-            let md = table::write_all(&exp, &rows, &out)?;
+            if let Some((i, n)) = shard {
+                eprintln!(
+                    "shard {i}/{n}: {} jobs ({} run now, {} already done) in {:.1} s; run `dipbench table {}` once every shard is done",
+                    summary.total,
+                    summary.ran,
+                    summary.skipped,
+                    summary.seconds,
+                    experiment.display()
+                );
+                return Ok(());
+            }
+            let md = write_tables(&exp, &out)?;
             println!("{md}");
             eprintln!(
                 "{} jobs ({} run now, {} already done) in {:.1} s; tables in {}",
@@ -330,8 +372,7 @@ fn main() -> Result<()> {
         Command::Table { experiment, out } => {
             let exp = Experiment::load(&experiment)?;
             let out = default_out(&exp.experiment.experiment.name, out);
-            let rows = runner::collect_rows(&exp, &out)?;
-            println!("{}", table::write_all(&exp, &rows, &out)?);
+            println!("{}", write_tables(&exp, &out)?);
         }
     }
     Ok(())

@@ -71,7 +71,7 @@ pub struct MeasureRequest {
     pub noise: Noise,
     /// Kernel file for `deblur_motion` (safetensors tensor `kernel` [k, k]); `None` draws one.
     pub kernel: Option<PathBuf>,
-    /// bkse checkpoint for `nonlinear_deblur` (`None`: looked up in the checkpoint folder).
+    /// bkse checkpoint for `deblur_nonlinear` (`None`: looked up in the checkpoint folder).
     pub checkpoint: Option<PathBuf>,
     /// Input image or tensor.
     pub input: PathBuf,
@@ -82,7 +82,7 @@ pub struct MeasureRequest {
 }
 
 /// The task of `name`: `deblur_motion` with `kernel` reads the kernel from that file (else it is
-/// drawn from the seed); `nonlinear_deblur` loads the bkse checkpoint (`--variant dps` redraws
+/// drawn from the seed); `deblur_nonlinear` loads the bkse checkpoint (`--variant dps` redraws
 /// the kernel code at every call as DPS does, `daps` fixes it).
 pub fn task(name: &str, variant: &str, kernel: Option<&Path>) -> Result<Task> {
     task_with_checkpoint(name, variant, kernel, None)
@@ -90,7 +90,7 @@ pub fn task(name: &str, variant: &str, kernel: Option<&Path>) -> Result<Task> {
 
 /// [`task`] with an explicit bkse checkpoint.
 pub fn task_with_checkpoint(name: &str, variant: &str, kernel: Option<&Path>, checkpoint: Option<&Path>) -> Result<Task> {
-    if name == "nonlinear_deblur" {
+    if matches!(name, "deblur_nonlinear" | "nonlinear_deblur") {
         let path = match checkpoint {
             Some(p) => p.to_path_buf(),
             None => crate::weights::locate(crate::weights::known("bkse")?, &crate::weights::checkpoint_dir(None))?,

@@ -82,39 +82,28 @@ pub struct RunOptions {
     pub progress: bool,
     /// Jobs run at the same time (default: the number of worker threads).
     pub jobs: Option<usize>,
+    /// Run only shard `i` of `n` (`(i, n)`, 0-based): jobs whose index in the experiment's
+    /// fixed job order is i modulo n.
+    pub shard: Option<(usize, usize)>,
+    /// Image benchmark: read the images from this folder instead of `image.dataset`.
+    pub dataset: Option<PathBuf>,
 }
 
-/// Runs every unfinished job of `exp` into `out`, longest first, `opts.jobs` at a time.
-pub fn run<B: AutodiffBackend>(exp: &LoadedExperiment, out: &Path, device: &B::Device, opts: &RunOptions) -> Result<RunSummary>
-where
-    B::Device: Sync,
-{
-    let start = std::time::Instant::now();
-    let grid = exp.experiment.gmm.as_ref().expect("validated gmm experiment");
-    fs::create_dir_all(out.join("runs")).with_context(|| format!("cannot create {}", out.join("runs").display()))?;
-    fs::copy(&exp.path, out.join("experiment.toml")).with_context(|| format!("cannot copy {} into {}", exp.path.display(), out.display()))?;
-    let all = gmm::jobs(grid);
-    let mut pending = vec![];
-    for job in &all {
-        let fp = gmm::fingerprint(exp, &job.budget);
-        if !finished(&job_file(out, job), &fp, exp.experiment.methods.len())? {
-            pending.push(*job);
-        }
-    }
-    let skipped = all.len() - pending.len();
-    // Longest jobs first, so the last jobs to finish are short ones (better use of all cores).
-    pending.sort_by_key(|j| std::cmp::Reverse((j.d * j.budget.steps, j.d_y)));
-    tracing::info!(total = all.len(), skipped, to_run = pending.len(), out = %out.display(), "running {}", exp.experiment.experiment.name);
-    let bar = if opts.progress { ProgressBar::new(all.len() as u64) } else { ProgressBar::hidden() };
+/// Runs `f` on every job of `pending` on `opts.jobs` worker threads (default: the number of
+/// threads), with a progress bar over `total` jobs of which `done` are already finished.
+/// Stops at the first error and returns it.
+///
+/// Jobs are pulled from a shared queue by plain worker threads, not rayon tasks: the tensor
+/// backend already parallelises inside a job on the rayon pool, and a rayon worker waiting on
+/// such an inner task would steal and start whole other jobs, interleaving them.
+pub fn run_pool<J: Sync>(pending: &[J], total: usize, done: usize, opts: &RunOptions, f: impl Fn(&J) -> Result<String> + Sync) -> Result<()> {
+    let bar = if opts.progress { ProgressBar::new(total as u64) } else { ProgressBar::hidden() };
     bar.set_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} jobs, {eta} left  {msg}")
             .expect("valid template")
             .progress_chars("=> "),
     );
-    bar.set_position(skipped as u64);
-    // Jobs are pulled from a shared queue by plain worker threads, not rayon tasks: the tensor
-    // backend already parallelises inside a job on the rayon pool, and a rayon worker waiting
-    // on such an inner task would steal and start whole other jobs, interleaving them.
+    bar.set_position(done as u64);
     let workers = opts.jobs.unwrap_or_else(rayon::current_num_threads).clamp(1, pending.len().max(1));
     let next = AtomicUsize::new(0);
     let first_error = Mutex::new(None);
@@ -125,10 +114,9 @@ where
                     return;
                 }
                 let Some(job) = pending.get(next.fetch_add(1, Ordering::SeqCst)) else { return };
-                let result = gmm::run_job::<B>(exp, job, device).and_then(|rows| write_rows_atomic(&job_file(out, job), &rows));
-                match result {
-                    Ok(()) => {
-                        bar.set_message(job.id());
+                match f(job) {
+                    Ok(msg) => {
+                        bar.set_message(msg);
                         bar.inc(1);
                     }
                     Err(e) => {
@@ -139,10 +127,59 @@ where
         }
     });
     bar.finish_and_clear();
-    if let Some(e) = first_error.into_inner().expect("lock") {
-        return Err(e);
+    match first_error.into_inner().expect("lock") {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
-    Ok(RunSummary { total: all.len(), skipped, ran: pending.len(), seconds: start.elapsed().as_secs_f64() })
+}
+
+/// Whether job number `index` belongs to `shard` (`(i, n)`: every n-th job from the i-th).
+pub fn in_shard(index: usize, shard: Option<(usize, usize)>) -> bool {
+    shard.is_none_or(|(i, n)| index % n == i)
+}
+
+/// Runs every unfinished job (of this shard) of `exp` into `out`, on the experiment's
+/// benchmark.
+pub fn run<B: AutodiffBackend>(exp: &LoadedExperiment, out: &Path, device: &B::Device, opts: &RunOptions) -> Result<RunSummary>
+where
+    B::Device: Sync,
+{
+    match exp.experiment.experiment.benchmark.as_str() {
+        "image" => crate::image_bench::run::<B>(exp, out, device, opts),
+        _ => run_gmm::<B>(exp, out, device, opts),
+    }
+}
+
+/// Runs every unfinished job of a GMM experiment into `out`, longest first, `opts.jobs` at a time.
+pub fn run_gmm<B: AutodiffBackend>(exp: &LoadedExperiment, out: &Path, device: &B::Device, opts: &RunOptions) -> Result<RunSummary>
+where
+    B::Device: Sync,
+{
+    let start = std::time::Instant::now();
+    let grid = exp.experiment.gmm.as_ref().expect("validated gmm experiment");
+    fs::create_dir_all(out.join("runs")).with_context(|| format!("cannot create {}", out.join("runs").display()))?;
+    fs::copy(&exp.path, out.join("experiment.toml")).with_context(|| format!("cannot copy {} into {}", exp.path.display(), out.display()))?;
+    let all = gmm::jobs(grid);
+    let mut pending = vec![];
+    for (index, job) in all.iter().enumerate() {
+        if !in_shard(index, opts.shard) {
+            continue;
+        }
+        let fp = gmm::fingerprint(exp, &job.budget);
+        if !finished(&job_file(out, job), &fp, exp.experiment.methods.len())? {
+            pending.push(*job);
+        }
+    }
+    let mine = (0..all.len()).filter(|i| in_shard(*i, opts.shard)).count();
+    let skipped = mine - pending.len();
+    // Longest jobs first, so the last jobs to finish are short ones (better use of all cores).
+    pending.sort_by_key(|j| std::cmp::Reverse((j.d * j.budget.steps, j.d_y)));
+    tracing::info!(total = all.len(), skipped, to_run = pending.len(), out = %out.display(), "running {}", exp.experiment.experiment.name);
+    run_pool(&pending, all.len(), skipped, opts, |job| {
+        gmm::run_job::<B>(exp, job, device).and_then(|rows| write_rows_atomic(&job_file(out, job), &rows))?;
+        Ok(job.id())
+    })?;
+    Ok(RunSummary { total: mine, skipped, ran: pending.len(), seconds: start.elapsed().as_secs_f64() })
 }
 
 /// All rows of the finished jobs of `exp` in `out`, in job order. Missing jobs are an error

@@ -163,6 +163,23 @@ pub fn locate(w: &KnownWeights, dir: &Path) -> Result<PathBuf> {
     )
 }
 
+/// A checkpoint named in an experiment file: a known name (`ffhq`, `imagenet`, … as
+/// `dipbench weights` lists them) is looked up in the checkpoint folder; anything else is a
+/// path, which must exist.
+pub fn resolve_checkpoint(spec: &str) -> Result<PathBuf> {
+    if let Some(w) = KNOWN.iter().find(|w| w.name == spec) {
+        return locate(w, &checkpoint_dir(None));
+    }
+    let p = PathBuf::from(spec);
+    if !p.is_file() {
+        bail!(
+            "checkpoint `{spec}` is neither a known name ({}) nor an existing file",
+            KNOWN.iter().map(|w| w.name).collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(p)
+}
+
 /// sha256 of a file, hex.
 pub fn sha256(path: &Path) -> Result<String> {
     let mut f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;

@@ -54,9 +54,9 @@ fn measure_refuses_wrong_sizes_and_unknown_tasks() {
     let o = dipbench(&["measure", "--task", "sr8", "--input", png.to_str().unwrap(), "--output", out.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("sr8") && err.contains("sr4"), "{err}");
-    // nonlinear_deblur without its checkpoint says where to get it.
+    // deblur_nonlinear without its checkpoint says where to get it.
     let o = Command::new(env!("CARGO_BIN_EXE_dipbench"))
-        .args(["measure", "--task", "nonlinear_deblur", "--input", png.to_str().unwrap(), "--output", out.to_str().unwrap()])
+        .args(["measure", "--task", "deblur_nonlinear", "--input", png.to_str().unwrap(), "--output", out.to_str().unwrap()])
         .env("DIPBENCH_CHECKPOINTS", dir.to_str().unwrap())
         .output()
         .unwrap();

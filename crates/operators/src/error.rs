@@ -5,7 +5,7 @@
 pub enum OperatorError {
     /// The caller needs structure the operator does not have (a sampler that needs an SVD, run
     /// on a nonlinear operator, gets this instead of a wrong answer).
-    #[error("operator `{operator}` has no {needs}, which {needed_by} requires")]
+    #[error("operator `{operator}` lacks {needs}, which {needed_by} requires")]
     Unsupported {
         /// The operator's name.
         operator: String,

@@ -44,6 +44,9 @@ fn splitmix64(mut z: u64) -> u64 {
 #[derive(Debug, Clone)]
 pub struct SampleRng {
     rows: Vec<Xoshiro256PlusPlus>,
+    /// Recorded standard-normal draws handed out in order instead of fresh ones
+    /// ([`SampleRng::replay`]).
+    replay: Option<std::collections::VecDeque<Vec<f32>>>,
 }
 
 impl SampleRng {
@@ -56,7 +59,15 @@ impl SampleRng {
     /// job draws exactly what those rows draw in the full batch.
     pub fn rows(seed: u64, rows: std::ops::Range<usize>) -> Self {
         let rows = rows.map(|r| Xoshiro256PlusPlus::seed_from_u64(splitmix64(seed ^ splitmix64(r as u64)))).collect();
-        Self { rows }
+        Self { rows, replay: None }
+    }
+
+    /// A stream for `n` rows whose normal draws ([`SampleRng::normal_f32`] and
+    /// [`SampleRng::normal`]) are `draws`, in order, each `[n, d]` row-major: how a sampler is run
+    /// on the noises a reference implementation injected (golden fixtures). Asking for more
+    /// draws than recorded, or for a draw of another size, panics naming the draw.
+    pub fn replay(n: usize, draws: Vec<Vec<f32>>) -> Self {
+        Self { replay: Some(draws.into()), ..Self::new(0, n) }
     }
 
     /// The generator of row `i`, for draws from other distributions (rand_distr).
@@ -83,11 +94,17 @@ impl SampleRng {
             .iter_mut()
             .map(|r| Xoshiro256PlusPlus::seed_from_u64(splitmix64(r.next_u64() ^ key)))
             .collect();
-        Self { rows }
+        Self { rows, replay: None }
     }
 
     /// `[n, d]` standard normal draws, row-major, as f32 (rand_distr's ziggurat `StandardNormal`).
     pub fn normal_f32(&mut self, d: usize) -> Vec<f32> {
+        if let Some(queue) = &mut self.replay {
+            let n = self.rows.len() * d;
+            let draw = queue.pop_front().unwrap_or_else(|| panic!("replayed SampleRng: no recorded draw left for a normal draw of {n} values"));
+            assert_eq!(draw.len(), n, "replayed SampleRng: the recorded draw has {} values, the sampler asks for {n}", draw.len());
+            return draw;
+        }
         let mut out = vec![0f32; self.rows.len() * d];
         if d == 0 {
             return out;

@@ -70,9 +70,11 @@ pub struct PresetContext<'a> {
 }
 
 /// Every (sampler, preset) pair, for help texts: `gmm` runs on the analytic benchmark, the
-/// others on images (`dps-repo`, `dps-paper` and the DAPS presets read the task).
+/// others on images (`dps-repo`, `dps-paper` and the DAPS presets read the task; DPS `image` is
+/// the released image sampler with `scale = 1`, for tasks without a published scale: set
+/// `scale` yourself).
 pub const PRESETS: &[(&str, &str)] = &[
-    ("dps", "gmm, dps-repo, dps-paper"),
+    ("dps", "gmm, dps-repo, dps-paper, image"),
     ("mcg", "gmm, mcg-code, mcg-paper, projection"),
     ("daps", "gmm, daps-1k, daps-4k, daps-legacy"),
     ("ddrm", "gmm, paper"),
@@ -118,6 +120,7 @@ impl SamplerConfig {
                     .ok_or_else(|| err("preset", format!("the DPS paper gives no ζ′ for task `{}` on `{}` with {} noise", c.task, c.dataset, c.noise)))?;
                 Self::Dps(DpsConfig::image(2.0 * zeta, if poisson { Likelihood::PoissonPaper } else { Likelihood::Gaussian }))
             }
+            ("dps", "image") => Self::Dps(DpsConfig::image(1.0, if poisson { Likelihood::PoissonCode } else { Likelihood::Gaussian })),
             ("mcg", "gmm") => Self::Mcg(McgConfig::gmm()),
             ("mcg", "mcg-code") => Self::Mcg(McgConfig::image(1.0)),
             ("mcg", "mcg-paper") => Self::Mcg(McgConfig::image(2.0)),

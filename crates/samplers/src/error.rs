@@ -31,3 +31,12 @@ pub enum SamplerError {
         why: String,
     },
 }
+
+impl SamplerError {
+    /// Whether the error says the sampler cannot run on this problem (missing operator
+    /// structure, no exact posterior), as opposed to a failure: benchmark tables print "–" for
+    /// these and go on.
+    pub fn is_unsupported(&self) -> bool {
+        matches!(self, Self::Unsupported { .. } | Self::Operator(OperatorError::Unsupported { .. }))
+    }
+}

@@ -80,7 +80,7 @@ impl Task {
     /// `inpaint_random` (DPS code 30–70 %, DAPS ≈70 %; `inpaint_random_92` is the DPS paper's
     /// 92 %), `deblur_gauss`, `deblur_motion` (kernel drawn from the job's stream; to use the
     /// reference's kernels, build [`Task::DeblurKernel`] from a file), `phase_retrieval`, `hdr`.
-    /// `nonlinear_deblur` needs a checkpoint ([`Task::NonlinearDeblur`]).
+    /// `deblur_nonlinear` (alias `nonlinear_deblur`) needs a checkpoint ([`Task::NonlinearDeblur`]).
     pub fn by_name(name: &str, variant: &str) -> Result<Self, OperatorError> {
         let daps = match variant {
             "dps" => false,
@@ -102,19 +102,36 @@ impl Task {
             "deblur_motion" => Self::DeblurMotion { size: 61, intensity: 0.5 },
             "phase_retrieval" => Self::PhaseRetrieval { oversample: 2.0, variant: if daps { PhaseVariant::Daps } else { PhaseVariant::Dps } },
             "hdr" => Self::Hdr,
-            "nonlinear_deblur" => {
+            "deblur_nonlinear" | "nonlinear_deblur" => {
                 return Err(OperatorError::Invalid {
-                    what: "task `nonlinear_deblur`".into(),
+                    what: "task `deblur_nonlinear`".into(),
                     why: "needs the bkse checkpoint GOPRO_wVAE.pth (see `dipbench weights`)".into(),
                 });
             }
             other => {
                 return Err(OperatorError::Invalid {
                     what: "task".into(),
-                    why: format!("unknown task `{other}` (known: sr4, inpaint_box, inpaint_random, inpaint_random_92, deblur_gauss, deblur_motion, phase_retrieval, hdr, nonlinear_deblur)"),
+                    why: format!("unknown task `{other}` (known: sr4, inpaint_box, inpaint_random, inpaint_random_92, deblur_gauss, deblur_motion, phase_retrieval, hdr, deblur_nonlinear)"),
                 });
             }
         })
+    }
+}
+
+impl Task {
+    /// The task scaled from the 256-pixel images the papers define it on to images of `side`
+    /// pixels: box size and margin, blur kernel size (kept odd, at least 3) and Gaussian σ scale
+    /// by side/256; the other tasks are already relative to the image size. Identity at 256.
+    /// (Used by the small-image smoke benchmark; paper experiments run at 256.)
+    pub fn for_side(self, side: usize) -> Self {
+        let f = side as f64 / 256.0;
+        let odd = |k: usize| (((k as f64 * f / 2.0).floor() as usize) * 2 + 1).max(3);
+        match self {
+            Self::InpaintBox { size, margin } => Self::InpaintBox { size: ((size as f64 * f).round() as usize).max(1), margin: (margin as f64 * f).round() as usize },
+            Self::DeblurGauss { size, sigma, svd_threshold } => Self::DeblurGauss { size: odd(size), sigma: sigma * f, svd_threshold },
+            Self::DeblurMotion { size, intensity } => Self::DeblurMotion { size: odd(size), intensity },
+            other => other,
+        }
     }
 }
 

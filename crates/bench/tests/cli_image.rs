@@ -1,0 +1,253 @@
+//! End-to-end tests of the image benchmark through the `dipbench` binary: the smoke experiment
+//! (every method × every task on 8 images of 32×32 made here, tiny UNet config), resume after
+//! kill -9, sharding, and dataset errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn dipbench(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dipbench")).args(args).env("RUST_LOG", "warn").env("RUST_BACKTRACE", "0").output().expect("dipbench runs")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(out.status.success(), "dipbench failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("dipbench-image-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn repo_file(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel)
+}
+
+/// `n` test pictures of `side`² pixels: colour ramps crossed with a bar pattern whose period
+/// and phase depend on the index.
+fn make_images(dir: &Path, n: usize, side: u32) {
+    std::fs::create_dir_all(dir).unwrap();
+    for i in 0..n as u32 {
+        let img = image::RgbImage::from_fn(side, side, |x, y| {
+            let bar = if ((x + 3 * i) / (2 + i % 3)) % 2 == 0 { 60 } else { 0 };
+            image::Rgb([(x * 255 / side) as u8 / 2 + bar, (y * 255 / side) as u8 / 2 + 40, ((x + y + 9 * i) * 4 % 200) as u8])
+        });
+        img.save(dir.join(format!("{i:05}.png"))).unwrap();
+    }
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A CSV without its `seconds` column (wall time is not reproducible).
+fn without_seconds(csv_text: &str) -> String {
+    let mut lines = csv_text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let drop = header.iter().position(|h| *h == "seconds").expect("seconds column");
+    std::iter::once(header.join(","))
+        .chain(lines.map(|l| {
+            let mut rec = csv::ReaderBuilder::new().has_headers(false).from_reader(l.as_bytes());
+            let r = rec.records().next().unwrap().unwrap();
+            r.iter().enumerate().filter(|(i, _)| *i != drop).map(|(_, v)| v.to_string()).collect::<Vec<_>>().join("|")
+        }))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn smoke_experiment_runs_every_method_on_every_task_and_writes_tables() {
+    let dir = temp_dir("smoke");
+    let images = dir.join("images");
+    make_images(&images, 8, 32);
+    let out = dir.join("out");
+    let exp = repo_file("experiments/smoke.toml");
+    let args = ["run", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--dataset", images.to_str().unwrap(), "--no-progress"];
+    let md = ok(&dipbench(&args));
+
+    let text: toml::Table = toml::from_str(&read(&exp)).unwrap();
+    let tasks: Vec<String> = text["image"]["tasks"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect();
+    let labels: Vec<String> = text["method"].as_array().unwrap().iter().map(|m| m["label"].as_str().unwrap().to_string()).collect();
+
+    // Every (task, method, image) has a row: ok with finite metrics, or unsupported with a reason.
+    let mut rdr = csv::Reader::from_path(out.join("rows.csv")).unwrap();
+    let rows: Vec<csv::StringRecord> = rdr.records().map(|r| r.unwrap()).collect();
+    let mut ran = std::collections::BTreeSet::new();
+    for t in &tasks {
+        for m in &labels {
+            let mine: Vec<&csv::StringRecord> = rows.iter().filter(|r| &r[0] == t && &r[1] == m).collect();
+            let images_seen: std::collections::BTreeSet<&str> = mine.iter().map(|r| &r[3]).collect();
+            assert_eq!(images_seen.len(), 8, "{m} on {t}: rows for {images_seen:?}");
+            for r in &mine {
+                if &r[8] == "ok" {
+                    let v: f64 = r[5].parse().unwrap();
+                    assert!(v.is_finite(), "{m} on {t}, image {}: {} = {v}", &r[3], &r[4]);
+                    ran.insert((t.clone(), m.clone()));
+                } else {
+                    assert!(r[8].starts_with("unsupported: ") && r[8].len() > 20, "{m} on {t}: status `{}`", &r[8]);
+                }
+            }
+        }
+    }
+    for m in &labels {
+        assert!(ran.iter().any(|(_, l)| l == m), "{m} ran on no task");
+    }
+    for t in &tasks {
+        assert!(ran.iter().filter(|(x, _)| x == t).count() >= 2, "task {t}: fewer than two methods ran");
+    }
+    // The methods with a guidance or Langevin term on any differentiable operator run everywhere.
+    for m in ["DPS", "DAPS"] {
+        assert_eq!(ran.iter().filter(|(_, l)| l == m).count(), tasks.len(), "{m} must run on every task");
+    }
+
+    // The tables: every method and task, the untrained-weights warning, LaTeX escaped.
+    for needle in labels.iter().chain(&tasks) {
+        assert!(md.contains(needle.as_str()), "table.md lacks {needle}");
+    }
+    assert!(md.contains("UNTRAINED"), "the caption must say the weights are untrained");
+    let tex = read(&out.join("table.tex"));
+    assert!(tex.contains("\\begin{tabular}") && tex.contains("\\textbf{"), "{tex}");
+    for (i, line) in tex.lines().enumerate() {
+        let chars: Vec<char> = line.chars().collect();
+        for (j, c) in chars.iter().enumerate() {
+            if matches!(c, '_' | '%' | '#' | '&') && *c != '&' {
+                assert!(j > 0 && chars[j - 1] == '\\', "table.tex line {}: unescaped `{c}` in {line}", i + 1);
+            }
+            assert!(!matches!(c, 'Π' | 'σ' | '×' | '`'), "table.tex line {}: raw `{c}` in {line}", i + 1);
+        }
+        if line.ends_with("\\\\") && !line.starts_with("Method") {
+            assert_eq!(line.matches(" & ").count(), tasks.len(), "table.tex line {}: wrong column count: {line}", i + 1);
+        }
+    }
+    // Reconstructions and measurements are saved as PNGs.
+    assert!(out.join("images/sr4/DPS/00000.png").is_file());
+    assert!(out.join("images/sr4/y/00000.png").is_file());
+
+    // A rerun finds every job done and writes the same table.
+    let before = read(&out.join("table.csv"));
+    let again = dipbench(&args);
+    ok(&again);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("(0 run now"), "{}", String::from_utf8_lossy(&again.stderr));
+    assert_eq!(before, read(&out.join("table.csv")));
+}
+
+/// A small image experiment: 3 methods × 2 tasks × 4 synthetic images = 24 jobs.
+fn mini_experiment(dir: &Path) -> PathBuf {
+    let text = r#"
+[experiment]
+name = "mini"
+benchmark = "image"
+seed = 5
+
+[image]
+dataset = "synthetic"
+images = 4
+side = 32
+model = "tiny32"
+tasks = ["sr4", "inpaint_box"]
+metrics = ["psnr", "ssim-piq"]
+
+[[method]]
+label = "DDRM"
+sampler = "ddrm"
+preset = "paper"
+steps = 4
+
+[[method]]
+label = "DAPS"
+sampler = "daps"
+preset = "daps-1k"
+annealing_steps = 3
+ode_steps = 1
+langevin_steps = 3
+
+[[method]]
+label = "DPS"
+sampler = "dps"
+preset = "dps-repo"
+steps = 6
+"#;
+    let path = dir.join("mini.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn run_files(out: &Path) -> usize {
+    walk(&out.join("runs")).into_iter().filter(|p| p.extension().is_some_and(|e| e == "json")).count()
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir(dir) else { return vec![] };
+    rd.filter_map(|e| e.ok()).flat_map(|e| if e.path().is_dir() { walk(&e.path()) } else { vec![e.path()] }).collect()
+}
+
+#[test]
+fn killed_and_sharded_sweeps_give_the_uninterrupted_table() {
+    let dir = temp_dir("resume");
+    let exp = mini_experiment(&dir);
+    let e = exp.to_str().unwrap();
+    let whole = dir.join("whole");
+    ok(&dipbench(&["run", e, "--out", whole.to_str().unwrap(), "--no-progress", "--jobs", "1"]));
+    let reference = (without_seconds(&read(&whole.join("table.csv"))), without_seconds(&read(&whole.join("rows.csv"))));
+
+    // Three shards into one folder, then `dipbench table`.
+    let sharded = dir.join("sharded");
+    for i in 0..3 {
+        let shard = format!("{i}/3");
+        let out = dipbench(&["run", e, "--out", sharded.to_str().unwrap(), "--no-progress", "--shard", &shard]);
+        ok(&out);
+        assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("shard {i}/3: 8 jobs")), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    ok(&dipbench(&["table", e, "--out", sharded.to_str().unwrap()]));
+    assert_eq!(reference, (without_seconds(&read(&sharded.join("table.csv"))), without_seconds(&read(&sharded.join("rows.csv")))), "3 shards ≠ 1");
+
+    // kill -9 mid-sweep, then rerun: same table, and no finished job is run again.
+    let killed = dir.join("killed");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dipbench"))
+        .args(["run", e, "--out", killed.to_str().unwrap(), "--no-progress", "--jobs", "1"])
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while run_files(&killed) < 5 && start.elapsed().as_secs() < 600 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let done = run_files(&killed);
+    assert!((5..24).contains(&done), "the kill should land mid-sweep ({done} of 24 done)");
+    let rerun = dipbench(&["run", e, "--out", killed.to_str().unwrap(), "--no-progress"]);
+    ok(&rerun);
+    let stderr = String::from_utf8_lossy(&rerun.stderr);
+    assert!(stderr.contains(&format!("({} run now, {done} already done)", 24 - done)), "{stderr}");
+    assert_eq!(reference, (without_seconds(&read(&killed.join("table.csv"))), without_seconds(&read(&killed.join("rows.csv")))), "killed + resumed ≠ uninterrupted");
+    // No temporary files are left behind.
+    assert!(walk(&killed).iter().all(|p| !p.to_string_lossy().ends_with(".tmp")), "leftover temporary files");
+}
+
+#[test]
+fn a_bad_dataset_folder_names_the_file() {
+    let dir = temp_dir("dataset");
+    let exp = mini_experiment(&dir);
+    let images = dir.join("images");
+    make_images(&images, 4, 32);
+    let run = |out: &str| dipbench(&["run", exp.to_str().unwrap(), "--out", dir.join(out).to_str().unwrap(), "--dataset", images.to_str().unwrap(), "--no-progress"]);
+    // Wrong size.
+    image::RgbImage::new(48, 32).save(images.join("00001.png")).unwrap();
+    let out = run("a");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("00001.png") && err.contains("48×32"), "{err}");
+    // Truncated file.
+    let bytes = std::fs::read(images.join("00002.png")).unwrap();
+    std::fs::write(images.join("00001.png"), &bytes[..bytes.len() / 2]).unwrap();
+    let out = run("b");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("00001.png"), "{err}");
+    // Too few images.
+    std::fs::remove_file(images.join("00001.png")).unwrap();
+    let out = run("c");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("3 images") && err.contains("image.images"), "{err}");
+}

@@ -140,3 +140,68 @@ pub fn bench_metrics<B: Backend>(size: usize, batch: usize, repeats: usize, devi
     r.push_str(&format!("  baseline: GEMM {gemm:.1} GFLOP/s on this backend, measured in this run\n"));
     Ok(r)
 }
+
+/// `bench sampler`: seconds per image of DPS-1000 and DAPS-1K on a UNet config (golden-fill
+/// weights) for SR ×4, extrapolated from `steps` timed steps of each: DPS = 1000 guided steps
+/// (forward + input gradient); DAPS-1K = 200 levels × (5 ODE forwards + 100 Langevin steps on
+/// the operator). Baseline in the same run: one plain forward, so each line also says how many
+/// forwards' worth of time the method costs per image against its NFE.
+pub fn bench_sampler<B: AutodiffBackend>(config: &str, steps: usize, device: &B::Device) -> Result<String>
+where
+    B::Device: Sync,
+{
+    use dipbench_models::unet::UnetPrior;
+    use dipbench_operators::image::{ImageShape, Task, build};
+    use dipbench_samplers::Problem;
+    use dipbench_samplers::daps::{Daps, DapsConfig};
+    use dipbench_samplers::dps::{Dps, DpsConfig, Likelihood};
+
+    let config = UnetConfig::by_name(config)?;
+    let side = config.image_size;
+    let prior = UnetPrior::new(load_net::<B>(&config, None, device)?);
+    let shape = ImageShape { c: 3, h: side, w: side };
+    let op = build::<B>(&Task::Sr4, shape, &mut SampleRng::new(0, 1), device)?;
+    let x_gt = SampleRng::new(1, 1).normal::<B>(shape.len(), device).clamp(-1.0, 1.0);
+    let y = op.forward(x_gt);
+    let problem = Problem::shared(&prior, op.as_ref(), y, 0.05, 1);
+    let steps = steps.max(1);
+    let timed = |f: &mut dyn FnMut()| {
+        f(); // warm-up (kernel compilation on GPU backends, allocator)
+        let s = Instant::now();
+        for _ in 0..steps {
+            f();
+        }
+        s.elapsed().as_secs_f64() / steps as f64
+    };
+    let sync = |t: Tensor<B, 2>| {
+        let _ = t.into_data();
+    };
+
+    let x = SampleRng::new(2, 1).normal::<B>(shape.len(), device);
+    let fwd = timed(&mut || sync(dipbench_models::Prior::eps(&prior, x.clone(), 500)));
+    let dps = Dps(DpsConfig::image(0.3, Likelihood::Gaussian));
+    let dps_step = timed(&mut || sync(dps.step(&problem, x.clone(), 500, Some(499), Some(x.clone())).x_next));
+    let daps_cfg = DapsConfig::daps_1k();
+    let grid = daps_cfg.ode_sigmas(10.0);
+    let ode = timed(&mut || sync(Daps::ode_x0(&prior, x.clone(), &grid)));
+    let one_langevin = Daps(DapsConfig { langevin_steps: 1, ..daps_cfg.clone() });
+    let mut rng = SampleRng::new(4, 1);
+    let langevin = timed(&mut || sync(one_langevin.langevin(&problem, &x, &x, 10.0, 1e-4, 0.01, &mut rng)));
+
+    let dps_total = 1000.0 * dps_step;
+    let levels = daps_cfg.annealing_steps as f64;
+    let daps_total = levels * (ode + daps_cfg.langevin_steps as f64 * langevin);
+    let mut r = String::new();
+    r.push_str(&format!("Samplers on UNet `{}` (golden-fill weights), SR ×4, batch 1, {steps} timed steps each after a warm-up\n", config.name));
+    r.push_str(&format!("  baseline: one forward                 {fwd:9.4} s\n"));
+    r.push_str(&format!("  DPS step (forward + ∂/∂x_t)           {dps_step:9.4} s\n"));
+    r.push_str(&format!("  DAPS x̂₀ (5 Euler ODE forwards)        {ode:9.4} s\n"));
+    r.push_str(&format!("  DAPS Langevin step (operator only)    {langevin:9.5} s\n"));
+    r.push_str(&format!("  DPS-1000:  NFE 1000, {dps_total:10.1} s/image = {:.2} × (NFE × forward)\n", dps_total / (1000.0 * fwd)));
+    r.push_str(&format!(
+        "  DAPS-1K:   NFE {}, {daps_total:10.1} s/image = {:.2} × (NFE × forward)\n",
+        daps_cfg.annealing_steps * daps_cfg.ode_steps,
+        daps_total / ((daps_cfg.annealing_steps * daps_cfg.ode_steps) as f64 * fwd)
+    ));
+    Ok(r)
+}

@@ -216,6 +216,19 @@ enum BenchWhat {
         #[arg(long, value_enum, default_value = "cpu")]
         device: DeviceKind,
     },
+    /// Seconds per image of DPS-1000 and DAPS-1K (SR ×4, golden-fill weights), extrapolated from
+    /// a few timed steps, beside one forward measured in the same run.
+    Sampler {
+        /// Network config: ffhq256, imagenet256, tiny32.
+        #[arg(long, default_value = "ffhq256")]
+        config: String,
+        /// Timed steps of each kind.
+        #[arg(long, default_value_t = 2)]
+        steps: usize,
+        /// Compute backend.
+        #[arg(long, value_enum, default_value = "cpu")]
+        device: DeviceKind,
+    },
     /// LPIPS-VGG per pair and Inception (FID) features per image vs this machine's GEMM speed.
     Metrics {
         /// Image side (pixels).
@@ -325,6 +338,10 @@ fn main() -> Result<()> {
         }
         Command::Bench { what: BenchWhat::Unet { config, batch, repeats, device } } => {
             let report = with_backend!(device, |B, dev| dipbench::bench_cmd::bench_unet::<B>(&config, batch, repeats, &dev))?;
+            print!("{report}");
+        }
+        Command::Bench { what: BenchWhat::Sampler { config, steps, device } } => {
+            let report = with_backend!(device, |B, dev| dipbench::bench_cmd::bench_sampler::<B>(&config, steps, &dev))?;
             print!("{report}");
         }
         Command::Bench { what: BenchWhat::Metrics { size, batch, repeats, device } } => {

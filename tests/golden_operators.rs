@@ -80,7 +80,7 @@ fn dot(a: Tensor<B, 2>, b: Tensor<B, 2>) -> f64 {
 
 /// Every linear operator: ⟨Ax, y⟩ = ⟨x, Aᵀy⟩ (random x, y; float32 sums of 2e5 terms → 1e-5).
 #[test]
-fn adjoint_identity_of_every_linear_operator() {
+fn golden_adjoint_identity_of_every_linear_operator() {
     let t = load_tensors("operators");
     let dev = Default::default();
     let k0: Vec<f32> = tensor(&t, "motion_kernels").data[..61 * 61].iter().map(|v| *v as f32).collect();

@@ -119,7 +119,7 @@ fn golden_fill_reproduces_the_published_examples() {
 }
 
 #[test]
-fn wrong_config_corrupt_file_and_bad_shapes_fail_naming_the_key() {
+fn golden_wrong_config_corrupt_file_and_bad_shapes_fail_naming_the_key() {
     let dev = Default::default();
     // The tiny checkpoint read as FFHQ: the first parameter already disagrees.
     let mut src = MemorySource::from_pytorch(&golden_dir().join("unet_tiny.pt"), None).unwrap();
@@ -137,7 +137,7 @@ fn wrong_config_corrupt_file_and_bad_shapes_fail_naming_the_key() {
 }
 
 #[test]
-fn the_network_is_differentiable_in_its_input_only() {
+fn golden_the_network_is_differentiable_in_its_input_only() {
     type A = Autodiff<Flex>;
     let mut src = MemorySource::from_pytorch(&golden_dir().join("unet_tiny.pt"), None).unwrap();
     let net = AdmUnet::<A>::load(&UnetConfig::tiny32(), &mut src, &Default::default()).unwrap();
@@ -172,7 +172,7 @@ fn golden_unet_prior_denoiser_is_dapss_vp_preconditioning() {
 }
 
 #[test]
-fn safetensors_checkpoints_load_like_pytorch_ones() {
+fn golden_safetensors_checkpoints_load_like_pytorch_ones() {
     // Re-save the tiny checkpoint as safetensors (f32, then f16) and load it through the same path.
     let src = MemorySource::from_pytorch(&golden_dir().join("unet_tiny.pt"), None).unwrap();
     let mut f32_map = std::collections::BTreeMap::new();

@@ -16,7 +16,7 @@ pub const SIDE: usize = 256;
 pub fn read_image(path: &Path) -> Result<Vec<f32>> {
     let is_tensor = path.extension().is_some_and(|e| e == "safetensors");
     let (shape, values): (Vec<usize>, Vec<f32>) = if is_tensor {
-        let mut src = dipbench_models::unet::MemorySource::from_safetensors(path)?;
+        let mut src = dipbench_models::unet::MemorySource::from_safetensors_floats(path)?;
         let manifest = src.manifest();
         let (key, shape) = manifest
             .iter()
@@ -99,7 +99,7 @@ pub fn task_with_checkpoint(name: &str, variant: &str, kernel: Option<&Path>, ch
     }
     if name == "deblur_motion" && kernel.is_some() {
         let path = kernel.expect("checked");
-        let mut src = dipbench_models::unet::MemorySource::from_safetensors(path)?;
+        let mut src = dipbench_models::unet::MemorySource::from_safetensors_floats(path)?;
         let shape = src.manifest().into_iter().find(|(k, _)| k == "kernel").map(|(_, s)| s).with_context(|| format!("{}: no tensor `kernel`", path.display()))?;
         if shape.len() != 2 || shape[0] != shape[1] {
             bail!("{}: `kernel` must be square [k, k], got {shape:?}", path.display());

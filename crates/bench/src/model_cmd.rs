@@ -39,7 +39,7 @@ pub fn load_net<B: Backend>(config: &UnetConfig, checkpoint: Option<&Path>, devi
 
 /// Reads tensor `x` (or the file's only tensor) as f32 with its shape.
 fn read_input(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
-    let src = dipbench_models::unet::MemorySource::from_safetensors(path)?;
+    let src = dipbench_models::unet::MemorySource::from_safetensors_floats(path)?;
     let manifest = src.manifest();
     let key = if manifest.iter().any(|(k, _)| k == "x") {
         "x".to_string()

@@ -23,7 +23,7 @@ fn read_tensor(path: &std::path::Path, key: &str) -> Vec<f64> {
 }
 
 #[test]
-fn measure_applies_the_reference_operator_to_a_png() {
+fn golden_measure_applies_the_reference_operator_to_a_png() {
     let dir = temp_dir("sr4");
     let png = golden_dir().join("test_image_256.png");
     let out = dir.join("y.safetensors");
@@ -42,7 +42,7 @@ fn measure_applies_the_reference_operator_to_a_png() {
 }
 
 #[test]
-fn measure_refuses_wrong_sizes_and_unknown_tasks() {
+fn golden_measure_refuses_wrong_sizes_and_unknown_tasks() {
     let dir = temp_dir("bad");
     let small = dir.join("small.png");
     image::RgbImage::new(64, 48).save(&small).unwrap();
@@ -65,7 +65,7 @@ fn measure_refuses_wrong_sizes_and_unknown_tasks() {
 }
 
 #[test]
-fn operators_grid_writes_one_panel_per_task() {
+fn golden_operators_grid_writes_one_panel_per_task() {
     let dir = temp_dir("grid");
     let png = golden_dir().join("test_image_256.png");
     let o = dipbench(&["operators", "grid", "--input", png.to_str().unwrap(), "--out", dir.to_str().unwrap()]);

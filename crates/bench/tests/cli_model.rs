@@ -30,7 +30,7 @@ fn read_tensor(path: &Path, key: &str) -> Vec<f64> {
 }
 
 #[test]
-fn model_eval_reproduces_the_reference_outputs() {
+fn golden_model_eval_reproduces_the_reference_outputs() {
     let dir = temp_dir("eval");
     let ckpt = golden_dir().join("unet_tiny.pt");
     let io = load_tensors("unet_tiny_io");
@@ -50,6 +50,11 @@ fn model_eval_reproduces_the_reference_outputs() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let err = rel_err(&read_tensor(&out, "denoised"), &tensor(&s, "daps_D_out").data[d..2 * d]);
     assert!(err <= 1e-5, "denoiser relative error {err}");
+    // A reference file with integer tensors beside `x` (the FFHQ fixture's `t`) is read as is.
+    let ffhq = golden_dir().join("unet_ffhq_goldenfill_io.safetensors");
+    let o = dipbench(&["model", "eval", "--config", "tiny32", "--checkpoint", ckpt.to_str().unwrap(), "--input", ffhq.to_str().unwrap(), "--output", out.to_str().unwrap(), "--t", "10"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("[1, 3, 256, 256]") && !err.contains("dtype"), "{err}");
     // A wrong input shape is refused, naming the expected one.
     write_x(&input, vec![1, 3, 16, 16], &vec![0.0; 3 * 16 * 16]);
     let o = dipbench(&["model", "eval", "--config", "tiny32", "--checkpoint", ckpt.to_str().unwrap(), "--input", input.to_str().unwrap(), "--output", out.to_str().unwrap(), "--t", "10"]);
@@ -77,7 +82,7 @@ fn weights_lists_known_checkpoints_and_says_where_to_get_a_missing_one() {
 }
 
 #[test]
-fn verification_pins_the_sha256_on_first_success_and_checks_it_after() {
+fn golden_verification_pins_the_sha256_on_first_success_and_checks_it_after() {
     let dir = temp_dir("pin");
     let file = dir.join("tiny.pt");
     std::fs::copy(golden_dir().join("unet_tiny.pt"), &file).unwrap();

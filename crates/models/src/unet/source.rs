@@ -124,8 +124,19 @@ impl MemorySource {
         Self { name: name.into(), tensors }
     }
 
-    /// Reads a safetensors file (f32, f16, bf16 or f64 tensors; converted to f32).
+    /// Reads a safetensors file (f32, f16, bf16 or f64 tensors; converted to f32). A tensor of
+    /// another dtype is an error: a checkpoint holds float parameters only.
     pub fn from_safetensors(path: &Path) -> Result<Self, LoadError> {
+        Self::read_safetensors(path, false)
+    }
+
+    /// Reads the float tensors of a data file (inputs and outputs of `dipbench model eval`,
+    /// reference fixtures), leaving out integer tensors such as timesteps.
+    pub fn from_safetensors_floats(path: &Path) -> Result<Self, LoadError> {
+        Self::read_safetensors(path, true)
+    }
+
+    fn read_safetensors(path: &Path, skip_non_float: bool) -> Result<Self, LoadError> {
         let err = |why: String| LoadError::Read { path: path.to_path_buf(), why };
         let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
         let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| err(format!("not a safetensors file: {e}")))?;
@@ -137,6 +148,7 @@ impl MemorySource {
                 safetensors::Dtype::F64 => raw.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32).collect(),
                 safetensors::Dtype::F16 => raw.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
                 safetensors::Dtype::BF16 => raw.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+                _ if skip_non_float => continue,
                 other => return Err(err(format!("tensor `{key}` has dtype {other:?}; only float tensors are parameters"))),
             };
             tensors.insert(key, (view.shape().to_vec(), values));

@@ -24,6 +24,27 @@ pub struct Experiment {
     /// The methods, in table order.
     #[serde(rename = "method")]
     pub methods: Vec<Method>,
+    /// The paper's numbers to print beside ours (image benchmark).
+    pub paper: Option<PaperReference>,
+}
+
+/// `[paper]`: where the published numbers of this experiment's table are
+/// (`results/paper/*.csv`, columns paper,table,dataset,task,method,prior,metric,value,std).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaperReference {
+    /// The CSV file, relative to the working directory.
+    pub file: PathBuf,
+    /// Which of its tables (column `table`).
+    pub tables: Vec<String>,
+    /// Its dataset name (column `dataset`).
+    pub dataset: String,
+    /// Our task name → the paper's, where they differ (e.g. `inpaint_random_92 = "inpaint_random"`).
+    #[serde(default)]
+    pub tasks: std::collections::BTreeMap<String, String>,
+    /// Our method label → the paper's, where they differ.
+    #[serde(default)]
+    pub methods: std::collections::BTreeMap<String, String>,
 }
 
 /// `[experiment]`.
@@ -95,6 +116,15 @@ pub struct ImageGrid {
     /// `lpips-vgg-piq`).
     #[serde(default = "default_image_metrics")]
     pub metrics: Vec<String>,
+    /// Set metrics computed when the tables are written, per (task, method), between the saved
+    /// reconstructions and the ground truth (`fid`, `fid-torchvision`, `kid`; needs the Inception
+    /// weights, see `dipbench weights`).
+    #[serde(default)]
+    pub set_metrics: Vec<String>,
+    /// Runs per (task, image) where the protocol reports the best of N (DAPS: phase retrieval
+    /// 4), e.g. `runs = { phase_retrieval = 4 }`; 1 elsewhere.
+    #[serde(default)]
+    pub runs: std::collections::BTreeMap<String, usize>,
 }
 
 fn default_family() -> String {
@@ -151,11 +181,29 @@ impl ImageGrid {
         if !matches!(self.family.as_str(), "ffhq" | "imagenet") {
             bail!("key `image.family`: `{}` (known: ffhq, imagenet)", self.family);
         }
+        if self.metrics.is_empty() {
+            bail!("key `image.metrics` must name at least one metric");
+        }
         for m in &self.metrics {
             crate::score_cmd::Metric::parse(m).context("key `image.metrics`")?;
         }
+        for m in &self.set_metrics {
+            let parsed = crate::score_cmd::Metric::parse(m).context("key `image.set_metrics`")?;
+            if !matches!(parsed, crate::score_cmd::Metric::Fid(_) | crate::score_cmd::Metric::Kid) {
+                bail!("key `image.set_metrics`: `{m}` is a per-image metric; list it in `image.metrics`");
+            }
+        }
+        for (t, n) in &self.runs {
+            if !self.tasks.contains(t) || *n == 0 {
+                bail!("key `image.runs.{t}`: must name a task of `image.tasks` with at least 1 run");
+            }
+        }
         for t in &self.tasks {
-            crate::image_bench::task_for(self, t)?;
+            // The task's name and variant only: checkpoints (bkse) are looked up when jobs run,
+            // so an experiment can be validated, sharded and scripted anywhere.
+            if !matches!(t.as_str(), "deblur_nonlinear" | "nonlinear_deblur") {
+                crate::image_bench::task_for(self, t)?;
+            }
             for m in methods {
                 crate::image_bench::method_config(self, m, t)?;
             }

@@ -63,6 +63,10 @@ pub fn slug(label: &str) -> String {
         .collect()
 }
 
+fn one() -> usize {
+    1
+}
+
 /// One result row.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImageRow {
@@ -80,31 +84,45 @@ pub struct ImageRow {
     pub nfe: usize,
     /// Metric name → value (per-image metrics of `[image] metrics`).
     pub metrics: std::collections::BTreeMap<String, f64>,
-    /// Wall time of the sampler, seconds.
+    /// Wall time of the sampler per run, seconds.
     pub seconds: f64,
+    /// Runs of which the best per metric is reported (DAPS's best-of-N; 1 otherwise).
+    #[serde(default = "one")]
+    pub runs: usize,
     /// `ok` or `unsupported: <why>`.
     pub status: String,
 }
 
-/// The images of the experiment's dataset, in [−1, 1], CHW, with their names.
+/// The images of the experiment's dataset, in [−1, 1], CHW, with their names: `synthetic`, a
+/// dataset of the registry (`datasets.toml`; checked and preprocessed as it says), or a folder
+/// of `side`×`side` PNG/JPEG images. `dataset_override` replaces the folder.
 pub fn load_images(grid: &ImageGrid, dataset_override: Option<&Path>) -> Result<Vec<(String, Vec<f32>)>> {
     let side = grid.side;
+    let registry = crate::datasets::registry()?;
+    if let Some(entry) = registry.get(&grid.dataset).filter(|e| e.kind == "images") {
+        return crate::datasets::load(&grid.dataset, entry, dataset_override, grid.images, side);
+    }
     let folder = dataset_override.map(Path::to_path_buf).or_else(|| (grid.dataset != "synthetic").then(|| PathBuf::from(&grid.dataset)));
     let Some(folder) = folder else {
         return Ok((0..grid.images).map(|i| (format!("synthetic{i:05}"), synthetic_image(i, side))).collect());
     };
-    let imgs = crate::score_cmd::read_folder(&folder)?;
-    if imgs.len() < grid.images {
-        bail!("{}: {} images, the experiment asks for the first {} (key `image.images`)", folder.display(), imgs.len(), grid.images);
-    }
-    imgs.into_iter()
-        .take(grid.images)
-        .map(|im| {
-            if im.h != side || im.w != side {
-                bail!("{}: {}×{} pixels, the experiment needs {side}×{side} (key `image.side`)", folder.join(&im.name).display(), im.w, im.h);
-            }
-            let stem = Path::new(&im.name).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| im.name.clone());
-            Ok((stem, im.values.iter().map(|v| v * 2.0 - 1.0).collect()))
+    let entry = crate::datasets::DatasetEntry {
+        kind: "images".into(),
+        description: format!("images in {}", folder.display()),
+        source: "your folder".into(),
+        reference: String::new(),
+        files: Some("sorted".into()),
+        count: None,
+        preprocess: Some("none".into()),
+        min_side: None,
+        sha256: None,
+    };
+    let files = crate::datasets::files(&grid.dataset, &entry, &folder, grid.images).context("key `image.images`")?;
+    files
+        .iter()
+        .map(|p| {
+            let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            Ok((stem, crate::datasets::read_image(p, "none", side).context("key `image.side`")?))
         })
         .collect()
 }
@@ -183,8 +201,9 @@ pub fn fingerprint(exp: &LoadedExperiment, job: &ImageJob) -> Result<String> {
     let g = e.image.as_ref().expect("validated image experiment");
     let cfg = method_config(g, &e.methods[job.method], &job.task)?;
     let text = format!(
-        "{}|{}|{:?}|{}|{}|{}|{:?}|{:?}|{}|{}",
+        "{}|{}|{}|{:?}|{}|{}|{}|{:?}|{:?}|{}|{}",
         e.experiment.seed,
+        g.runs.get(&job.task).copied().unwrap_or(1),
         g.model,
         g.checkpoint,
         g.side,
@@ -265,25 +284,70 @@ impl<B: AutodiffBackend> ImageBench<B> {
             sampler: method.sampler.clone(),
             image: job.image_name.clone(),
             nfe: 0,
+            runs: 1,
             metrics: Default::default(),
             seconds: 0.0,
             status: "ok".into(),
         };
         let sampler = cfg.build::<B>(None)?;
-        let mut rng = SampleRng::new(derive_seed(&["image", &seed, &job.task, &job.label, &job.image_name, "sampler"]), 1);
-        let start = Instant::now();
-        let out = match sampler.nfe(&problem).and_then(|nfe| sampler.sample(&problem, &mut rng).map(|x| (nfe, x))) {
-            Ok(v) => v,
+        let nfe = match sampler.nfe(&problem) {
+            Ok(n) => n,
             Err(e) if e.is_unsupported() => {
                 row.status = format!("unsupported: {e}");
                 return Ok((row, None, y_vals));
             }
-            Err(e) => return Err(e).with_context(|| format!("method `{}` on task `{}`, image {}", job.label, job.task, job.image_name)),
+            Err(e) => return Err(e).with_context(|| format!("method `{}` on task `{}`", job.label, job.task)),
         };
-        row.seconds = start.elapsed().as_secs_f64();
-        row.nfe = out.0;
-        let recon: Vec<f32> = to_vec(out.1)?.into_iter().map(|v| if v.is_finite() { v.clamp(-1.0, 1.0) } else { f32::NAN }).collect();
-        row.metrics = self.score(&recon, gt, grid.side, device)?;
+        // Best-of-N (DAPS protocol): each run has its own stream; per metric the best run counts
+        // (max PSNR/SSIM, min LPIPS); the saved reconstruction is the best by the first metric.
+        let runs = grid.runs.get(&job.task).copied().unwrap_or(1);
+        let start = Instant::now();
+        let mut best: Option<(Vec<f32>, std::collections::BTreeMap<String, f64>)> = None;
+        for run in 0..runs {
+            let mut parts = vec!["image", &seed, &job.task, &job.label, &job.image_name, "sampler"];
+            let run_text = run.to_string();
+            if runs > 1 {
+                parts.extend(["run", &run_text]);
+            }
+            let mut rng = SampleRng::new(derive_seed(&parts), 1);
+            let out = match sampler.sample(&problem, &mut rng) {
+                Ok(x) => x,
+                Err(e) if e.is_unsupported() => {
+                    row.status = format!("unsupported: {e}");
+                    return Ok((row, None, y_vals));
+                }
+                Err(e) => return Err(e).with_context(|| format!("method `{}` on task `{}`, image {}", job.label, job.task, job.image_name)),
+            };
+            let recon: Vec<f32> = to_vec(out)?.into_iter().map(|v| if v.is_finite() { v.clamp(-1.0, 1.0) } else { f32::NAN }).collect();
+            let metrics = self.score(&recon, gt, grid.side, device)?;
+            best = Some(match best {
+                None => (recon, metrics),
+                Some((best_recon, mut best_metrics)) => {
+                    let first = self.metrics[0].name();
+                    let better = |m: &str, new: f64, old: f64| {
+                        if old.is_nan() {
+                            !new.is_nan()
+                        } else if crate::image_table::higher_is_better(m) {
+                            new > old
+                        } else {
+                            new < old
+                        }
+                    };
+                    let keep_recon = if better(&first, metrics[&first], best_metrics[&first]) { recon } else { best_recon };
+                    for (m, v) in metrics {
+                        if better(&m, v, best_metrics[&m]) {
+                            best_metrics.insert(m, v);
+                        }
+                    }
+                    (keep_recon, best_metrics)
+                }
+            });
+        }
+        let (recon, metrics) = best.expect("at least one run");
+        row.seconds = start.elapsed().as_secs_f64() / runs as f64;
+        row.nfe = nfe;
+        row.runs = runs;
+        row.metrics = metrics;
         Ok((row, Some(recon), y_vals))
     }
 
@@ -324,11 +388,19 @@ fn to_vec<B: Backend>(t: Tensor<B, 2>) -> Result<Vec<f32>> {
     t.into_data().convert::<f32>().to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))
 }
 
+/// A temporary name beside `path`, unique to this process and thread, so that two workers
+/// writing the same file (the measurement PNG of a task and image) never rename each other's.
+fn unique_tmp(path: &Path) -> PathBuf {
+    let tid = format!("{:?}", std::thread::current().id()).chars().filter(char::is_ascii_digit).collect::<String>();
+    let name = path.file_name().expect("a file").to_string_lossy();
+    path.with_file_name(format!("{name}.{}-{tid}.tmp", std::process::id()))
+}
+
 /// Writes a [−1, 1] CHW image (or a rendered measurement) as PNG, atomically.
 pub fn write_png_atomic(path: &Path, img: &image::RgbImage) -> Result<()> {
     let dir = path.parent().expect("file in a folder");
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let tmp = path.with_extension("png.tmp");
+    let tmp = unique_tmp(path);
     img.save_with_format(&tmp, image::ImageFormat::Png).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot move {} into place", tmp.display()))
 }
@@ -337,7 +409,7 @@ pub fn write_png_atomic(path: &Path, img: &image::RgbImage) -> Result<()> {
 pub fn write_row_atomic(path: &Path, row: &ImageRow) -> Result<()> {
     let dir = path.parent().expect("file in a folder");
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let tmp = path.with_extension("json.tmp");
+    let tmp = unique_tmp(path);
     std::fs::write(&tmp, serde_json::to_string_pretty(row)?).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot move {} into place", tmp.display()))
 }
@@ -394,6 +466,10 @@ where
     tracing::info!(total = mine, skipped = mine - pending.len(), out = %out.display(), "running {}", exp.experiment.experiment.name);
     crate::runner::run_pool(&pending, mine, mine - pending.len(), opts, |job| {
         let (row, recon, y) = bench.run_job(exp, job, device)?;
+        let gt_png = out.join("images").join("gt").join(format!("{}.png", job.image_name));
+        if !gt_png.exists() {
+            write_png_atomic(&gt_png, &crate::measure_cmd::render(&bench.images[job.image].1, 0))?;
+        }
         let img_dir = out.join("images").join(&job.task);
         let y_png = img_dir.join("y").join(format!("{}.png", job.image_name));
         if !y_png.exists() {

@@ -35,6 +35,70 @@ pub struct Cell {
     pub seconds: f64,
     /// `ok` or the reason the method does not run on the task.
     pub status: String,
+    /// The paper's number for this cell (NaN when it has none).
+    pub paper: f64,
+}
+
+/// The published numbers of the experiment's `[paper]` tables: (paper task, paper method,
+/// metric family) → value, and the paper's methods in file order.
+pub struct PaperNumbers {
+    values: BTreeMap<(String, String, String), f64>,
+    /// Methods of the paper's tables, in the order they first appear.
+    pub methods: Vec<String>,
+    reference: crate::experiment::PaperReference,
+}
+
+/// The metric family a metric name belongs to in the papers' tables (`psnr-piq` → `psnr`,
+/// `lpips-vgg` → `lpips`, …).
+pub fn metric_family(metric: &str) -> &str {
+    metric.split('-').next().unwrap_or(metric)
+}
+
+impl PaperNumbers {
+    /// Reads the `[paper]` file of `exp` (`None` without a `[paper]` table).
+    pub fn load(exp: &LoadedExperiment) -> Result<Option<Self>> {
+        let Some(r) = &exp.experiment.paper else { return Ok(None) };
+        let mut rdr = csv::Reader::from_path(&r.file).with_context(|| format!("key `paper.file`: cannot read {}", r.file.display()))?;
+        let header: Vec<String> = rdr.headers()?.iter().map(String::from).collect();
+        let col = |name: &str| header.iter().position(|h| h == name).with_context(|| format!("{}: no column `{name}`", r.file.display()));
+        let (ct, cd, ck, cm, cmet, cv) = (col("table")?, col("dataset")?, col("task")?, col("method")?, col("metric")?, col("value")?);
+        let mut values = BTreeMap::new();
+        let mut methods: Vec<String> = vec![];
+        for rec in rdr.records() {
+            let rec = rec.with_context(|| format!("malformed {}", r.file.display()))?;
+            if !r.tables.iter().any(|t| t == &rec[ct]) || rec[cd] != r.dataset {
+                continue;
+            }
+            let v: f64 = rec[cv].parse().with_context(|| format!("{}: value `{}` is not a number", r.file.display(), &rec[cv]))?;
+            values.insert((rec[ck].to_string(), rec[cm].to_string(), rec[cmet].to_string()), v);
+            if !methods.iter().any(|m| m == &rec[cm]) {
+                methods.push(rec[cm].to_string());
+            }
+        }
+        if values.is_empty() {
+            anyhow::bail!("{}: no rows for tables {:?} on dataset `{}` (keys `paper.tables`, `paper.dataset`)", r.file.display(), r.tables, r.dataset);
+        }
+        Ok(Some(Self { values, methods, reference: r.clone() }))
+    }
+
+    /// The paper's value for our (task, method label, metric).
+    pub fn get(&self, task: &str, method: &str, metric: &str) -> Option<f64> {
+        let task = self.reference.tasks.get(task).map(String::as_str).unwrap_or(task);
+        let method = self.reference.methods.get(method).map(String::as_str).unwrap_or(method);
+        self.values.get(&(task.to_string(), method.to_string(), metric_family(metric).to_string())).copied()
+    }
+
+    /// The paper's methods that are not rows of ours (printed with the paper's numbers only).
+    pub fn other_methods(&self, exp: &LoadedExperiment) -> Vec<String> {
+        let ours: Vec<&str> = exp.experiment.methods.iter().map(|m| self.reference.methods.get(&m.label).map(String::as_str).unwrap_or(m.label.as_str())).collect();
+        self.methods.iter().filter(|m| !ours.contains(&m.as_str())).cloned().collect()
+    }
+
+    /// The paper's value for one of its own methods.
+    pub fn get_paper_method(&self, task: &str, method: &str, metric: &str) -> Option<f64> {
+        let task = self.reference.tasks.get(task).map(String::as_str).unwrap_or(task);
+        self.values.get(&(task.to_string(), method.to_string(), metric_family(metric).to_string())).copied()
+    }
 }
 
 /// Whether larger is better for `metric` (PSNR, SSIM) or smaller (LPIPS).
@@ -43,7 +107,7 @@ pub fn higher_is_better(metric: &str) -> bool {
 }
 
 /// Aggregates rows into cells, in (task, method, metric) order of the experiment.
-pub fn aggregate(exp: &LoadedExperiment, rows: &[ImageRow]) -> Vec<Cell> {
+pub fn aggregate(exp: &LoadedExperiment, rows: &[ImageRow], paper: Option<&PaperNumbers>) -> Vec<Cell> {
     let grid = exp.experiment.image.as_ref().expect("validated image experiment");
     let mut out = vec![];
     for task in &grid.tasks {
@@ -55,7 +119,8 @@ pub fn aggregate(exp: &LoadedExperiment, rows: &[ImageRow]) -> Vec<Cell> {
             for metric in &grid.metrics {
                 let values: Vec<f64> = mine.iter().filter(|r| r.status == "ok").map(|r| r.metrics.get(metric).copied().unwrap_or(f64::NAN)).collect();
                 let s = Stat::of(&values);
-                out.push(Cell { task: task.clone(), method: m.label.clone(), metric: metric.clone(), mean: s.mean, std: s.std, n: s.n, failed: s.failed, nfe, seconds, status: status.clone() });
+                let paper = paper.and_then(|p| p.get(task, &m.label, metric)).unwrap_or(f64::NAN);
+                out.push(Cell { task: task.clone(), method: m.label.clone(), metric: metric.clone(), mean: s.mean, std: s.std, n: s.n, failed: s.failed, nfe, seconds, status: status.clone(), paper });
             }
         }
     }
@@ -72,11 +137,11 @@ fn ranks(cells: &[&Cell]) -> BTreeMap<String, usize> {
 }
 
 fn fmt_value(metric: &str, v: f64) -> String {
-    if metric.starts_with("psnr") { format!("{v:.2}") } else { format!("{v:.3}") }
+    if metric.starts_with("psnr") || metric.starts_with("fid") { format!("{v:.2}") } else { format!("{v:.3}") }
 }
 
 /// Markdown: one table per metric, methods × tasks.
-pub fn markdown(exp: &LoadedExperiment, cells: &[Cell]) -> String {
+pub fn markdown(exp: &LoadedExperiment, cells: &[Cell], paper: Option<&PaperNumbers>) -> String {
     let e = &exp.experiment;
     let grid = e.image.as_ref().expect("validated image experiment");
     let mut s = String::new();
@@ -85,7 +150,7 @@ pub fn markdown(exp: &LoadedExperiment, cells: &[Cell]) -> String {
         let _ = writeln!(s, "{}\n", e.experiment.description.trim());
     }
     let _ = writeln!(s, "{}\n", caption(exp));
-    for metric in &grid.metrics {
+    for metric in grid.metrics.iter().chain(&grid.set_metrics) {
         let arrow = if higher_is_better(metric) { "↑" } else { "↓" };
         let _ = writeln!(s, "## {metric} {arrow} (mean ± std over images; best **bold**, second <u>underlined</u>)\n");
         let _ = writeln!(s, "| method | {} |", grid.tasks.join(" | "));
@@ -105,7 +170,7 @@ pub fn markdown(exp: &LoadedExperiment, cells: &[Cell]) -> String {
                     if c.status != "ok" {
                         return "–".into();
                     }
-                    let mut text = format!("{} ± {}", fmt_value(metric, c.mean), fmt_value(metric, c.std));
+                    let mut text = if c.std.is_nan() { fmt_value(metric, c.mean) } else { format!("{} ± {}", fmt_value(metric, c.mean), fmt_value(metric, c.std)) };
                     match r.get(&m.label) {
                         Some(0) => text = format!("**{text}**"),
                         Some(1) => text = format!("<u>{text}</u>"),
@@ -114,10 +179,21 @@ pub fn markdown(exp: &LoadedExperiment, cells: &[Cell]) -> String {
                     if c.failed > 0 {
                         text = format!("{text} ({} failed)", c.failed);
                     }
+                    if c.paper.is_finite() {
+                        text = format!("{text} (paper {}, Δ {:+.2})", fmt_value(metric, c.paper), c.mean - c.paper);
+                    }
                     text
                 })
                 .collect();
             let _ = writeln!(s, "| {} | {} |", m.label, row.join(" | "));
+        }
+        if let Some(p) = paper {
+            for pm in p.other_methods(exp) {
+                let row: Vec<String> = grid.tasks.iter().map(|t| p.get_paper_method(t, &pm, metric).map_or("–".into(), |v| format!("(paper {})", fmt_value(metric, v)))).collect();
+                if row.iter().any(|c| c != "–") {
+                    let _ = writeln!(s, "| {pm} (paper only) | {} |", row.join(" | "));
+                }
+            }
         }
         let _ = writeln!(s);
     }
@@ -166,9 +242,18 @@ pub fn caption(exp: &LoadedExperiment) -> String {
         "poisson" => format!("Poisson noise, rate λ = {}", g.noise.rate),
         _ => format!("Gaussian noise σ_y = {} in [−1, 1] units", g.noise.sigma),
     };
+    let runs = if g.runs.is_empty() {
+        String::new()
+    } else {
+        format!(" Best of N runs per image and metric on {} (DAPS protocol).", g.runs.iter().map(|(t, n)| format!("{t}: {n}")).collect::<Vec<_>>().join(", "))
+    };
+    let paper = match &e.paper {
+        Some(p) => format!(" Paper numbers in parentheses: {} table(s) {} on `{}`.", p.file.display(), p.tables.join(", "), p.dataset),
+        None => String::new(),
+    };
     format!(
         "Protocol: {} images of {}×{} from `{}`; prior `{}` with {weights}; {} operator definitions; {noise}; \
-         metrics {} (skimage conventions on 8-bit images for psnr/ssim, piq on [0, 1] for the -piq variants); seed {}.",
+         metrics {} (skimage conventions on 8-bit images for psnr/ssim, piq on [0, 1] for the -piq variants); seed {}.{runs}{paper}",
         g.images,
         g.side,
         g.side,
@@ -209,7 +294,7 @@ pub fn latex(exp: &LoadedExperiment, cells: &[Cell]) -> String {
     let e = &exp.experiment;
     let grid = e.image.as_ref().expect("validated image experiment");
     let mut s = String::new();
-    for metric in &grid.metrics {
+    for metric in grid.metrics.iter().chain(&grid.set_metrics) {
         let arrow = if higher_is_better(metric) { "$\\uparrow$" } else { "$\\downarrow$" };
         let _ = writeln!(s, "\\begin{{table}}[t]\n\\centering\n\\small");
         let _ = writeln!(s, "\\caption{{{} -- {} {arrow}. {}}}", latex_escape(&e.experiment.name), latex_escape(metric), latex_escape(&caption(exp)));
@@ -232,11 +317,12 @@ pub fn latex(exp: &LoadedExperiment, cells: &[Cell]) -> String {
                         return "--".into();
                     }
                     let v = fmt_value(metric, c.mean);
-                    match r.get(&m.label) {
+                    let v = match r.get(&m.label) {
                         Some(0) => format!("\\textbf{{{v}}}"),
                         Some(1) => format!("\\underline{{{v}}}"),
                         _ => v,
-                    }
+                    };
+                    if c.paper.is_finite() { format!("{v} ({})", fmt_value(metric, c.paper)) } else { v }
                 })
                 .collect();
             let _ = writeln!(s, "{} & {} \\\\", latex_escape(&m.label), row.join(" & "));
@@ -244,6 +330,30 @@ pub fn latex(exp: &LoadedExperiment, cells: &[Cell]) -> String {
         let _ = writeln!(s, "\\hline\n\\end{{tabular}}\n\\end{{table}}\n");
     }
     s
+}
+
+/// The set metrics (FID, KID) of every (task, method) that ran, between
+/// `images/<task>/<method>/` and `images/gt/` (written by the run), on the CPU backend.
+fn set_metric_cells(exp: &LoadedExperiment, cells: &[Cell], out: &Path, paper: Option<&PaperNumbers>) -> Result<Vec<Cell>> {
+    let grid = exp.experiment.image.as_ref().expect("validated image experiment");
+    let mut extra = vec![];
+    let first = &grid.metrics[0];
+    for metric in &grid.set_metrics {
+        let m = crate::score_cmd::Metric::parse(metric)?;
+        for c in cells.iter().filter(|c| &c.metric == first) {
+            let dir = out.join("images").join(&c.task).join(crate::image_bench::slug(&c.method));
+            let value = if c.status == "ok" {
+                let report = crate::score_cmd::score::<burn::backend::Flex>(&dir, &out.join("images").join("gt"), &[m], None, &Default::default())
+                    .with_context(|| format!("{metric} of {} on {}", c.method, c.task))?;
+                report.summary.values().next().copied().unwrap_or(f64::NAN)
+            } else {
+                f64::NAN
+            };
+            let paper = paper.and_then(|p| p.get(&c.task, &c.method, metric)).unwrap_or(f64::NAN);
+            extra.push(Cell { metric: metric.clone(), mean: value, std: f64::NAN, paper, ..c.clone() });
+        }
+    }
+    Ok(extra)
 }
 
 /// Writes `rows.csv` (one row per image and metric), `table.csv`, `table.md` and `table.tex`
@@ -260,13 +370,15 @@ pub fn write_all(exp: &LoadedExperiment, rows: &[ImageRow], out: &Path) -> Resul
         }
     }
     w.flush()?;
-    let cells = aggregate(exp, rows);
+    let paper = PaperNumbers::load(exp)?;
+    let mut cells = aggregate(exp, rows, paper.as_ref());
+    cells.extend(set_metric_cells(exp, &cells, out, paper.as_ref())?);
     let mut w = csv::Writer::from_path(out.join("table.csv")).context("cannot write table.csv")?;
     for c in &cells {
         w.serialize(c)?;
     }
     w.flush()?;
-    let md = markdown(exp, &cells);
+    let md = markdown(exp, &cells, paper.as_ref());
     std::fs::write(out.join("table.md"), &md).context("cannot write table.md")?;
     std::fs::write(out.join("table.tex"), latex(exp, &cells)).context("cannot write table.tex")?;
     Ok(md)

@@ -12,13 +12,17 @@
 
 pub mod backend;
 pub mod bench_cmd;
+pub mod check_cmd;
+pub mod datasets;
 pub mod experiment;
 pub mod gmm;
+pub mod grid_cmd;
 pub mod image_bench;
 pub mod image_table;
 pub mod measure_cmd;
 pub mod model_cmd;
 pub mod runner;
 pub mod score_cmd;
+pub mod sweep_cmd;
 pub mod table;
 pub mod weights;

@@ -126,6 +126,70 @@ enum Command {
         #[command(subcommand)]
         action: OperatorsAction,
     },
+    /// Regression check: compare a results folder's table.csv with a baseline table; exits 1 with
+    /// a readable diff when a value moved beyond tolerance or a row appeared or vanished.
+    Check {
+        /// Results folder (or its table.csv).
+        results: PathBuf,
+        /// Baseline results folder or table.csv.
+        #[arg(long)]
+        against: PathBuf,
+        /// Absolute tolerance.
+        #[arg(long, default_value_t = 0.0)]
+        tol: f64,
+        /// Relative tolerance (times |baseline|).
+        #[arg(long, default_value_t = 0.0)]
+        rel: f64,
+    },
+    /// Join the results folders of shards run apart into one (identical jobs are checked).
+    Merge {
+        /// Results folders to join.
+        #[arg(required = true)]
+        sources: Vec<PathBuf>,
+        /// The merged folder.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write an sbatch job-array script running an experiment in N shards.
+    Slurm {
+        /// The experiment file.
+        experiment: PathBuf,
+        /// Number of shards (array tasks).
+        #[arg(long)]
+        shards: usize,
+        /// Results folder (default: results/<experiment name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Backend of each task.
+        #[arg(long, default_value = "cuda")]
+        device: String,
+        /// GPUs per task.
+        #[arg(long, default_value_t = 1)]
+        gpus: usize,
+        /// Wall-time limit per task.
+        #[arg(long, default_value = "24:00:00")]
+        time: String,
+        /// Slurm partition.
+        #[arg(long)]
+        partition: Option<String>,
+        /// Write the script here instead of printing it.
+        #[arg(long)]
+        script: Option<PathBuf>,
+    },
+    /// Image grids of an image experiment's results: per task, GT | y | each method, first images.
+    Grid {
+        /// The experiment file.
+        experiment: PathBuf,
+        /// Results folder (default: results/<experiment name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Rows (images) per grid.
+        #[arg(long, default_value_t = 4)]
+        images: usize,
+        /// Dataset folder for the ground truth (default: the experiment's).
+        #[arg(long)]
+        dataset: Option<PathBuf>,
+    },
     /// Rebuild the tables of an experiment from its finished job files.
     Table {
         /// The experiment file.
@@ -383,6 +447,38 @@ fn main() -> Result<()> {
         Command::Operators { action: OperatorsAction::Grid { input, out, kernel, seed } } => {
             let dev = Default::default();
             for p in dipbench::measure_cmd::grid::<burn::backend::Flex>(&input, &out, kernel.as_deref(), seed, &dev)? {
+                println!("wrote {}", p.display());
+            }
+        }
+        Command::Check { results, against, tol, rel } => {
+            let report = dipbench::check_cmd::check(&results, &against, dipbench::check_cmd::Tolerance { abs: tol, rel })?;
+            println!("{}", report.render(&results, &against));
+            if !report.differences.is_empty() {
+                std::process::exit(1);
+            }
+        }
+        Command::Merge { sources, out } => {
+            let n = dipbench::sweep_cmd::merge(&sources, &out)?;
+            println!("merged {} folders into {} ({n} files copied); run `dipbench table EXPERIMENT --out {}` for the tables", sources.len(), out.display(), out.display());
+        }
+        Command::Slurm { experiment, shards, out, device, gpus, time, partition, script } => {
+            let exp = Experiment::load(&experiment)?;
+            let out = default_out(&exp.experiment.experiment.name, out);
+            // sbatch does not create the folder of --output; a missing one loses the logs.
+            std::fs::create_dir_all(out.join("slurm")).with_context(|| format!("cannot create {}", out.join("slurm").display()))?;
+            let text = dipbench::sweep_cmd::slurm_script(&dipbench::sweep_cmd::SlurmRequest { experiment, out, shards, device, gpus, time, partition })?;
+            match script {
+                Some(p) => {
+                    std::fs::write(&p, text).with_context(|| format!("cannot write {}", p.display()))?;
+                    println!("wrote {}; submit it with `sbatch {}`", p.display(), p.display());
+                }
+                None => print!("{text}"),
+            }
+        }
+        Command::Grid { experiment, out, images, dataset } => {
+            let exp = Experiment::load(&experiment)?;
+            let out = default_out(&exp.experiment.experiment.name, out);
+            for p in dipbench::grid_cmd::grids(&exp, &out, images, dataset.as_deref())? {
                 println!("wrote {}", p.display());
             }
         }

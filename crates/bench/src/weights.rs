@@ -153,11 +153,11 @@ pub fn locate(w: &KnownWeights, dir: &Path) -> Result<PathBuf> {
         }
     }
     bail!(
-        "checkpoint `{}` not found: put {} (or {}) in {} (or point --dir / DIPBENCH_CHECKPOINTS at its folder).\n\
+        "checkpoint `{}` not found: put {}{} in {} (or point --dir / DIPBENCH_CHECKPOINTS at its folder).\n\
          Download it from any of:\n  {}",
         w.name,
         w.file,
-        w.aliases.join(", "),
+        if w.aliases.is_empty() { String::new() } else { format!(" (or {})", w.aliases.join(", ")) },
         dir.display(),
         w.sources.join("\n  ")
     )

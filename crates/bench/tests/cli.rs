@@ -117,3 +117,97 @@ fn results_of_another_configuration_are_not_mixed_in() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("different configuration"), "{err}");
 }
+
+/// The regression baselines of CI live in `results/baselines/<name>/table.csv`. Tolerance:
+/// 5 % relative + 1e-3 absolute. Same machine, same binary: the tables are identical; across CPUs
+/// whose SIMD paths round differently, the samplers' trajectories diverge at float level and the
+/// sliced distances of 500-sample sets move by Monte-Carlo amounts (a few %), while a broken
+/// sampler moves them by far more. `DIPBENCH_BLESS=1 cargo test` rewrites a baseline.
+fn check_against_baseline(out: &Path, name: &str) {
+    let baseline = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../results/baselines").join(name);
+    if std::env::var_os("DIPBENCH_BLESS").is_some() {
+        std::fs::create_dir_all(&baseline).unwrap();
+        std::fs::copy(out.join("table.csv"), baseline.join("table.csv")).unwrap();
+    }
+    assert!(baseline.join("table.csv").is_file(), "no baseline {}; create it with DIPBENCH_BLESS=1", baseline.display());
+    let o = dipbench(&["check", out.to_str().unwrap(), "--against", baseline.to_str().unwrap(), "--rel", "0.05", "--tol", "1e-3"], None);
+    assert!(o.status.success(), "{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn gmm_quick_matches_its_baseline_and_check_catches_a_planted_change() {
+    let dir = temp_dir("quick");
+    let exp = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/gmm-quick.toml");
+    let out = dir.join("out");
+    let o = dipbench(&["run", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--no-progress"], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    check_against_baseline(&out, "gmm-quick");
+
+    // Plant a change of one metric (DDRM's sliced W1 in the first row it has) by 10 %.
+    let table = read(&out.join("table.csv"));
+    let mut lines: Vec<String> = table.lines().map(String::from).collect();
+    let header: Vec<&str> = lines[0].split(',').collect();
+    let col = header.iter().position(|h| *h == "sw1_mean").unwrap();
+    let i = lines.iter().position(|l| l.contains(",DDRM,")).unwrap();
+    let mut fields: Vec<String> = lines[i].split(',').map(String::from).collect();
+    let v: f64 = fields[col].parse().unwrap();
+    fields[col] = (v * 1.1).to_string();
+    lines[i] = fields.join(",");
+    let planted = dir.join("planted.csv");
+    std::fs::write(&planted, lines.join("\n") + "\n").unwrap();
+    let o = dipbench(&["check", planted.to_str().unwrap(), "--against", out.to_str().unwrap(), "--rel", "0.05"], None);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(text.contains("1 difference(s)") && text.contains("method=DDRM") && text.contains("sw1_mean"), "{text}");
+    // Within tolerance it passes; a missing row is reported.
+    let o = dipbench(&["check", planted.to_str().unwrap(), "--against", out.to_str().unwrap(), "--rel", "0.2"], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    lines.remove(i);
+    std::fs::write(&planted, lines.join("\n") + "\n").unwrap();
+    let o = dipbench(&["check", planted.to_str().unwrap(), "--against", out.to_str().unwrap()], None);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(!o.status.success() && text.contains("missing from"), "{text}");
+}
+
+#[test]
+fn slurm_writes_a_job_array_and_merge_joins_shards() {
+    let dir = temp_dir("slurm");
+    let exp = tiny_experiment(&dir, "", "");
+    let o = dipbench(&["slurm", exp.to_str().unwrap(), "--shards", "3", "--out", "res", "--partition", "gpu"], None);
+    let script = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for needle in ["#SBATCH --array=0-2", "#SBATCH --gres=gpu:1", "#SBATCH --partition=gpu", "--shard \"${SLURM_ARRAY_TASK_ID}/3\"", "--device cuda", "dipbench table"] {
+        assert!(script.contains(needle), "script lacks `{needle}`:\n{script}");
+    }
+    // Shards run into separate folders, merged, give the one-run table.
+    let e = exp.to_str().unwrap();
+    let whole = dir.join("whole");
+    assert!(dipbench(&["run", e, "--out", whole.to_str().unwrap(), "--no-progress"], None).status.success());
+    let mut parts = vec![];
+    for i in 0..3 {
+        let p = dir.join(format!("part{i}"));
+        let shard = format!("{i}/3");
+        assert!(dipbench(&["run", e, "--out", p.to_str().unwrap(), "--no-progress", "--shard", &shard], None).status.success());
+        parts.push(p.to_str().unwrap().to_string());
+    }
+    let merged = dir.join("merged");
+    let mut args = vec!["merge"];
+    args.extend(parts.iter().map(String::as_str));
+    args.extend(["--out", merged.to_str().unwrap()]);
+    let o = dipbench(&args, None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(dipbench(&["table", e, "--out", merged.to_str().unwrap()], None).status.success());
+    assert_eq!(rows_without_time(&whole), rows_without_time(&merged));
+    assert_eq!(read(&whole.join("table.csv")).lines().count(), read(&merged.join("table.csv")).lines().count());
+    let o = dipbench(&["check", merged.to_str().unwrap(), "--against", whole.to_str().unwrap()], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    // A conflicting job file stops the merge, naming it.
+    let job = std::fs::read_dir(whole.join("runs")).unwrap().next().unwrap().unwrap().path();
+    let text = read(&job).replace(",DPS,", ",DPS,").replacen("0.", "9.", 1);
+    let conflict = dir.join("conflict");
+    std::fs::create_dir_all(conflict.join("runs")).unwrap();
+    std::fs::write(conflict.join("runs").join(job.file_name().unwrap()), text).unwrap();
+    let o = dipbench(&["merge", conflict.to_str().unwrap(), "--out", merged.to_str().unwrap()], None);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("different results for the same job"), "{err}");
+}

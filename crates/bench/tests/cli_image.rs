@@ -131,6 +131,16 @@ fn smoke_experiment_runs_every_method_on_every_task_and_writes_tables() {
     ok(&again);
     assert!(String::from_utf8_lossy(&again.stderr).contains("(0 run now"), "{}", String::from_utf8_lossy(&again.stderr));
     assert_eq!(before, read(&out.join("table.csv")));
+
+    // Regression check against the committed baseline (tolerance as for gmm-quick, see cli.rs;
+    // `DIPBENCH_BLESS=1` rewrites it).
+    let baseline = repo_file("results/baselines/smoke");
+    if std::env::var_os("DIPBENCH_BLESS").is_some() {
+        std::fs::create_dir_all(&baseline).unwrap();
+        std::fs::copy(out.join("table.csv"), baseline.join("table.csv")).unwrap();
+    }
+    let check = dipbench(&["check", out.to_str().unwrap(), "--against", baseline.to_str().unwrap(), "--rel", "0.05", "--tol", "1e-3"]);
+    assert!(check.status.success(), "{}{}", String::from_utf8_lossy(&check.stdout), String::from_utf8_lossy(&check.stderr));
 }
 
 /// A small image experiment: 3 methods × 2 tasks × 4 synthetic images = 24 jobs.
@@ -225,6 +235,46 @@ fn killed_and_sharded_sweeps_give_the_uninterrupted_table() {
     assert_eq!(reference, (without_seconds(&read(&killed.join("table.csv"))), without_seconds(&read(&killed.join("rows.csv")))), "killed + resumed ≠ uninterrupted");
     // No temporary files are left behind.
     assert!(walk(&killed).iter().all(|p| !p.to_string_lossy().ends_with(".tmp")), "leftover temporary files");
+
+    // The same results with a [paper] table print the published numbers beside ours (DPS
+    // Table 6: PSNR/SSIM on FFHQ) and the paper's other methods on rows of their own.
+    let with_paper = dir.join("mini-paper.toml");
+    let paper_file = repo_file("results/paper/dps.csv");
+    std::fs::write(&with_paper, format!("{}\n[paper]\nfile = {:?}\ntables = [\"6\"]\ndataset = \"ffhq256-1k\"\n", read(&exp), paper_file.to_str().unwrap())).unwrap();
+    let md = ok(&dipbench(&["table", with_paper.to_str().unwrap(), "--out", whole.to_str().unwrap()]));
+    let paper_csv = read(&paper_file);
+    let dps_sr4_psnr = paper_csv.lines().find(|l| l.starts_with("DPS,6,ffhq256-1k,sr4,DPS,pixel,psnr,")).expect("DPS Table 6 SR PSNR").split(',').nth(7).unwrap().parse::<f64>().unwrap();
+    assert!(md.contains(&format!("(paper {dps_sr4_psnr:.2}")), "{md}");
+    assert!(md.contains("Score-SDE (paper only)") && md.contains("Paper numbers in parentheses"), "{md}");
+    let tex = read(&whole.join("table.tex"));
+    assert!(tex.contains(&format!("({dps_sr4_psnr:.2})")), "{tex}");
+
+    // Image grids: per task GT | y | 3 methods, 2 rows of 128-pixel panels.
+    let listed = ok(&dipbench(&["grid", e, "--out", whole.to_str().unwrap(), "--images", "2"]));
+    for task in ["sr4", "inpaint_box"] {
+        let png = whole.join("grids").join(format!("grid-{task}.png"));
+        assert!(listed.contains(png.to_str().unwrap()), "{listed}");
+        let img = image::open(&png).unwrap();
+        assert_eq!((img.width(), img.height()), (5 * 128, 2 * 128), "{}", png.display());
+    }
+}
+
+#[test]
+fn every_experiment_file_validates() {
+    let dir = repo_file("experiments");
+    let out = temp_dir("validate");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            // `slurm` loads and validates the experiment (every method resolved on every task)
+            // without running anything.
+            let o = dipbench(&["slurm", p.to_str().unwrap(), "--shards", "2", "--out", out.join(p.file_stem().unwrap()).to_str().unwrap()]);
+            ok(&o);
+            n += 1;
+        }
+    }
+    assert!(n >= 10, "only {n} experiment files");
 }
 
 #[test]
@@ -249,5 +299,5 @@ fn a_bad_dataset_folder_names_the_file() {
     std::fs::remove_file(images.join("00001.png")).unwrap();
     let out = run("c");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("3 images") && err.contains("image.images"), "{err}");
+    assert!(!out.status.success() && err.contains("3 usable images"), "{err}");
 }

@@ -241,6 +241,9 @@ enum ModelAction {
         /// Compute backend.
         #[arg(long, value_enum, default_value = "cpu")]
         device: DeviceKind,
+        /// Network precision (f16/bf16 on CUDA only).
+        #[arg(long, value_enum, default_value = "f32")]
+        precision: dipbench::backend::Precision,
     },
 }
 
@@ -279,6 +282,9 @@ enum BenchWhat {
         /// Compute backend.
         #[arg(long, value_enum, default_value = "cpu")]
         device: DeviceKind,
+        /// Network precision (f16/bf16 on CUDA only).
+        #[arg(long, value_enum, default_value = "f32")]
+        precision: dipbench::backend::Precision,
     },
     /// Seconds per image of DPS-1000 and DAPS-1K (SR ×4, golden-fill weights), extrapolated from
     /// a few timed steps, beside one forward measured in the same run.
@@ -392,16 +398,16 @@ fn main() -> Result<()> {
                 }
             }
         }
-        Command::Model { action: ModelAction::Eval { config, checkpoint, golden_fill, input, output, t, sigma, device } } => {
+        Command::Model { action: ModelAction::Eval { config, checkpoint, golden_fill, input, output, t, sigma, device, precision } } => {
             if checkpoint.is_none() && !golden_fill {
                 anyhow::bail!("give --checkpoint FILE (see `dipbench weights`) or --golden-fill");
             }
             let req = dipbench::model_cmd::EvalRequest { config, checkpoint, input, output, t, sigma };
-            let msg = with_backend!(device, |B, dev| dipbench::model_cmd::eval::<B>(&req, &dev))?;
+            let msg = dipbench::with_precision!(device, precision, |B, dev| dipbench::model_cmd::eval::<B>(&req, &dev))?;
             println!("{msg}");
         }
-        Command::Bench { what: BenchWhat::Unet { config, batch, repeats, device } } => {
-            let report = with_backend!(device, |B, dev| dipbench::bench_cmd::bench_unet::<B>(&config, batch, repeats, &dev))?;
+        Command::Bench { what: BenchWhat::Unet { config, batch, repeats, device, precision } } => {
+            let report = dipbench::with_precision!(device, precision, |B, dev| dipbench::bench_cmd::bench_unet::<B>(&config, batch, repeats, &dev))?;
             print!("{report}");
         }
         Command::Bench { what: BenchWhat::Sampler { config, steps, device } } => {

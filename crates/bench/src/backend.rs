@@ -77,3 +77,20 @@ macro_rules! with_precision {
         }
     }};
 }
+
+/// The first `n` devices of `first`'s kind (`first` itself for n = 1), for job-level
+/// parallelism over several GPUs in one process: burn devices of one kind are numbered
+/// (`DeviceId { type_id, index_id }`), so device k is `from_id` with index k. Asking for more
+/// devices than the runtime reports is an error naming both counts.
+pub fn devices<B: burn::tensor::backend::Backend>(first: &B::Device, n: usize) -> anyhow::Result<Vec<B::Device>> {
+    use burn::tensor::backend::Device as _;
+    if n <= 1 {
+        return Ok(vec![first.clone()]);
+    }
+    let id = first.to_id();
+    let available = B::device_count(id.type_id);
+    if n > available {
+        anyhow::bail!("--devices {n}: this backend reports {available} device(s) of this kind");
+    }
+    Ok((0..n).map(|k| B::Device::from_id(burn::tensor::backend::DeviceId { type_id: id.type_id, index_id: k as u16 })).collect())
+}

@@ -442,7 +442,9 @@ fn finished(out: &Path, exp: &LoadedExperiment, job: &ImageJob) -> Result<bool> 
 
 /// `dipbench run` on an image experiment: every unfinished job of this shard, `opts.jobs` at a
 /// time, each writing its row and images atomically.
-pub fn run<B: AutodiffBackend>(exp: &LoadedExperiment, out: &Path, device: &B::Device, opts: &crate::runner::RunOptions) -> Result<crate::runner::RunSummary>
+/// With several devices, the model is loaded once per device and worker w runs on device
+/// w mod N.
+pub fn run<B: AutodiffBackend>(exp: &LoadedExperiment, out: &Path, devices: &[B::Device], opts: &crate::runner::RunOptions) -> Result<crate::runner::RunSummary>
 where
     B::Device: Sync,
 {
@@ -450,8 +452,8 @@ where
     let grid = exp.experiment.image.as_ref().expect("validated image experiment");
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     std::fs::copy(&exp.path, out.join("experiment.toml")).with_context(|| format!("cannot copy {} into {}", exp.path.display(), out.display()))?;
-    let bench = ImageBench::<B>::load(grid, opts.dataset.as_deref(), device)?;
-    let names: Vec<String> = bench.images.iter().map(|(n, _)| n.clone()).collect();
+    let benches = devices.iter().map(|d| ImageBench::<B>::load(grid, opts.dataset.as_deref(), d)).collect::<Result<Vec<_>>>()?;
+    let names: Vec<String> = benches[0].images.iter().map(|(n, _)| n.clone()).collect();
     let all = jobs(exp, &names);
     let mut mine = 0;
     let mut pending = vec![];
@@ -464,8 +466,10 @@ where
         }
     }
     tracing::info!(total = mine, skipped = mine - pending.len(), out = %out.display(), "running {}", exp.experiment.experiment.name);
-    crate::runner::run_pool(&pending, mine, mine - pending.len(), opts, |job| {
-        let (row, recon, y) = bench.run_job(exp, job, device)?;
+    crate::runner::run_pool(&pending, mine, mine - pending.len(), opts, |worker, job| {
+        let k = worker % devices.len();
+        let bench = &benches[k];
+        let (row, recon, y) = bench.run_job(exp, job, &devices[k])?;
         let gt_png = out.join("images").join("gt").join(format!("{}.png", job.image_name));
         if !gt_png.exists() {
             write_png_atomic(&gt_png, &crate::measure_cmd::render(&bench.images[job.image].1, 0))?;

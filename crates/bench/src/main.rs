@@ -50,6 +50,10 @@ enum Command {
         /// Image benchmark: read the images from this folder instead of `image.dataset`.
         #[arg(long)]
         dataset: Option<PathBuf>,
+        /// Use the first N devices of the backend (several GPUs in one process: worker w runs
+        /// its jobs on device w mod N; set --jobs to a multiple of N). Results do not depend on it.
+        #[arg(long, default_value_t = 1)]
+        devices: usize,
     },
     /// List the known checkpoints, or verify one (keys, shapes, then a pinned sha256).
     Weights {
@@ -354,11 +358,15 @@ fn main() -> Result<()> {
         rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("cannot set up the thread pool")?;
     }
     match cli.command {
-        Command::Run { experiment, out, device, no_progress, jobs, shard, dataset } => {
+        Command::Run { experiment, out, device, no_progress, jobs, shard, dataset, devices } => {
             let exp = Experiment::load(&experiment)?;
             let out = default_out(&exp.experiment.experiment.name, out);
             let opts = runner::RunOptions { progress: !no_progress, jobs, shard, dataset };
-            let summary = with_backend!(device, |B, dev| runner::run::<B>(&exp, &out, &dev, &opts))?;
+            let summary = with_backend!(device, |B, dev| {
+                let devs = dipbench::backend::devices::<B>(&dev, devices)?;
+                let opts = runner::RunOptions { jobs: opts.jobs.or((devs.len() > 1).then_some(devs.len())), ..opts.clone() };
+                runner::run::<B>(&exp, &out, &devs, &opts)
+            })?;
             if let Some((i, n)) = shard {
                 eprintln!(
                     "shard {i}/{n}: {} jobs ({} run now, {} already done) in {:.1} s; run `dipbench table {}` once every shard is done",

@@ -96,7 +96,8 @@ pub struct RunOptions {
 /// Jobs are pulled from a shared queue by plain worker threads, not rayon tasks: the tensor
 /// backend already parallelises inside a job on the rayon pool, and a rayon worker waiting on
 /// such an inner task would steal and start whole other jobs, interleaving them.
-pub fn run_pool<J: Sync>(pending: &[J], total: usize, done: usize, opts: &RunOptions, f: impl Fn(&J) -> Result<String> + Sync) -> Result<()> {
+/// `f` receives the worker's index (for choosing one of several devices) and the job.
+pub fn run_pool<J: Sync>(pending: &[J], total: usize, done: usize, opts: &RunOptions, f: impl Fn(usize, &J) -> Result<String> + Sync) -> Result<()> {
     let bar = if opts.progress { ProgressBar::new(total as u64) } else { ProgressBar::hidden() };
     bar.set_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} jobs, {eta} left  {msg}")
@@ -108,13 +109,14 @@ pub fn run_pool<J: Sync>(pending: &[J], total: usize, done: usize, opts: &RunOpt
     let next = AtomicUsize::new(0);
     let first_error = Mutex::new(None);
     std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| loop {
+        for worker in 0..workers {
+            let (f, next, first_error, bar) = (&f, &next, &first_error, &bar);
+            scope.spawn(move || loop {
                 if first_error.lock().expect("lock").is_some() {
                     return;
                 }
                 let Some(job) = pending.get(next.fetch_add(1, Ordering::SeqCst)) else { return };
-                match f(job) {
+                match f(worker, job) {
                     Ok(msg) => {
                         bar.set_message(msg);
                         bar.inc(1);
@@ -140,18 +142,19 @@ pub fn in_shard(index: usize, shard: Option<(usize, usize)>) -> bool {
 
 /// Runs every unfinished job (of this shard) of `exp` into `out`, on the experiment's
 /// benchmark.
-pub fn run<B: AutodiffBackend>(exp: &LoadedExperiment, out: &Path, device: &B::Device, opts: &RunOptions) -> Result<RunSummary>
+/// Worker w uses `devices[w % devices.len()]` (one or several GPUs of one kind).
+pub fn run<B: AutodiffBackend>(exp: &LoadedExperiment, out: &Path, devices: &[B::Device], opts: &RunOptions) -> Result<RunSummary>
 where
     B::Device: Sync,
 {
     match exp.experiment.experiment.benchmark.as_str() {
-        "image" => crate::image_bench::run::<B>(exp, out, device, opts),
-        _ => run_gmm::<B>(exp, out, device, opts),
+        "image" => crate::image_bench::run::<B>(exp, out, devices, opts),
+        _ => run_gmm::<B>(exp, out, devices, opts),
     }
 }
 
 /// Runs every unfinished job of a GMM experiment into `out`, longest first, `opts.jobs` at a time.
-pub fn run_gmm<B: AutodiffBackend>(exp: &LoadedExperiment, out: &Path, device: &B::Device, opts: &RunOptions) -> Result<RunSummary>
+pub fn run_gmm<B: AutodiffBackend>(exp: &LoadedExperiment, out: &Path, devices: &[B::Device], opts: &RunOptions) -> Result<RunSummary>
 where
     B::Device: Sync,
 {
@@ -175,8 +178,8 @@ where
     // Longest jobs first, so the last jobs to finish are short ones (better use of all cores).
     pending.sort_by_key(|j| std::cmp::Reverse((j.d * j.budget.steps, j.d_y)));
     tracing::info!(total = all.len(), skipped, to_run = pending.len(), out = %out.display(), "running {}", exp.experiment.experiment.name);
-    run_pool(&pending, all.len(), skipped, opts, |job| {
-        gmm::run_job::<B>(exp, job, device).and_then(|rows| write_rows_atomic(&job_file(out, job), &rows))?;
+    run_pool(&pending, all.len(), skipped, opts, |worker, job| {
+        gmm::run_job::<B>(exp, job, &devices[worker % devices.len()]).and_then(|rows| write_rows_atomic(&job_file(out, job), &rows))?;
         Ok(job.id())
     })?;
     Ok(RunSummary { total: mine, skipped, ran: pending.len(), seconds: start.elapsed().as_secs_f64() })

@@ -170,6 +170,15 @@ fn gmm_quick_matches_its_baseline_and_check_catches_a_planted_change() {
 }
 
 #[test]
+fn asking_for_more_devices_than_the_backend_has_is_an_error() {
+    let dir = temp_dir("devices");
+    let exp = tiny_experiment(&dir, "", "");
+    let o = dipbench(&["run", exp.to_str().unwrap(), "--out", dir.join("out").to_str().unwrap(), "--devices", "2", "--no-progress"], None);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("--devices 2") && err.contains("reports 1 device"), "{err}");
+}
+
+#[test]
 fn slurm_writes_a_job_array_and_merge_joins_shards() {
     let dir = temp_dir("slurm");
     let exp = tiny_experiment(&dir, "", "");

@@ -164,3 +164,26 @@ pub fn build<B: Backend>(task: &Task, shape: ImageShape, rng: &mut SampleRng, de
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn for_side_is_the_identity_at_256_and_scales_below() {
+        for name in ["sr4", "inpaint_box", "inpaint_random", "deblur_gauss", "deblur_motion", "phase_retrieval", "hdr"] {
+            for variant in ["dps", "daps"] {
+                let t = Task::by_name(name, variant).unwrap();
+                assert_eq!(t.clone().for_side(256), t, "{name} ({variant})");
+            }
+        }
+        // 32 px: box 128 → 16 with margin 16 → 2 (DPS); kernel 61 → 7 (odd), σ 3 → 0.375.
+        assert_eq!(Task::by_name("inpaint_box", "dps").unwrap().for_side(32), Task::InpaintBox { size: 16, margin: 2 });
+        assert_eq!(
+            Task::by_name("deblur_gauss", "dps").unwrap().for_side(32),
+            Task::DeblurGauss { size: 7, sigma: 0.375, svd_threshold: 3e-2 }
+        );
+        assert_eq!(Task::by_name("deblur_motion", "dps").unwrap().for_side(8), Task::DeblurMotion { size: 3, intensity: 0.5 });
+        assert_eq!(Task::by_name("nonlinear_deblur", "dps").map_err(|e| e.to_string()).unwrap_err().contains("deblur_nonlinear"), true);
+    }
+}

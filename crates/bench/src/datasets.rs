@@ -42,6 +42,24 @@ pub struct DatasetEntry {
     pub sha256: Option<String>,
 }
 
+impl DatasetEntry {
+    /// A folder that is not in the registry: its images in name order, already at the
+    /// benchmark's size.
+    pub fn plain_folder(folder: &Path) -> Self {
+        Self {
+            kind: "images".into(),
+            description: format!("images in {}", folder.display()),
+            source: "your folder".into(),
+            reference: String::new(),
+            files: Some("sorted".into()),
+            count: None,
+            preprocess: Some("none".into()),
+            min_side: None,
+            sha256: None,
+        }
+    }
+}
+
 /// The parsed registry.
 pub fn registry() -> Result<BTreeMap<String, DatasetEntry>> {
     toml::from_str(REGISTRY).context("the embedded datasets.toml is invalid")

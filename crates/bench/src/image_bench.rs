@@ -106,17 +106,7 @@ pub fn load_images(grid: &ImageGrid, dataset_override: Option<&Path>) -> Result<
     let Some(folder) = folder else {
         return Ok((0..grid.images).map(|i| (format!("synthetic{i:05}"), synthetic_image(i, side))).collect());
     };
-    let entry = crate::datasets::DatasetEntry {
-        kind: "images".into(),
-        description: format!("images in {}", folder.display()),
-        source: "your folder".into(),
-        reference: String::new(),
-        files: Some("sorted".into()),
-        count: None,
-        preprocess: Some("none".into()),
-        min_side: None,
-        sha256: None,
-    };
+    let entry = crate::datasets::DatasetEntry::plain_folder(&folder);
     let files = crate::datasets::files(&grid.dataset, &entry, &folder, grid.images).context("key `image.images`")?;
     files
         .iter()

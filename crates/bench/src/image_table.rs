@@ -83,9 +83,8 @@ impl PaperNumbers {
 
     /// The paper's value for our (task, method label, metric).
     pub fn get(&self, task: &str, method: &str, metric: &str) -> Option<f64> {
-        let task = self.reference.tasks.get(task).map(String::as_str).unwrap_or(task);
         let method = self.reference.methods.get(method).map(String::as_str).unwrap_or(method);
-        self.values.get(&(task.to_string(), method.to_string(), metric_family(metric).to_string())).copied()
+        self.get_paper_method(task, method, metric)
     }
 
     /// The paper's methods that are not rows of ours (printed with the paper's numbers only).
@@ -136,6 +135,30 @@ fn ranks(cells: &[&Cell]) -> BTreeMap<String, usize> {
     vals.into_iter().enumerate().map(|(i, (m, _))| (m, i)).collect()
 }
 
+/// The cell of (task, method, metric).
+fn cell<'a>(cells: &'a [Cell], task: &str, method: &str, metric: &str) -> &'a Cell {
+    cells.iter().find(|c| c.task == task && c.method == method && c.metric == metric).expect("a cell for every task, method and metric")
+}
+
+/// For one metric, per method (experiment order): per task (experiment order) the cell and its
+/// rank in the task's column (`None` when it has no value). Markdown and LaTeX format this.
+fn ranked_rows<'a>(exp: &'a LoadedExperiment, cells: &'a [Cell], metric: &str) -> Vec<(&'a str, Vec<(&'a Cell, Option<usize>)>)> {
+    let grid = exp.experiment.image.as_ref().expect("validated image experiment");
+    let column_ranks: Vec<BTreeMap<String, usize>> = grid
+        .tasks
+        .iter()
+        .map(|t| ranks(&cells.iter().filter(|c| &c.task == t && c.metric == metric).collect::<Vec<_>>()))
+        .collect();
+    exp.experiment
+        .methods
+        .iter()
+        .map(|m| {
+            let row = grid.tasks.iter().zip(&column_ranks).map(|(t, r)| (cell(cells, t, &m.label, metric), r.get(&m.label).copied())).collect();
+            (m.label.as_str(), row)
+        })
+        .collect()
+}
+
 fn fmt_value(metric: &str, v: f64) -> String {
     if metric.starts_with("psnr") || metric.starts_with("fid") { format!("{v:.2}") } else { format!("{v:.3}") }
 }
@@ -155,23 +178,15 @@ pub fn markdown(exp: &LoadedExperiment, cells: &[Cell], paper: Option<&PaperNumb
         let _ = writeln!(s, "## {metric} {arrow} (mean ± std over images; best **bold**, second <u>underlined</u>)\n");
         let _ = writeln!(s, "| method | {} |", grid.tasks.join(" | "));
         let _ = writeln!(s, "|---|{}", "---|".repeat(grid.tasks.len()));
-        let column_ranks: Vec<BTreeMap<String, usize>> = grid
-            .tasks
-            .iter()
-            .map(|t| ranks(&cells.iter().filter(|c| &c.task == t && &c.metric == metric).collect::<Vec<_>>()))
-            .collect();
-        for m in &e.methods {
-            let row: Vec<String> = grid
-                .tasks
-                .iter()
-                .zip(&column_ranks)
-                .map(|(t, r)| {
-                    let c = cells.iter().find(|c| &c.task == t && c.method == m.label && &c.metric == metric).expect("cell");
+        for (label, ranked) in ranked_rows(exp, cells, metric) {
+            let row: Vec<String> = ranked
+                .into_iter()
+                .map(|(c, rank)| {
                     if c.status != "ok" {
                         return "–".into();
                     }
                     let mut text = if c.std.is_nan() { fmt_value(metric, c.mean) } else { format!("{} ± {}", fmt_value(metric, c.mean), fmt_value(metric, c.std)) };
-                    match r.get(&m.label) {
+                    match rank {
                         Some(0) => text = format!("**{text}**"),
                         Some(1) => text = format!("<u>{text}</u>"),
                         _ => {}
@@ -185,7 +200,7 @@ pub fn markdown(exp: &LoadedExperiment, cells: &[Cell], paper: Option<&PaperNumb
                     text
                 })
                 .collect();
-            let _ = writeln!(s, "| {} | {} |", m.label, row.join(" | "));
+            let _ = writeln!(s, "| {label} | {} |", row.join(" | "));
         }
         if let Some(p) = paper {
             for pm in p.other_methods(exp) {
@@ -206,7 +221,7 @@ pub fn markdown(exp: &LoadedExperiment, cells: &[Cell], paper: Option<&PaperNumb
             .tasks
             .iter()
             .map(|t| {
-                let c = cells.iter().find(|c| &c.task == t && c.method == m.label && &c.metric == first).expect("cell");
+                let c = cell(cells, t, &m.label, first);
                 if c.status != "ok" { "–".into() } else { format!("{} / {:.3} s", c.nfe, c.seconds) }
             })
             .collect();
@@ -301,23 +316,15 @@ pub fn latex(exp: &LoadedExperiment, cells: &[Cell]) -> String {
         let _ = writeln!(s, "\\begin{{tabular}}{{l{}}}\n\\hline", "c".repeat(grid.tasks.len()));
         let head: Vec<String> = grid.tasks.iter().map(|t| latex_escape(t)).collect();
         let _ = writeln!(s, "Method & {} \\\\\n\\hline", head.join(" & "));
-        let column_ranks: Vec<BTreeMap<String, usize>> = grid
-            .tasks
-            .iter()
-            .map(|t| ranks(&cells.iter().filter(|c| &c.task == t && &c.metric == metric).collect::<Vec<_>>()))
-            .collect();
-        for m in &e.methods {
-            let row: Vec<String> = grid
-                .tasks
-                .iter()
-                .zip(&column_ranks)
-                .map(|(t, r)| {
-                    let c = cells.iter().find(|c| &c.task == t && c.method == m.label && &c.metric == metric).expect("cell");
+        for (label, ranked) in ranked_rows(exp, cells, metric) {
+            let row: Vec<String> = ranked
+                .into_iter()
+                .map(|(c, rank)| {
                     if c.status != "ok" {
                         return "--".into();
                     }
                     let v = fmt_value(metric, c.mean);
-                    let v = match r.get(&m.label) {
+                    let v = match rank {
                         Some(0) => format!("\\textbf{{{v}}}"),
                         Some(1) => format!("\\underline{{{v}}}"),
                         _ => v,
@@ -325,7 +332,7 @@ pub fn latex(exp: &LoadedExperiment, cells: &[Cell]) -> String {
                     if c.paper.is_finite() { format!("{v} ({})", fmt_value(metric, c.paper)) } else { v }
                 })
                 .collect();
-            let _ = writeln!(s, "{} & {} \\\\", latex_escape(&m.label), row.join(" & "));
+            let _ = writeln!(s, "{} & {} \\\\", latex_escape(label), row.join(" & "));
         }
         let _ = writeln!(s, "\\hline\n\\end{{tabular}}\n\\end{{table}}\n");
     }
@@ -333,19 +340,24 @@ pub fn latex(exp: &LoadedExperiment, cells: &[Cell]) -> String {
 }
 
 /// The set metrics (FID, KID) of every (task, method) that ran, between
-/// `images/<task>/<method>/` and `images/gt/` (written by the run), on the CPU backend.
+/// `images/<task>/<method>/` and `images/gt/` (written by the run), on the CPU backend. Each
+/// Inception network is loaded once and the ground truth's features computed once.
 fn set_metric_cells(exp: &LoadedExperiment, cells: &[Cell], out: &Path, paper: Option<&PaperNumbers>) -> Result<Vec<Cell>> {
+    use crate::score_cmd::{Metric, cached_features, load_inception, read_folder};
     let grid = exp.experiment.image.as_ref().expect("validated image experiment");
     let mut extra = vec![];
     let first = &grid.metrics[0];
+    let device = Default::default();
     for metric in &grid.set_metrics {
-        let m = crate::score_cmd::Metric::parse(metric)?;
+        let m = Metric::parse(metric)?;
+        let net = load_inception::<burn::backend::Flex>(m.inception_variant(), &device)?;
+        let gt_dir = out.join("images").join("gt");
+        let gt = cached_features(&net, &gt_dir, &read_folder(&gt_dir)?, &device)?;
         for c in cells.iter().filter(|c| &c.metric == first) {
-            let dir = out.join("images").join(&c.task).join(crate::image_bench::slug(&c.method));
             let value = if c.status == "ok" {
-                let report = crate::score_cmd::score::<burn::backend::Flex>(&dir, &out.join("images").join("gt"), &[m], None, &Default::default())
-                    .with_context(|| format!("{metric} of {} on {}", c.method, c.task))?;
-                report.summary.values().next().copied().unwrap_or(f64::NAN)
+                let dir = out.join("images").join(&c.task).join(crate::image_bench::slug(&c.method));
+                let ours = cached_features(&net, &dir, &read_folder(&dir)?, &device).with_context(|| format!("{metric} of {} on {}", c.method, c.task))?;
+                m.from_features(&ours, &gt)
             } else {
                 f64::NAN
             };

@@ -80,6 +80,22 @@ impl Metric {
         }
     }
 
+    /// The Inception network a set metric uses (KID: the TF-FID one).
+    pub fn inception_variant(self) -> InceptionVariant {
+        match self {
+            Self::Fid(v) => v,
+            _ => InceptionVariant::TfFid,
+        }
+    }
+
+    /// A set metric (FID, KID) from the pool3 features of two sets (rows of 2048).
+    pub fn from_features(self, fa: &[f64], fb: &[f64]) -> f64 {
+        match self {
+            Self::Kid => kid(fa, fb, 2048),
+            _ => frechet_distance(&FeatureStats::from_rows(fa, 2048), &FeatureStats::from_rows(fb, 2048)).value,
+        }
+    }
+
     fn per_image(self) -> bool {
         !matches!(self, Self::Fid(_) | Self::Kid)
     }
@@ -282,11 +298,7 @@ pub fn score<B: Backend>(a: &Path, b: &Path, metrics: &[Metric], features_out: O
         }
     }
     for m in metrics.iter().filter(|m| !m.per_image()) {
-        let variant = match m {
-            Metric::Fid(v) => *v,
-            _ => InceptionVariant::TfFid,
-        };
-        let net = load_inception::<B>(variant, device)?;
+        let net = load_inception::<B>(m.inception_variant(), device)?;
         let (fa, fb) = (cached_features(&net, a, &xa, device)?, cached_features(&net, b, &xb, device)?);
         if let Some(path) = features_out {
             let sh_a = vec![xa.len(), 2048];
@@ -295,11 +307,7 @@ pub fn score<B: Backend>(a: &Path, b: &Path, metrics: &[Metric], features_out: O
             let b32: Vec<f32> = fb.iter().map(|v| *v as f32).collect();
             crate::measure_cmd::write_tensors(path, vec![("features_a", sh_a, &a32), ("features_b", sh_b, &b32)])?;
         }
-        let v = match m {
-            Metric::Kid => kid(&fa, &fb, 2048),
-            _ => frechet_distance(&FeatureStats::from_rows(&fa, 2048), &FeatureStats::from_rows(&fb, 2048)).value,
-        };
-        report.summary.insert(m.name(), v);
+        report.summary.insert(m.name(), m.from_features(&fa, &fb));
     }
     Ok(report)
 }

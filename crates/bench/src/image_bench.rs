@@ -89,6 +89,10 @@ pub struct ImageRow {
     /// Runs of which the best per metric is reported (DAPS's best-of-N; 1 otherwise).
     #[serde(default = "one")]
     pub runs: usize,
+    /// With best-of-N, every run's metrics (the table takes each metric's best run); empty for
+    /// one run, whose metrics are `metrics`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub run_metrics: Vec<std::collections::BTreeMap<String, f64>>,
     /// `ok` or `unsupported: <why>`.
     pub status: String,
 }
@@ -275,6 +279,7 @@ impl<B: AutodiffBackend> ImageBench<B> {
             image: job.image_name.clone(),
             nfe: 0,
             runs: 1,
+            run_metrics: vec![],
             metrics: Default::default(),
             seconds: 0.0,
             status: "ok".into(),
@@ -290,6 +295,8 @@ impl<B: AutodiffBackend> ImageBench<B> {
         };
         // Best-of-N (DAPS protocol): each run has its own stream; per metric the best run counts
         // (max PSNR/SSIM, min LPIPS); the saved reconstruction is the best by the first metric.
+        // The row keeps every run's metrics: the table applies the rule itself (polars,
+        // `aggregate::best_run`); `metrics` is the per-image best for rows.csv and the grids.
         let runs = grid.runs.get(&job.task).copied().unwrap_or(1);
         let start = Instant::now();
         let mut best: Option<(Vec<f32>, std::collections::BTreeMap<String, f64>)> = None;
@@ -310,6 +317,9 @@ impl<B: AutodiffBackend> ImageBench<B> {
             };
             let recon: Vec<f32> = to_vec(out)?.into_iter().map(|v| if v.is_finite() { v.clamp(-1.0, 1.0) } else { f32::NAN }).collect();
             let metrics = self.score(&recon, gt, grid.side, device)?;
+            if runs > 1 {
+                row.run_metrics.push(metrics.clone());
+            }
             best = Some(match best {
                 None => (recon, metrics),
                 Some((best_recon, mut best_metrics)) => {

@@ -6,11 +6,12 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use polars::prelude::{IntoLazy, df};
 use serde::Serialize;
 
 use crate::experiment::LoadedExperiment;
 use crate::image_bench::ImageRow;
-use crate::table::Stat;
+use crate::aggregate::{Stat, best_run, finite_stats, read_stats, strings};
 
 /// One (task, method, metric) cell.
 #[derive(Debug, Clone, Serialize)]
@@ -105,9 +106,35 @@ pub fn higher_is_better(metric: &str) -> bool {
     metric.starts_with("psnr") || metric.starts_with("ssim")
 }
 
+/// Per (task, method, metric) the statistics over images of the `ok` rows, computed with polars
+/// ([`crate::aggregate`]): each image's best run first (best-of-N; one run is its own best), then
+/// mean ± std over images. A metric a row lacks counts as a failed image.
+pub fn metric_stats(rows: &[ImageRow], metrics: &[String]) -> Result<BTreeMap<(String, String, String), Stat>> {
+    let (mut task, mut method, mut image, mut metric, mut value, mut higher) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for r in rows.iter().filter(|r| r.status == "ok") {
+        let runs = if r.run_metrics.is_empty() { std::slice::from_ref(&r.metrics) } else { &r.run_metrics[..] };
+        for run in runs {
+            for m in metrics {
+                task.push(r.task.as_str());
+                method.push(r.method.as_str());
+                image.push(r.image.as_str());
+                metric.push(m.as_str());
+                value.push(run.get(m).copied().unwrap_or(f64::NAN));
+                higher.push(higher_is_better(m));
+            }
+        }
+    }
+    let df = df!("task" => task, "method" => method, "image" => image, "metric" => metric, "value" => value, "higher" => higher)?;
+    let best = best_run(df.lazy(), &["task", "method", "metric", "image"], "value", "higher");
+    let out = finite_stats(best, &["task", "method", "metric"], &["value"], vec![]).collect()?;
+    let (task, method, metric) = (strings(&out, "task")?, strings(&out, "method")?, strings(&out, "metric")?);
+    Ok(read_stats(&out, "value")?.into_iter().enumerate().map(|(i, s)| ((task[i].clone(), method[i].clone(), metric[i].clone()), s)).collect())
+}
+
 /// Aggregates rows into cells, in (task, method, metric) order of the experiment.
-pub fn aggregate(exp: &LoadedExperiment, rows: &[ImageRow], paper: Option<&PaperNumbers>) -> Vec<Cell> {
+pub fn aggregate(exp: &LoadedExperiment, rows: &[ImageRow], paper: Option<&PaperNumbers>) -> Result<Vec<Cell>> {
     let grid = exp.experiment.image.as_ref().expect("validated image experiment");
+    let stats = metric_stats(rows, &grid.metrics)?;
     let mut out = vec![];
     for task in &grid.tasks {
         for m in &exp.experiment.methods {
@@ -116,14 +143,13 @@ pub fn aggregate(exp: &LoadedExperiment, rows: &[ImageRow], paper: Option<&Paper
             let seconds = mine.iter().map(|r| r.seconds).sum::<f64>() / mine.len().max(1) as f64;
             let nfe = mine.first().map_or(0, |r| r.nfe);
             for metric in &grid.metrics {
-                let values: Vec<f64> = mine.iter().filter(|r| r.status == "ok").map(|r| r.metrics.get(metric).copied().unwrap_or(f64::NAN)).collect();
-                let s = Stat::of(&values);
+                let s = stats.get(&(task.clone(), m.label.clone(), metric.clone())).copied().unwrap_or_else(|| Stat::of(&[]));
                 let paper = paper.and_then(|p| p.get(task, &m.label, metric)).unwrap_or(f64::NAN);
                 out.push(Cell { task: task.clone(), method: m.label.clone(), metric: metric.clone(), mean: s.mean, std: s.std, n: s.n, failed: s.failed, nfe, seconds, status: status.clone(), paper });
             }
         }
     }
-    out
+    Ok(out)
 }
 
 /// The rank of each method's value in a column (0 = best), by the metric's direction; cells
@@ -383,7 +409,7 @@ pub fn write_all(exp: &LoadedExperiment, rows: &[ImageRow], out: &Path) -> Resul
     }
     w.flush()?;
     let paper = PaperNumbers::load(exp)?;
-    let mut cells = aggregate(exp, rows, paper.as_ref());
+    let mut cells = aggregate(exp, rows, paper.as_ref())?;
     cells.extend(set_metric_cells(exp, &cells, out, paper.as_ref())?);
     let mut w = csv::Writer::from_path(out.join("table.csv")).context("cannot write table.csv")?;
     for c in &cells {

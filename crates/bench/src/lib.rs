@@ -10,6 +10,7 @@
 //! What it is not for: numerics. Priors, operators, samplers and metrics live in their own crates
 //! and know nothing about files or jobs.
 
+pub mod aggregate;
 pub mod backend;
 pub mod bench_cmd;
 pub mod check_cmd;

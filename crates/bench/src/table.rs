@@ -1,5 +1,6 @@
 //! Aggregation of per-replicate rows into the benchmark's tables: per (budget, d, d_y, method)
-//! the mean ± 1.96·std/√n over replicates (std with n − 1), as the MCGdiff paper reports them.
+//! the mean ± 1.96·std/√n over replicates (std with n − 1), as the MCGdiff paper reports them;
+//! the group-by is polars' ([`crate::aggregate`]).
 //!
 //! Outputs: `rows.csv` (every replicate), `table.csv` (the aggregated metrics; a deterministic
 //! function of the seed), `timing.csv` (wall time, which is not deterministic), and
@@ -10,39 +11,13 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use polars::prelude::{IntoLazy, SortMultipleOptions, col, df};
 use serde::Serialize;
+
+use crate::aggregate::{floats, integers, read_stats, strings};
 
 use crate::experiment::LoadedExperiment;
 use crate::gmm::GmmRow;
-
-/// Mean, sample standard deviation and the 95 % half-width 1.96·std/√n of the finite values
-/// among n; non-finite values (a sampler that diverged on a replicate) are counted, not averaged.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Stat {
-    /// Number of finite values.
-    pub n: usize,
-    /// Number of non-finite values left out.
-    pub failed: usize,
-    /// Mean.
-    pub mean: f64,
-    /// Standard deviation with n − 1 (0 for n = 1).
-    pub std: f64,
-    /// 1.96·std/√n.
-    pub ci95: f64,
-}
-
-impl Stat {
-    /// Statistics of `values` (summed in order, so the result is deterministic). With no finite
-    /// value the mean is NaN.
-    pub fn of(values: &[f64]) -> Self {
-        let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
-        let n = finite.len();
-        let failed = values.len() - n;
-        let mean = finite.iter().sum::<f64>() / n as f64;
-        let std = if n > 1 { (finite.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt() } else { 0.0 };
-        Self { n, failed, mean, std, ci95: 1.96 * std / (n as f64).sqrt() }
-    }
-}
 
 /// One aggregated cell group: a method on a (budget, d, d_y).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -78,37 +53,51 @@ pub struct Aggregate {
     pub seconds: f64,
 }
 
-/// Groups `rows` by (steps, d, d_y, method), keeping the experiment's method order.
-pub fn aggregate(rows: &[GmmRow], method_order: &[String]) -> Vec<Aggregate> {
-    let rank = |m: &str| method_order.iter().position(|x| x == m).unwrap_or(usize::MAX);
-    let mut groups: BTreeMap<(usize, usize, usize, usize), Vec<&GmmRow>> = BTreeMap::new();
-    for r in rows {
-        groups.entry((r.steps, r.d, r.d_y, rank(&r.method))).or_default().push(r);
-    }
-    groups
-        .into_values()
-        .map(|g| {
-            let first = g[0];
-            let sw1 = Stat::of(&g.iter().map(|r| r.sw1).collect::<Vec<_>>());
-            let msw2 = Stat::of(&g.iter().map(|r| r.max_sw2).collect::<Vec<_>>());
-            Aggregate {
-                steps: first.steps,
-                eta: first.eta,
-                d: first.d,
-                d_y: first.d_y,
-                method: first.method.clone(),
-                sampler: first.sampler.clone(),
-                nfe: first.nfe,
-                replicates: g.len(),
-                failed: sw1.failed,
-                sw1_mean: sw1.mean,
-                sw1_ci95: sw1.ci95,
-                max_sw2_mean: msw2.mean,
-                max_sw2_ci95: msw2.ci95,
-                seconds: g.iter().map(|r| r.seconds).sum::<f64>() / g.len() as f64,
-            }
+/// Groups `rows` by (steps, d, d_y, method) with polars ([`crate::aggregate`]), in the order
+/// (steps, d, d_y, the experiment's method order).
+pub fn aggregate(rows: &[GmmRow], method_order: &[String]) -> Result<Vec<Aggregate>> {
+    let rank = |m: &str| method_order.iter().position(|x| x == m).unwrap_or(method_order.len()) as u64;
+    let u = |f: fn(&GmmRow) -> usize| rows.iter().map(|r| f(r) as u64).collect::<Vec<u64>>();
+    let df = df!(
+        "steps" => u(|r| r.steps),
+        "d" => u(|r| r.d),
+        "d_y" => u(|r| r.d_y),
+        "rank" => rows.iter().map(|r| rank(&r.method)).collect::<Vec<u64>>(),
+        "eta" => rows.iter().map(|r| r.eta).collect::<Vec<f64>>(),
+        "method" => rows.iter().map(|r| r.method.as_str()).collect::<Vec<&str>>(),
+        "sampler" => rows.iter().map(|r| r.sampler.as_str()).collect::<Vec<&str>>(),
+        "nfe" => u(|r| r.nfe),
+        "sw1" => rows.iter().map(|r| r.sw1).collect::<Vec<f64>>(),
+        "max_sw2" => rows.iter().map(|r| r.max_sw2).collect::<Vec<f64>>(),
+        "seconds" => rows.iter().map(|r| r.seconds).collect::<Vec<f64>>()
+    )?;
+    let keys = ["steps", "d", "d_y", "rank"];
+    let firsts = ["eta", "method", "sampler", "nfe"].map(|c| col(c).first());
+    let out = crate::aggregate::finite_stats(df.lazy(), &keys, &["sw1", "max_sw2"], [firsts.to_vec(), vec![col("seconds").mean()]].concat())
+        .sort(keys, SortMultipleOptions::default())
+        .collect()?;
+    let (sw1, msw2) = (read_stats(&out, "sw1")?, read_stats(&out, "max_sw2")?);
+    let (steps, d, d_y, nfe, replicates) = (integers(&out, "steps")?, integers(&out, "d")?, integers(&out, "d_y")?, integers(&out, "nfe")?, integers(&out, "rows")?);
+    let (eta, seconds) = (floats(&out, "eta")?, floats(&out, "seconds")?);
+    let (method, sampler) = (strings(&out, "method")?, strings(&out, "sampler")?);
+    Ok((0..out.height())
+        .map(|i| Aggregate {
+            steps: steps[i],
+            eta: eta[i].unwrap_or(f64::NAN),
+            d: d[i],
+            d_y: d_y[i],
+            method: method[i].clone(),
+            sampler: sampler[i].clone(),
+            nfe: nfe[i],
+            replicates: replicates[i],
+            failed: sw1[i].failed,
+            sw1_mean: sw1[i].mean,
+            sw1_ci95: sw1[i].ci95,
+            max_sw2_mean: msw2[i].mean,
+            max_sw2_ci95: msw2[i].ci95,
+            seconds: seconds[i].unwrap_or(f64::NAN),
         })
-        .collect()
+        .collect())
 }
 
 /// Three significant digits, plain notation for the table.
@@ -126,7 +115,7 @@ fn sig(x: f64) -> String {
 /// Writes `rows.csv`, `table.csv`, `timing.csv` and `table.md` into `out`; returns the Markdown.
 pub fn write_all(exp: &LoadedExperiment, rows: &[GmmRow], out: &Path) -> Result<String> {
     let order: Vec<String> = exp.experiment.methods.iter().map(|m| m.label.clone()).collect();
-    let agg = aggregate(rows, &order);
+    let agg = aggregate(rows, &order)?;
 
     let mut w = csv::Writer::from_path(out.join("rows.csv")).context("cannot write rows.csv")?;
     for r in rows {
@@ -239,16 +228,6 @@ pub fn markdown(exp: &LoadedExperiment, agg: &[Aggregate], order: &[String]) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stat_matches_hand_computation() {
-        let s = Stat::of(&[1.0, 2.0, f64::NAN, 3.0, 4.0]);
-        assert_eq!((s.n, s.failed), (4, 1));
-        assert_eq!(s.mean, 2.5);
-        assert!((s.std - (5.0f64 / 3.0).sqrt()).abs() < 1e-15);
-        assert!((s.ci95 - 1.96 * (5.0f64 / 3.0).sqrt() / 2.0).abs() < 1e-15);
-        assert_eq!(Stat::of(&[7.0]).std, 0.0);
-    }
 
     #[test]
     fn sig_keeps_three_significant_digits() {

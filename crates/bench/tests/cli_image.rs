@@ -158,6 +158,7 @@ side = 32
 model = "tiny32"
 tasks = ["sr4", "inpaint_box"]
 metrics = ["psnr", "ssim-piq"]
+runs = { inpaint_box = 2 }
 
 [[method]]
 label = "DDRM"
@@ -193,6 +194,32 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     rd.filter_map(|e| e.ok()).flat_map(|e| if e.path().is_dir() { walk(&e.path()) } else { vec![e.path()] }).collect()
 }
 
+/// The mini experiment runs inpaint_box twice per image (best-of-2): each row keeps both runs,
+/// its `metrics` are the per-metric best (max PSNR, max SSIM), and the table's mean is the mean
+/// over images of those bests — checked here from the row files, independently of the table code.
+fn best_of_n_is_applied_per_image_and_metric(out: &Path) {
+    let rows: Vec<serde_json::Value> = walk(&out.join("runs").join("inpaint_box").join("DPS")).iter().map(|p| serde_json::from_str(&read(p)).unwrap()).collect();
+    assert_eq!(rows.len(), 4);
+    let mut best_psnr = vec![];
+    for r in &rows {
+        let runs = r["run_metrics"].as_array().expect("two runs recorded");
+        assert_eq!(runs.len(), 2);
+        for m in ["psnr", "ssim-piq"] {
+            let vals: Vec<f64> = runs.iter().map(|run| run[m].as_f64().unwrap()).collect();
+            assert_eq!(r["metrics"][m].as_f64().unwrap(), vals[0].max(vals[1]), "{m}: best of {vals:?}");
+        }
+        assert_ne!(runs[0]["psnr"], runs[1]["psnr"], "the two runs draw different noise");
+        best_psnr.push(r["metrics"]["psnr"].as_f64().unwrap());
+    }
+    let mean = best_psnr.iter().sum::<f64>() / 4.0;
+    let mut rdr = csv::Reader::from_path(out.join("table.csv")).unwrap();
+    let header = rdr.headers().unwrap().clone();
+    let at = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let row = rdr.records().map(|r| r.unwrap()).find(|r| &r[at("task")] == "inpaint_box" && &r[at("method")] == "DPS" && &r[at("metric")] == "psnr").unwrap();
+    let got: f64 = row[at("mean")].parse().unwrap();
+    assert!((got - mean).abs() <= 1e-9 * mean.abs(), "table mean {got} vs mean of per-image bests {mean}");
+}
+
 #[test]
 fn killed_and_sharded_sweeps_give_the_uninterrupted_table() {
     let dir = temp_dir("resume");
@@ -201,6 +228,7 @@ fn killed_and_sharded_sweeps_give_the_uninterrupted_table() {
     let whole = dir.join("whole");
     ok(&dipbench(&["run", e, "--out", whole.to_str().unwrap(), "--no-progress", "--jobs", "1"]));
     let reference = (without_seconds(&read(&whole.join("table.csv"))), without_seconds(&read(&whole.join("rows.csv"))));
+    best_of_n_is_applied_per_image_and_metric(&whole);
 
     // Three shards into one folder, then `dipbench table`.
     let sharded = dir.join("sharded");
@@ -300,4 +328,74 @@ fn a_bad_dataset_folder_names_the_file() {
     let out = run("c");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("3 usable images"), "{err}");
+}
+
+/// Set metrics at table time (`[image] set_metrics = ["fid"]`): the table's FID of each method is
+/// the FID that `dipbench score` computes between the same folders (the path the metric tests
+/// check against pytorch-fid), with golden-fill Inception weights so nothing is downloaded.
+#[test]
+fn golden_table_time_fid_is_the_fid_of_score() {
+    let dir = temp_dir("fid");
+    let weights = dir.join("weights");
+    std::fs::create_dir_all(&weights).unwrap();
+    dipbench_tests::write_golden_checkpoints(&weights);
+    let exp = dir.join("fid.toml");
+    std::fs::write(
+        &exp,
+        r#"
+[experiment]
+name = "fid"
+benchmark = "image"
+seed = 3
+
+[image]
+dataset = "synthetic"
+images = 3
+side = 32
+model = "tiny32"
+tasks = ["sr4"]
+metrics = ["psnr"]
+set_metrics = ["fid"]
+
+[[method]]
+label = "DDRM"
+sampler = "ddrm"
+preset = "paper"
+steps = 3
+
+[[method]]
+label = "PnP-ADMM"
+sampler = "pnp-admm"
+preset = "default"
+iterations = 2
+"#,
+    )
+    .unwrap();
+    let out = dir.join("out");
+    let run = Command::new(env!("CARGO_BIN_EXE_dipbench"))
+        .args(["run", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--no-progress"])
+        .env("RUST_LOG", "warn")
+        .env("DIPBENCH_CHECKPOINTS", &weights)
+        .output()
+        .unwrap();
+    let md = ok(&run);
+    assert!(md.contains("fid"), "{md}");
+    let mut rdr = csv::Reader::from_path(out.join("table.csv")).unwrap();
+    let header = rdr.headers().unwrap().clone();
+    let at = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let fid_rows: Vec<csv::StringRecord> = rdr.records().map(|r| r.unwrap()).filter(|r| &r[at("metric")] == "fid").collect();
+    assert_eq!(fid_rows.len(), 2, "one FID per method");
+    for row in fid_rows {
+        let table: f64 = row[at("mean")].parse().unwrap();
+        let method_dir = out.join("images").join("sr4").join(dipbench::image_bench::slug(&row[at("method")]));
+        let score = Command::new(env!("CARGO_BIN_EXE_dipbench"))
+            .args(["score", method_dir.to_str().unwrap(), out.join("images").join("gt").to_str().unwrap(), "--metrics", "fid"])
+            .env("RUST_LOG", "warn")
+            .env("DIPBENCH_CHECKPOINTS", &weights)
+            .output()
+            .unwrap();
+        let text = ok(&score);
+        let fid: f64 = text.lines().find_map(|l| l.strip_prefix("fid: ")).unwrap_or_else(|| panic!("{text}")).trim().parse().unwrap();
+        assert!(table > 0.0 && (table - fid).abs() <= 1e-6 * fid, "{}: table FID {table} vs score {fid}", &row[at("method")]);
+    }
 }

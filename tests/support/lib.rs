@@ -82,3 +82,30 @@ pub fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len(), "length mismatch");
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
 }
+
+/// Golden-fill weights of the metric networks written into `dir` under the file names
+/// `dipbench weights` expects (safetensors content under the published names, which the loader
+/// detects): AlexNet features, the lpips `alex.pth` heads (copied from the golden folder) and the
+/// FID Inception (key list from `metrics.json`), so LPIPS and FID run without downloads.
+pub fn write_golden_checkpoints(dir: &std::path::Path) {
+    use dipbench_models::unet::GoldenFill;
+    let write = |name: &str, manifest: Vec<(String, Vec<usize>)>| {
+        let data: Vec<(String, Vec<usize>, Vec<u8>)> = manifest
+            .iter()
+            .map(|(k, s)| (k.clone(), s.clone(), GoldenFill::values(k, s).iter().flat_map(|v| v.to_le_bytes()).collect()))
+            .collect();
+        let views: Vec<(String, safetensors::tensor::TensorView<'_>)> =
+            data.iter().map(|(k, s, b)| (k.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap())).collect();
+        safetensors::serialize_to_file(views, None, &dir.join(name)).unwrap();
+    };
+    write("alexnet-owt-7be5be79.pth", dipbench_metrics::lpips::backbone_manifest("alexnet"));
+    std::fs::copy(golden_dir().join("lpips_lin/alex.pth"), dir.join("alex.pth")).unwrap();
+    let meta = load_json("metrics");
+    let keys: Vec<(String, Vec<usize>)> = meta["fid_inception"]["fid_inception_keys"]
+        .as_array()
+        .expect("metrics.json: fid_inception.fid_inception_keys")
+        .iter()
+        .map(|e| (e[0].as_str().unwrap().to_string(), e[1].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect()))
+        .collect();
+    write("pt_inception-2015-12-05-6726825d.pth", keys);
+}

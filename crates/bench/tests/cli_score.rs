@@ -120,35 +120,10 @@ fn score_refuses_mismatched_folders_and_unknown_metrics() {
     assert!(!o.status.success() && err.contains("alexnet-owt-7be5be79.pth") && err.contains("download.pytorch.org"), "{err}");
 }
 
-/// Golden-fill weights written as the files `dipbench weights` expects (safetensors content
-/// under the published names, which the loader detects), so the networks run without downloads.
-fn golden_checkpoints(dir: &Path) {
-    use dipbench_models::unet::GoldenFill;
-    let write = |name: &str, manifest: Vec<(String, Vec<usize>)>| {
-        let data: Vec<(String, Vec<usize>, Vec<u8>)> = manifest
-            .iter()
-            .map(|(k, s)| (k.clone(), s.clone(), GoldenFill::values(k, s).iter().flat_map(|v| v.to_le_bytes()).collect()))
-            .collect();
-        let views: Vec<(String, safetensors::tensor::TensorView<'_>)> =
-            data.iter().map(|(k, s, b)| (k.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap())).collect();
-        safetensors::serialize_to_file(views, None, &dir.join(name)).unwrap();
-    };
-    write("alexnet-owt-7be5be79.pth", dipbench_metrics::lpips::backbone_manifest("alexnet"));
-    std::fs::copy(dipbench_tests::golden_dir().join("lpips_lin/alex.pth"), dir.join("alex.pth")).unwrap();
-    let meta = dipbench_tests::load_json("metrics");
-    let keys: Vec<(String, Vec<usize>)> = meta["fid_inception"]["fid_inception_keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| (e[0].as_str().unwrap().to_string(), e[1].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect()))
-        .collect();
-    write("pt_inception-2015-12-05-6726825d.pth", keys);
-}
-
 #[test]
-fn lpips_and_fid_of_identical_sets_are_zero_and_fid_is_symmetric() {
+fn golden_lpips_and_fid_of_identical_sets_are_zero_and_fid_is_symmetric() {
     let dir = temp_dir("zero");
-    golden_checkpoints(&dir);
+    dipbench_tests::write_golden_checkpoints(&dir);
     // Inception on the CPU costs seconds per image: two images per set.
     write_set(&dir.join("a"), 2, 0, 32);
     write_noise_set(&dir.join("b"), 2, 32);

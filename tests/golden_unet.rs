@@ -6,7 +6,7 @@
 
 use burn::backend::{Autodiff, Flex};
 use burn::prelude::*;
-use dipbench_models::unet::{AdmUnet, GoldenFill, MemorySource, ShapeSource, UnetConfig};
+use dipbench_models::unet::{AdmUnet, GoldenFill, MemorySource, Precision, ShapeSource, UnetConfig};
 use dipbench_tests::{GoldenTensor, golden_dir, load_json, load_tensors, rel_err, tensor};
 
 type B = Flex;
@@ -100,6 +100,48 @@ fn golden_unet_ffhq_goldenfill_matches_reference() {
     println!("ffhq golden fill: emb {e_emb:.2e}, out {e_out:.2e} (reference std {})", meta["out_stats"]["ffhq"]["std"]);
     assert!(e_emb <= 1e-4, "emb relative error {e_emb:.3e}");
     assert!(e_out <= 1e-4, "out relative error {e_out:.3e}");
+}
+
+/// Mixed precision (guided-diffusion `use_fp16`: convolutions and the activations between them
+/// in half, GroupNorm, softmax, time embedding and `out` in float32), run on the CPU backend.
+///
+/// What is asserted, and why:
+/// - f16 on the tiny network: ≤ 1e-2 relative to the float32 *reference* output (issue 3's target).
+/// - f16 on the FFHQ golden fill: ≤ 1e-2 at `h_mid` (the middle block's activations) against the
+///   float32 port. The output itself is ~20× smaller than the activations it is computed from
+///   with these synthetic weights (rms 0.087 vs 1.6), so rounding errors of the activations are
+///   amplified ~20× in the output's relative error; it is printed, not asserted.
+/// - bf16 keeps 8 significant bits against f16's 11: a computation whose error is rounding error
+///   must have a bf16 error about 2³ = 8 times its f16 error. Asserted: ratio ≤ 12 (8 × 1.5) at
+///   every compared tensor — no overflow or other error source on top of rounding.
+#[test]
+fn golden_unet_mixed_precision_error_is_rounding_error() {
+    let io = load_tensors("unet_tiny_io");
+    let x: Tensor<B, 4> = to_tensor(tensor(&io, "x"));
+    let t: Vec<f32> = tensor(&io, "t_int").data.iter().map(|v| *v as f32).collect();
+    let ffhq_io = load_tensors("unet_ffhq_goldenfill_io");
+    let ffhq = AdmUnet::<B>::load(&UnetConfig::ffhq256(), &mut GoldenFill::new(manifest("ffhq")), &Default::default()).unwrap();
+    let ffhq_x: Tensor<B, 4> = to_tensor(tensor(&ffhq_io, "x"));
+    let ffhq_t: Vec<f32> = tensor(&ffhq_io, "t").data.iter().map(|v| *v as f32).collect();
+    let ffhq_f32 = ffhq.forward_traced(ffhq_x.clone(), &ffhq_t);
+    let ffhq_mid = values(ffhq_f32.h_mid);
+    let ffhq_out = tensor(&ffhq_io, "ffhq_out").data.clone();
+
+    let errors = |precision: Precision| -> [f64; 3] {
+        let tiny_out = values(tiny().with_precision(precision).forward(x.clone(), &t));
+        let trace = ffhq.clone().with_precision(precision).forward_traced(ffhq_x.clone(), &ffhq_t);
+        let e = [rel_err(&tiny_out, &tensor(&io, "out_int").data), rel_err(&values(trace.h_mid), &ffhq_mid), rel_err(&values(trace.out), &ffhq_out)];
+        println!("{precision:?}: tiny out {:.2e}, ffhq h_mid {:.2e}, ffhq out {:.2e} (relative)", e[0], e[1], e[2]);
+        e
+    };
+    let f16 = errors(Precision::F16);
+    let bf16 = errors(Precision::Bf16);
+    assert!(f16[0] <= 1e-2, "tiny f16: relative error {:.3e}", f16[0]);
+    assert!(f16[1] <= 1e-2, "ffhq f16 h_mid: relative error {:.3e}", f16[1]);
+    for (i, name) in ["tiny out", "ffhq h_mid", "ffhq out"].iter().enumerate() {
+        let ratio = bf16[i] / f16[i];
+        assert!(bf16[i].is_finite() && ratio <= 12.0, "{name}: bf16 error {:.3e} is {ratio:.1}× the f16 error {:.3e}", bf16[i], f16[i]);
+    }
 }
 
 #[test]

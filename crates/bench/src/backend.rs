@@ -40,42 +40,27 @@ macro_rules! with_backend {
     }};
 }
 
-/// Floating-point precision of the network for `model eval` and `bench unet`: float32
-/// everywhere, or half precision on CUDA (burn's `Cuda<f16>` / `Cuda<bf16>`: weights,
-/// activations and arithmetic in that type).
+/// Arithmetic precision of the UNet for `model eval` and `bench unet` (`--precision`): float32,
+/// or guided-diffusion-style mixed precision with f16 or bf16 convolutions
+/// ([`dipbench_models::unet::Precision`]), on every backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Precision {
     /// float32.
     F32,
-    /// IEEE half (CUDA only).
+    /// Mixed precision, IEEE half convolutions (guided-diffusion `use_fp16`).
     F16,
-    /// bfloat16 (CUDA only).
+    /// Mixed precision, bfloat16 convolutions.
     Bf16,
 }
 
-/// Like [`with_backend!`] with a [`Precision`]: f32 on every backend, f16/bf16 on CUDA; half
-/// precision elsewhere is an error saying so.
-#[macro_export]
-macro_rules! with_precision {
-    ($kind:expr, $precision:expr, |$b:ident, $device:ident| $body:expr) => {{
-        match ($kind, $precision) {
-            (kind, $crate::backend::Precision::F32) => $crate::with_backend!(kind, |$b, $device| $body),
-            #[cfg(feature = "cuda")]
-            ($crate::backend::DeviceKind::Cuda, $crate::backend::Precision::F16) => {
-                type $b = burn::backend::Autodiff<burn::backend::Cuda<half::f16>>;
-                let $device = Default::default();
-                $body
-            }
-            #[cfg(feature = "cuda")]
-            ($crate::backend::DeviceKind::Cuda, $crate::backend::Precision::Bf16) => {
-                type $b = burn::backend::Autodiff<burn::backend::Cuda<half::bf16>>;
-                let $device = Default::default();
-                $body
-            }
-            #[allow(unreachable_patterns)]
-            (kind, precision) => Err(anyhow::anyhow!("--precision {precision:?} needs --device cuda (got {kind:?})")),
+impl From<Precision> for dipbench_models::unet::Precision {
+    fn from(p: Precision) -> Self {
+        match p {
+            Precision::F32 => Self::F32,
+            Precision::F16 => Self::F16,
+            Precision::Bf16 => Self::Bf16,
         }
-    }};
+    }
 }
 
 /// The first `n` devices of `first`'s kind (`first` itself for n = 1), for job-level

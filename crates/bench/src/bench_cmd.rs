@@ -16,7 +16,7 @@ use std::time::Instant;
 use anyhow::Result;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-use dipbench_models::unet::UnetConfig;
+use dipbench_models::unet::{AdmUnet, Precision, UnetConfig};
 use dipbench_models::unet::layers::{macs, reset_macs};
 use dipbench_operators::SampleRng;
 
@@ -42,16 +42,9 @@ pub fn gemm_gflops<B: Backend>(device: &B::Device, n: usize, reps: usize) -> f64
     2.0 * (n as f64).powi(3) / median(times) / 1e9
 }
 
-/// Runs the UNet benchmark; returns the report.
-pub fn bench_unet<B: AutodiffBackend>(config: &str, batch: usize, repeats: usize, device: &B::Device) -> Result<String> {
-    let config = UnetConfig::by_name(config)?;
-    let t0 = Instant::now();
-    let net = load_net::<B>(&config, None, device)?;
-    let load_s = t0.elapsed().as_secs_f64();
-    let d = config.in_channels * config.image_size * config.image_size;
-    let x = SampleRng::new(3, batch).normal::<B>(d, device).reshape([batch, config.in_channels, config.image_size, config.image_size]);
-
-    let gemm = gemm_gflops::<B>(device, 1024, 5);
+/// Median forward and DPS-step (forward + input gradient) times of `net` on `x`, and the MACs
+/// of one forward.
+fn time_unet<B: AutodiffBackend>(net: &AdmUnet<B>, x: &Tensor<B, 4>, repeats: usize) -> (f64, f64, u64) {
     let mut forward = vec![];
     let mut step = vec![];
     let mut forward_macs = 0;
@@ -68,20 +61,44 @@ pub fn bench_unet<B: AutodiffBackend>(config: &str, batch: usize, repeats: usize
         let _ = xg.grad(&grads).expect("input gradient").into_data();
         step.push(s.elapsed().as_secs_f64());
     }
-    let (fwd, dps) = (median(forward), median(step));
+    (median(forward), median(step), forward_macs)
+}
+
+/// Runs the UNet benchmark in `precision`; returns the report. The baselines measured in the
+/// same run: the machine's GEMM speed, and for half precision the float32 network (speed-up
+/// and the relative difference of the outputs).
+pub fn bench_unet<B: AutodiffBackend>(config: &str, batch: usize, repeats: usize, precision: Precision, device: &B::Device) -> Result<String> {
+    let config = UnetConfig::by_name(config)?;
+    let t0 = Instant::now();
+    let net = load_net::<B>(&config, None, device)?;
+    let load_s = t0.elapsed().as_secs_f64();
+    let d = config.in_channels * config.image_size * config.image_size;
+    let x = SampleRng::new(3, batch).normal::<B>(d, device).reshape([batch, config.in_channels, config.image_size, config.image_size]);
+
+    let gemm = gemm_gflops::<B>(device, 1024, 5);
+    let (f32_fwd, f32_dps, forward_macs) = time_unet(&net, &x, repeats);
     let equiv = 2.0 * forward_macs as f64 / (gemm * 1e9);
     let mut r = String::new();
     r.push_str(&format!("UNet `{}` at batch {batch}, golden-fill weights (built in {load_s:.1} s), median of {} runs\n", config.name, repeats.max(1)));
-    r.push_str(&format!("  forward                     {fwd:9.3} s   ({:.1} GMAC)\n", forward_macs as f64 / 1e9));
-    r.push_str(&format!("  DPS step (fwd + ∂/∂x)       {dps:9.3} s   (×{:.2} the forward)\n", dps / fwd));
+    r.push_str(&format!("  forward                     {f32_fwd:9.3} s   ({:.1} GMAC, float32)\n", forward_macs as f64 / 1e9));
+    r.push_str(&format!("  DPS step (fwd + ∂/∂x)       {f32_dps:9.3} s   (×{:.2} the forward)\n", f32_dps / f32_fwd));
     r.push_str(&format!("  baseline: GEMM {gemm:.1} GFLOP/s → forward's MACs in {equiv:.3} s\n"));
-    r.push_str(&format!("  ratio forward / GEMM-equivalent: {:.2}\n", fwd / equiv));
+    r.push_str(&format!("  ratio forward / GEMM-equivalent: {:.2}\n", f32_fwd / equiv));
     if config.name == "ffhq256" && batch == 1 {
         r.push_str(&format!(
             "  reference PyTorch (another 2-thread CPU): 19.6 s forward, 40.8 s DPS step → ratios {:.2} / {:.2} (machine-dependent)\n",
-            fwd / 19.6,
-            dps / 40.8
+            f32_fwd / 19.6,
+            f32_dps / 40.8
         ));
+    }
+    if precision != Precision::F32 {
+        let reference = net.forward(x.clone(), &[500.0]);
+        let half = net.with_precision(precision);
+        let (fwd, dps, _) = time_unet(&half, &x, repeats);
+        let diff = half.forward(x, &[500.0]) - reference.clone();
+        let rel = (diff.powf_scalar(2.0).sum().into_scalar().to_f64() / reference.powf_scalar(2.0).sum().into_scalar().to_f64()).sqrt();
+        r.push_str(&format!("  {precision:?} mixed precision: forward {fwd:9.3} s, DPS step {dps:9.3} s → speed-up ×{:.2} / ×{:.2} over float32\n", f32_fwd / fwd, f32_dps / dps));
+        r.push_str(&format!("  {precision:?} output vs float32: relative difference {rel:.2e} (issue 3 target ≤ 1e-2)\n"));
     }
     Ok(r)
 }

@@ -245,7 +245,7 @@ enum ModelAction {
         /// Compute backend.
         #[arg(long, value_enum, default_value = "cpu")]
         device: DeviceKind,
-        /// Network precision (f16/bf16 on CUDA only).
+        /// Network precision: f32, or mixed precision with f16/bf16 convolutions.
         #[arg(long, value_enum, default_value = "f32")]
         precision: dipbench::backend::Precision,
     },
@@ -286,7 +286,7 @@ enum BenchWhat {
         /// Compute backend.
         #[arg(long, value_enum, default_value = "cpu")]
         device: DeviceKind,
-        /// Network precision (f16/bf16 on CUDA only).
+        /// Network precision: f32, or mixed precision with f16/bf16 convolutions.
         #[arg(long, value_enum, default_value = "f32")]
         precision: dipbench::backend::Precision,
     },
@@ -410,12 +410,12 @@ fn main() -> Result<()> {
             if checkpoint.is_none() && !golden_fill {
                 anyhow::bail!("give --checkpoint FILE (see `dipbench weights`) or --golden-fill");
             }
-            let req = dipbench::model_cmd::EvalRequest { config, checkpoint, input, output, t, sigma };
-            let msg = dipbench::with_precision!(device, precision, |B, dev| dipbench::model_cmd::eval::<B>(&req, &dev))?;
+            let req = dipbench::model_cmd::EvalRequest { config, checkpoint, input, output, t, sigma, precision: precision.into() };
+            let msg = dipbench::with_backend!(device, |B, dev| dipbench::model_cmd::eval::<B>(&req, &dev))?;
             println!("{msg}");
         }
         Command::Bench { what: BenchWhat::Unet { config, batch, repeats, device, precision } } => {
-            let report = dipbench::with_precision!(device, precision, |B, dev| dipbench::bench_cmd::bench_unet::<B>(&config, batch, repeats, &dev))?;
+            let report = dipbench::with_backend!(device, |B, dev| dipbench::bench_cmd::bench_unet::<B>(&config, batch, repeats, precision.into(), &dev))?;
             print!("{report}");
         }
         Command::Bench { what: BenchWhat::Sampler { config, steps, device } } => {

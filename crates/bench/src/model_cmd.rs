@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use burn::prelude::*;
 use dipbench_models::Prior;
-use dipbench_models::unet::{AdmUnet, GoldenFill, ParamSource, UnetConfig, UnetPrior};
+use dipbench_models::unet::{AdmUnet, GoldenFill, ParamSource, Precision, UnetConfig, UnetPrior};
 
 use crate::weights;
 
@@ -26,6 +26,8 @@ pub struct EvalRequest {
     pub t: Option<f32>,
     /// Denoiser D(x; σ) through the VP→EDM preconditioning.
     pub sigma: Option<f64>,
+    /// Arithmetic precision of the network (float32 or mixed half precision).
+    pub precision: Precision,
 }
 
 /// Builds the network of `config` from a checkpoint, or from the golden fill when `None`.
@@ -75,7 +77,7 @@ pub fn eval<B: Backend>(req: &EvalRequest, device: &B::Device) -> Result<String>
     if shape.len() != 4 || shape[1..] != want {
         bail!("{}: `x` has shape {shape:?}; config `{}` takes [n, {}, {}, {}]", req.input.display(), config.name, want[0], want[1], want[2]);
     }
-    let net = load_net::<B>(&config, req.checkpoint.as_deref(), device)?;
+    let net = load_net::<B>(&config, req.checkpoint.as_deref(), device)?.with_precision(req.precision);
     let n = shape[0];
     let x = Tensor::<B, 1>::from_floats(x.as_slice(), device).reshape([n, want[0], want[1], want[2]]);
     let mut out = BTreeMap::new();

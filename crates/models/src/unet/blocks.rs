@@ -6,7 +6,9 @@ use burn::tensor::activation::{silu, softmax};
 use burn::tensor::module::{avg_pool2d, interpolate};
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 
-use super::layers::{Conv2d, GroupNorm32, Linear, Loader, PointwiseConv1d};
+use burn::tensor::FloatDType;
+
+use super::layers::{Conv2d, GroupNorm32, Linear, Loader, PointwiseConv1d, cast_like};
 use super::source::LoadError;
 
 /// Resampling inside a residual block (`resblock_updown`): 2×2 average pooling down, nearest ×2
@@ -90,11 +92,17 @@ impl<B: Backend> ResBlock<B> {
         v
     }
 
-    /// The block on `x` `[n, c, h, w]` with SiLU(emb) `[n, e]` already applied.
+    /// The block with its convolutions in `dtype` (the embedding's linear layer stays float32).
+    pub fn cast(self, dtype: FloatDType) -> Self {
+        Self { in_conv: self.in_conv.cast(dtype), out_conv: self.out_conv.cast(dtype), skip: self.skip.map(|s| s.cast(dtype)), ..self }
+    }
+
+    /// The block on `x` `[n, c, h, w]` with SiLU(emb) `[n, e]` (float32) already applied; the
+    /// embedding's projection is cast to the activations' precision (`.type(h.dtype)`).
     pub fn forward(&self, x: Tensor<B, 4>, silu_emb: Tensor<B, 2>) -> Tensor<B, 4> {
         let h = self.in_norm.forward_silu(x.clone());
         let (h, x) = (self.in_conv.forward(self.resample.apply(h)), self.resample.apply(x));
-        let e = self.emb.forward(silu_emb);
+        let e = cast_like(self.emb.forward(silu_emb), &h);
         let [n, _] = e.dims();
         let c = self.out_channels;
         let h = if self.scale_shift {
@@ -139,7 +147,13 @@ impl<B: Backend> AttentionBlock<B> {
         [self.norm.requires_grad(), self.qkv.requires_grad(), self.proj_out.requires_grad()].concat()
     }
 
-    /// The block on `[n, c, h, w]`.
+    /// The block with its 1×1 convolutions in `dtype`.
+    pub fn cast(self, dtype: FloatDType) -> Self {
+        Self { qkv: self.qkv.cast(dtype), proj_out: self.proj_out.cast(dtype), ..self }
+    }
+
+    /// The block on `[n, c, h, w]`; the softmax is taken in float32 and cast back
+    /// (`th.softmax(weight.float(), dim=-1).type(weight.dtype)`).
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let [n, c, hh, ww] = x.dims();
         let t = hh * ww;
@@ -152,7 +166,8 @@ impl<B: Backend> AttentionBlock<B> {
         let v = qkv.slice([0..n * self.heads, 2 * ch..3 * ch, 0..t]);
         super::layers::count_macs(2 * n * c * t * t);
         // weight[b, t, s] = Σ_c q[b, c, t]·k[b, c, s]; softmax over s.
-        let weight = softmax(q.swap_dims(1, 2).matmul(k), 2);
+        let logits = q.swap_dims(1, 2).matmul(k);
+        let weight = cast_like(softmax(logits.clone().cast(FloatDType::F32), 2), &logits);
         // a[b, c, t] = Σ_s weight[b, t, s]·v[b, c, s].
         let a = v.matmul(weight.swap_dims(1, 2)).reshape([n, c, t]);
         x + self.proj_out.forward(a).reshape([n, c, hh, ww])

@@ -6,6 +6,7 @@ use burn::prelude::*;
 use burn::tensor::activation::silu;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
+use burn::tensor::{DType, FloatDType};
 
 use super::source::{LoadError, ParamSource, take};
 
@@ -87,7 +88,14 @@ impl<B: Backend> Conv2d<B> {
         })
     }
 
-    /// y = W ⋆ x + b (cross-correlation, as torch).
+    /// The layer with its weight and bias stored in `dtype` (guided-diffusion
+    /// `convert_module_to_f16`: convolutions, and only they, become half precision).
+    pub fn cast(self, dtype: FloatDType) -> Self {
+        Self { weight: self.weight.cast(dtype), bias: self.bias.cast(dtype), ..self }
+    }
+
+    /// y = W ⋆ x + b (cross-correlation, as torch), in the precision of the input, which must be
+    /// the weight's (half-precision blocks receive half-precision activations).
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let opts = ConvOptions::new([self.stride; 2], [self.padding; 2], [1, 1], 1);
         let y = conv2d(x, self.weight.clone(), Some(self.bias.clone()), opts);
@@ -115,6 +123,11 @@ impl<B: Backend> PointwiseConv1d<B> {
     /// Loads `<key>.weight` `[out, in, 1]` and `<key>.bias` `[out]`.
     pub fn load(l: &mut Loader<'_, B>, key: &str, cin: usize, cout: usize) -> Result<Self, LoadError> {
         Ok(Self { weight: l.tensor_as(&format!("{key}.weight"), [cout, cin, 1], [cout, cin])?, bias: l.tensor(&format!("{key}.bias"), [cout])? })
+    }
+
+    /// The layer in `dtype` (a torch `Conv1d`, converted like [`Conv2d::cast`]).
+    pub fn cast(self, dtype: FloatDType) -> Self {
+        Self { weight: self.weight.cast(dtype), bias: self.bias.cast(dtype) }
     }
 
     /// y[b, o, t] = Σ_i W[o, i]·x[b, i, t] + b[o].
@@ -154,9 +167,10 @@ impl<B: Backend> Linear<B> {
     }
 }
 
-/// GroupNorm with 32 groups and ε = 1e-5, in float32 (guided-diffusion `GroupNorm32`):
-/// y = (x − mean_g)/√(var_g + ε)·γ + β, statistics (biased variance) over each group's channels
-/// and positions.
+/// GroupNorm with 32 groups and ε = 1e-5, in float32 (guided-diffusion `GroupNorm32`:
+/// `super().forward(x.float()).type(x.dtype)`): y = (x − mean_g)/√(var_g + ε)·γ + β, statistics
+/// (biased variance) over each group's channels and positions; a half-precision input is
+/// normalised in float32 and the result returned in the input's precision.
 #[derive(Debug, Clone)]
 pub struct GroupNorm32<B: Backend> {
     gamma: Tensor<B, 1>,
@@ -181,16 +195,52 @@ impl<B: Backend> GroupNorm32<B> {
 
     /// Normalises `[n, c, h, w]`.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let dtype = x.dtype();
+        let x = x.cast(FloatDType::F32);
         let [n, c, h, w] = x.dims();
         let g = Self::GROUPS;
         let grouped = x.reshape([n, g, (c / g) * h * w]);
         let (var, mean) = grouped.clone().var_mean_bias(2);
         let normed = (grouped - mean).div(var.add_scalar(Self::EPS).sqrt()).reshape([n, c, h, w]);
-        normed * self.gamma.clone().reshape([1, c, 1, 1]) + self.beta.clone().reshape([1, c, 1, 1])
+        let y = normed * self.gamma.clone().reshape([1, c, 1, 1]) + self.beta.clone().reshape([1, c, 1, 1]);
+        y.cast(FloatDType::from(dtype))
     }
 
     /// GroupNorm then SiLU (the `in_layers[0:2]` / `out` pattern).
     pub fn forward_silu(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         silu(self.forward(x))
     }
+}
+
+/// Arithmetic precision of the UNet (guided-diffusion's `use_fp16`, generalised to bfloat16):
+/// float32 everywhere, or the convolutions of the input, middle and output blocks (and their
+/// activations, residual sums and attention products) in half precision, with GroupNorm, the
+/// attention softmax, the timestep embedding and its linear layers, and the final `out` layers in
+/// float32 — `unet.py`'s `convert_to_fp16` plus `GroupNorm32` and `QKVAttentionLegacy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// float32 everywhere.
+    #[default]
+    F32,
+    /// Mixed precision with IEEE half convolutions (guided-diffusion `use_fp16=True`).
+    F16,
+    /// Mixed precision with bfloat16 convolutions.
+    Bf16,
+}
+
+impl Precision {
+    /// The half type of the blocks, `None` for float32.
+    pub fn half(self) -> Option<FloatDType> {
+        match self {
+            Self::F32 => None,
+            Self::F16 => Some(FloatDType::F16),
+            Self::Bf16 => Some(FloatDType::BF16),
+        }
+    }
+}
+
+/// `x` cast to the precision of `like` (`.type(h.dtype)` in guided-diffusion).
+pub fn cast_like<B: Backend, const D: usize, const E: usize>(x: Tensor<B, D>, like: &Tensor<B, E>) -> Tensor<B, D> {
+    let dtype: DType = like.dtype();
+    x.cast(FloatDType::from(dtype))
 }

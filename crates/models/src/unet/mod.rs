@@ -12,6 +12,7 @@ pub mod prior;
 pub mod source;
 
 pub use config::UnetConfig;
+pub use layers::Precision;
 pub use model::AdmUnet;
 pub use prior::UnetPrior;
 pub use source::{GoldenFill, LoadError, MemorySource, ParamSource, RecordingSource, ShapeSource};

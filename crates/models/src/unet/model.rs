@@ -3,11 +3,12 @@
 //! `unet.py`: `time_embed`, `input_blocks`, `middle_block`, `output_blocks`, `out`).
 
 use burn::prelude::*;
+use burn::tensor::FloatDType;
 use burn::tensor::activation::silu;
 
 use super::blocks::{AttentionBlock, ResBlock, Resample};
 use super::config::UnetConfig;
-use super::layers::{Conv2d, GroupNorm32, Linear, Loader};
+use super::layers::{Conv2d, GroupNorm32, Linear, Loader, Precision};
 use super::source::{LoadError, ParamSource, finish};
 
 /// One element of a `TimestepEmbedSequential`.
@@ -19,6 +20,14 @@ enum Layer<B: Backend> {
 }
 
 impl<B: Backend> Layer<B> {
+    fn cast(self, dtype: FloatDType) -> Self {
+        match self {
+            Self::Conv(c) => Self::Conv(c.cast(dtype)),
+            Self::Res(r) => Self::Res(r.cast(dtype)),
+            Self::Attn(a) => Self::Attn(a.cast(dtype)),
+        }
+    }
+
     fn forward(&self, x: Tensor<B, 4>, silu_emb: &Tensor<B, 2>) -> Tensor<B, 4> {
         match self {
             Self::Conv(c) => c.forward(x),
@@ -58,6 +67,7 @@ pub struct AdmUnet<B: Backend> {
     output_blocks: Vec<Vec<Layer<B>>>,
     out_norm: GroupNorm32<B>,
     out_conv: Conv2d<B>,
+    precision: Precision,
     device: B::Device,
 }
 
@@ -151,7 +161,27 @@ impl<B: Backend> AdmUnet<B> {
         let out_norm = GroupNorm32::load(&mut l, "out.0", ch)?;
         let out_conv = Conv2d::load(&mut l, "out.2", input_ch, config.out_channels, 3, 1, 1)?;
         finish(l.source, &config.name)?;
-        Ok(Self { config: config.clone(), time_embed_0, time_embed_2, input_blocks, middle_block, output_blocks, out_norm, out_conv, device: device.clone() })
+        Ok(Self { config: config.clone(), time_embed_0, time_embed_2, input_blocks, middle_block, output_blocks, out_norm, out_conv, precision: Precision::F32, device: device.clone() })
+    }
+
+    /// The network in `precision` ([`Precision`]): for half precision the convolutions of the
+    /// input, middle and output blocks are stored and run in that type, as guided-diffusion's
+    /// `convert_to_fp16` does; the time embedding and `out` stay float32.
+    pub fn with_precision(self, precision: Precision) -> Self {
+        let Some(dtype) = precision.half() else { return self };
+        let cast = |blocks: Vec<Vec<Layer<B>>>| blocks.into_iter().map(|b| b.into_iter().map(|l| l.cast(dtype)).collect()).collect();
+        Self {
+            input_blocks: cast(self.input_blocks),
+            middle_block: self.middle_block.into_iter().map(|l| l.cast(dtype)).collect(),
+            output_blocks: cast(self.output_blocks),
+            precision,
+            ..self
+        }
+    }
+
+    /// The arithmetic precision of the blocks.
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// Whether any weight tensor would receive a gradient (never: weights are constants, so
@@ -197,7 +227,11 @@ impl<B: Backend> AdmUnet<B> {
         let emb = self.time_embed_2.forward(silu(self.time_embed_0.forward(temb_sin.clone())));
         let silu_emb = silu(emb.clone());
         let mut skips = Vec::with_capacity(self.input_blocks.len());
-        let mut h = x;
+        // `h = x.type(self.dtype)`: the blocks run in the network's precision.
+        let mut h = match self.precision.half() {
+            Some(dtype) => x.cast(dtype),
+            None => x,
+        };
         let mut h_in0 = None;
         for block in &self.input_blocks {
             h = run(block, h, &silu_emb);
@@ -212,7 +246,8 @@ impl<B: Backend> AdmUnet<B> {
             let skip = skips.pop().expect("one skip per output block");
             h = run(block, Tensor::cat(vec![h, skip], 1), &silu_emb);
         }
-        let out = self.out_conv.forward(self.out_norm.forward_silu(h));
+        // `h = h.type(x.dtype)`: `out` runs in float32.
+        let out = self.out_conv.forward(self.out_norm.forward_silu(h.cast(FloatDType::F32)));
         UnetTrace { temb_sin, emb, h_in0: h_in0.expect("at least one input block"), h_mid, out }
     }
 }

@@ -77,8 +77,8 @@ fn column<'a>(df: &'a DataFrame, name: &str) -> Result<&'a Column> {
     anyhow::Context::with_context(df.column(name), || format!("aggregate: no column `{name}`"))
 }
 
-/// A column as u64 values (counts come out as polars' index type).
-fn counts(df: &DataFrame, name: &str) -> Result<Vec<usize>> {
+/// An integer column as usize (counts come out as polars' index type; nulls as 0).
+pub fn integers(df: &DataFrame, name: &str) -> Result<Vec<usize>> {
     let c = column(df, name)?.cast(&DataType::UInt64)?;
     Ok(c.u64()?.iter().map(|v| v.unwrap_or(0) as usize).collect())
 }
@@ -95,15 +95,10 @@ pub fn strings(df: &DataFrame, name: &str) -> Result<Vec<String>> {
     Ok(c.str()?.iter().map(|v| v.unwrap_or_default().to_string()).collect())
 }
 
-/// An integer column as usize.
-pub fn integers(df: &DataFrame, name: &str) -> Result<Vec<usize>> {
-    counts(df, name)
-}
-
 /// The [`Stat`] of `value` in each row of a collected [`finite_stats`] frame.
 pub fn read_stats(df: &DataFrame, value: &str) -> Result<Vec<Stat>> {
     let [mean, std, n] = names(value);
-    let (rows, n, mean, std) = (counts(df, "rows")?, counts(df, &n)?, floats(df, &mean)?, floats(df, &std)?);
+    let (rows, n, mean, std) = (integers(df, "rows")?, integers(df, &n)?, floats(df, &mean)?, floats(df, &std)?);
     Ok((0..df.height()).map(|i| Stat::new(n[i], rows[i], mean[i], std[i])).collect())
 }
 

@@ -125,6 +125,15 @@ pub struct ImageGrid {
     /// 4), e.g. `runs = { phase_retrieval = 4 }`; 1 elsewhere.
     #[serde(default)]
     pub runs: std::collections::BTreeMap<String, usize>,
+    /// Arithmetic precision of the UNet prior: `f32`, or guided-diffusion-style mixed precision
+    /// with `f16` / `bf16` convolutions ([`dipbench_models::unet::Precision`]; for GPUs — on the
+    /// CPU backend half precision is slower). Part of the results' fingerprint.
+    #[serde(default = "default_precision")]
+    pub precision: String,
+}
+
+fn default_precision() -> String {
+    "f32".into()
 }
 
 fn default_family() -> String {
@@ -168,6 +177,17 @@ fn default_rate() -> f64 {
 }
 
 impl ImageGrid {
+    /// The `precision` key as the UNet's [`dipbench_models::unet::Precision`].
+    pub fn unet_precision(&self) -> Result<dipbench_models::unet::Precision> {
+        use dipbench_models::unet::Precision;
+        Ok(match self.precision.as_str() {
+            "f32" => Precision::F32,
+            "f16" => Precision::F16,
+            "bf16" => Precision::Bf16,
+            other => bail!("key `image.precision`: `{other}` (known: f32, f16, bf16)"),
+        })
+    }
+
     fn validate(&self, methods: &[Method]) -> Result<()> {
         if self.images == 0 || self.tasks.is_empty() {
             bail!("keys `image.images` ≥ 1 and `image.tasks` (non-empty) are required");
@@ -181,6 +201,7 @@ impl ImageGrid {
         if !matches!(self.family.as_str(), "ffhq" | "imagenet") {
             bail!("key `image.family`: `{}` (known: ffhq, imagenet)", self.family);
         }
+        self.unet_precision()?;
         if self.metrics.is_empty() {
             bail!("key `image.metrics` must name at least one metric");
         }

@@ -208,6 +208,8 @@ pub fn fingerprint(exp: &LoadedExperiment, job: &ImageJob) -> Result<String> {
         job.label,
         toml::to_string(&cfg).expect("configs serialise")
     );
+    // float32 adds nothing, so results made before the key existed keep their fingerprint.
+    let text = if g.precision == "f32" { text } else { format!("{text}|precision {}", g.precision) };
     Ok(format!("{:016x}", derive_seed(&["fingerprint", &text])))
 }
 
@@ -238,7 +240,7 @@ impl<B: AutodiffBackend> ImageBench<B> {
             bail!("key `image.side` = {} but model `{}` takes {}×{} images", grid.side, grid.model, config.image_size, config.image_size);
         }
         let checkpoint = grid.checkpoint.as_ref().map(|c| crate::weights::resolve_checkpoint(c)).transpose()?;
-        let net = crate::model_cmd::load_net::<B>(&config, checkpoint.as_deref(), device)?;
+        let net = crate::model_cmd::load_net::<B>(&config, checkpoint.as_deref(), device)?.with_precision(grid.unet_precision()?);
         let metrics = grid.metrics.iter().map(|m| Metric::parse(m)).collect::<Result<Vec<_>>>()?;
         let mut lpips = vec![];
         for m in &metrics {

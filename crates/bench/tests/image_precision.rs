@@ -1,0 +1,76 @@
+//! `[image] precision = "f16"`: the UNet prior runs in guided-diffusion-style mixed precision.
+//! Its results carry their own fingerprint (never mixed with float32 ones), and the samplers'
+//! reconstructions stay close to float32's: mixed precision changes the denoiser by rounding
+//! error (≤ 1e-2 relative, `golden_unet_mixed_precision_error_is_rounding_error`), not the
+//! method. Tolerance 0.1 dB of PSNR: PSNR moves by (20/ln 10)·δ ≈ 8.7·δ dB when the error norm
+//! changes by a relative δ, so 0.1 dB is a 1.2 % change of the reconstruction error.
+
+use std::path::{Path, PathBuf};
+
+use burn::backend::{Autodiff, Flex};
+use dipbench::experiment::{Experiment, LoadedExperiment};
+use dipbench::image_bench::{ImageRow, collect_rows, run};
+use dipbench::runner::RunOptions;
+
+type B = Autodiff<Flex>;
+
+fn experiment(dir: &Path, precision: &str) -> PathBuf {
+    let text = format!(
+        r#"
+[experiment]
+name = "precision"
+benchmark = "image"
+seed = 21
+
+[image]
+dataset = "synthetic"
+images = 3
+side = 32
+model = "tiny32"
+tasks = ["sr4"]
+metrics = ["psnr"]
+precision = "{precision}"
+
+[[method]]
+label = "DDRM"
+sampler = "ddrm"
+preset = "paper"
+steps = 5
+"#
+    );
+    let path = dir.join(format!("{precision}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn rows(exp: &LoadedExperiment, out: &Path) -> anyhow::Result<Vec<ImageRow>> {
+    let opts = RunOptions { progress: false, jobs: Some(1), shard: None, dataset: None };
+    run::<B>(exp, out, &[Default::default()], &opts)?;
+    collect_rows(exp, out)
+}
+
+#[test]
+fn half_precision_prior_keeps_its_own_results_and_stays_close_to_float32() {
+    let dir = std::env::temp_dir().join(format!("dipbench-precision-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let f32_exp = Experiment::load(&experiment(&dir, "f32")).unwrap();
+    let f16_exp = Experiment::load(&experiment(&dir, "f16")).unwrap();
+    let full = rows(&f32_exp, &dir.join("f32")).unwrap();
+    let half = rows(&f16_exp, &dir.join("f16")).unwrap();
+    for (a, b) in full.iter().zip(&half) {
+        assert_ne!(a.config, b.config, "f16 results must not share float32's fingerprint");
+        let (pa, pb) = (a.metrics["psnr"], b.metrics["psnr"]);
+        println!("{}: PSNR f32 {pa:.4} dB, f16 {pb:.4} dB", a.image);
+        assert_ne!(pa, pb, "precision = f16 changed nothing");
+        assert!((pa - pb).abs() <= 0.1, "{}: PSNR {pa} (f32) vs {pb} (f16)", a.image);
+    }
+    // f16 results are not mixed into a float32 results folder.
+    let err = rows(&f16_exp, &dir.join("f32")).unwrap_err();
+    assert!(format!("{err:#}").contains("different configuration"), "{err:#}");
+    // An unknown precision is refused, naming the key.
+    let bad = std::fs::read_to_string(experiment(&dir, "f32")).unwrap().replace("precision = \"f32\"", "precision = \"f8\"");
+    std::fs::write(dir.join("bad.toml"), bad).unwrap();
+    let err = Experiment::load(&dir.join("bad.toml")).unwrap_err();
+    assert!(format!("{err:#}").contains("image.precision"), "{err:#}");
+}

@@ -219,6 +219,24 @@ enum WeightsAction {
 
 #[derive(Subcommand, Debug)]
 enum ModelAction {
+    /// Check the UNet port on this backend against guided-diffusion's reference outputs (the
+    /// golden fixtures): the tiny UNet and the FFHQ (and, with --imagenet, ImageNet) config with
+    /// golden-fill weights, to 1e-4 relative in f32 and 1e-2 in f16/bf16. Exit 1 on a failure.
+    Verify {
+        /// Folder of the golden fixtures (unet_tiny.pt, unet_tiny_io.safetensors,
+        /// unet_ffhq_goldenfill_io.safetensors).
+        #[arg(long, env = "DIPBENCH_GOLDEN")]
+        golden: PathBuf,
+        /// Also the ImageNet-256 config (553 M parameters).
+        #[arg(long)]
+        imagenet: bool,
+        /// Compute backend.
+        #[arg(long, value_enum, default_value = "cpu")]
+        device: DeviceKind,
+        /// Network precision: f32, or mixed precision with f16/bf16 convolutions.
+        #[arg(long, value_enum, default_value = "f32")]
+        precision: dipbench::backend::Precision,
+    },
     /// Evaluate a UNet on `x` of a safetensors file: raw output at --t, or D(x; σ) at --sigma.
     Eval {
         /// Network config: ffhq256, imagenet256, tiny32.
@@ -404,6 +422,18 @@ fn main() -> Result<()> {
                         dipbench::weights::Verified::NewlyPinned(h) => println!("{}: keys and shapes of `{}` match; sha256 {h} pinned in {}", path.display(), w.config, dipbench::weights::sidecar(&path).display()),
                     }
                 }
+            }
+        }
+        Command::Model { action: ModelAction::Verify { golden, imagenet, device, precision } } => {
+            let checks = dipbench::with_backend!(device, |B, dev| dipbench::model_cmd::verify::<B>(&golden, precision.into(), imagenet, &dev))?;
+            let mut failed = 0;
+            for c in &checks {
+                let ok = c.rel_err <= c.tol;
+                failed += usize::from(!ok);
+                println!("{:<28} relative error {:.3e}  (tolerance {:.0e})  {}", c.name, c.rel_err, c.tol, if ok { "ok" } else { "FAILED" });
+            }
+            if failed > 0 {
+                anyhow::bail!("{failed} of {} checks above tolerance on {device:?} ({precision:?})", checks.len());
             }
         }
         Command::Model { action: ModelAction::Eval { config, checkpoint, golden_fill, input, output, t, sigma, device, precision } } => {

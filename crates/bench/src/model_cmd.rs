@@ -98,3 +98,88 @@ pub fn eval<B: Backend>(req: &EvalRequest, device: &B::Device) -> Result<String>
     write_output(&req.output, out)?;
     Ok(summary)
 }
+
+/// One check of [`verify`]: a network output against the reference file's tensor.
+#[derive(Debug, Clone)]
+pub struct VerifyCheck {
+    /// What was compared (`tiny32 int t`, `ffhq256 golden fill`, …).
+    pub name: String,
+    /// ‖out − ref‖/‖ref‖.
+    pub rel_err: f64,
+    /// The tolerance it is held to.
+    pub tol: f64,
+}
+
+/// The tensors of a reference file (f32, and i64 timesteps converted to f32) with their shapes.
+fn read_reference(path: &Path) -> Result<BTreeMap<String, (Vec<usize>, Vec<f32>)>> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes).with_context(|| format!("{} is not a safetensors file", path.display()))?;
+    let mut out = BTreeMap::new();
+    for (key, view) in st.tensors() {
+        let raw = view.data();
+        let values: Vec<f32> = match view.dtype() {
+            safetensors::Dtype::F32 => raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect(),
+            safetensors::Dtype::I64 => raw.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")) as f32).collect(),
+            other => bail!("{}: tensor `{key}` has dtype {other:?} (expected F32 or I64)", path.display()),
+        };
+        out.insert(key, (view.shape().to_vec(), values));
+    }
+    Ok(out)
+}
+
+/// ‖a − b‖/‖b‖ in f64.
+fn rel_err(a: &[f32], b: &[f32]) -> f64 {
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for (x, y) in a.iter().zip(b) {
+        num += (f64::from(*x) - f64::from(*y)).powi(2);
+        den += f64::from(*y).powi(2);
+    }
+    (num / den).sqrt()
+}
+
+/// `dipbench model verify`: runs the port on this backend against guided-diffusion's outputs in
+/// the golden folder — the tiny UNet (`unet_tiny.pt`, integer and float timesteps,
+/// `unet_tiny_io`), the FFHQ config with golden-fill weights (`unet_ffhq_goldenfill_io`) and,
+/// with `imagenet`, the ImageNet config — at issue 3's tolerances: 1e-4 relative in float32,
+/// 1e-2 in half precision.
+pub fn verify<B: Backend>(golden: &Path, precision: Precision, imagenet: bool, device: &B::Device) -> Result<Vec<VerifyCheck>> {
+    let tol = if precision == Precision::F32 { 1e-4 } else { 1e-2 };
+    let file = |name: &str| -> Result<PathBuf> {
+        let p = golden.join(name);
+        if !p.is_file() {
+            bail!("{} is missing: --golden must name the folder of the golden fixtures (unet_tiny.pt, unet_tiny_io.safetensors, unet_ffhq_goldenfill_io.safetensors)", p.display());
+        }
+        Ok(p)
+    };
+    let get = |refs: &BTreeMap<String, (Vec<usize>, Vec<f32>)>, key: &str, path: &Path| -> Result<(Vec<usize>, Vec<f32>)> {
+        refs.get(key).cloned().with_context(|| format!("{}: no tensor `{key}`", path.display()))
+    };
+    let run = |net: &AdmUnet<B>, x: &(Vec<usize>, Vec<f32>), t: &[f32]| -> Result<Vec<f32>> {
+        let s = &x.0;
+        let input = Tensor::<B, 1>::from_floats(x.1.as_slice(), device).reshape([s[0], s[1], s[2], s[3]]);
+        net.forward(input, t).into_data().convert::<f32>().to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))
+    };
+    let mut checks = vec![];
+    let tiny_io_path = file("unet_tiny_io.safetensors")?;
+    let tiny_io = read_reference(&tiny_io_path)?;
+    let tiny = load_net::<B>(&UnetConfig::tiny32(), Some(&file("unet_tiny.pt")?), device)?.with_precision(precision);
+    let x = get(&tiny_io, "x", &tiny_io_path)?;
+    for case in ["int", "float"] {
+        let t = get(&tiny_io, &format!("t_{case}"), &tiny_io_path)?.1;
+        let want = get(&tiny_io, &format!("out_{case}"), &tiny_io_path)?.1;
+        checks.push(VerifyCheck { name: format!("tiny32, {case} timesteps"), rel_err: rel_err(&run(&tiny, &x, &t)?, &want), tol });
+    }
+    let io_path = file("unet_ffhq_goldenfill_io.safetensors")?;
+    let io = read_reference(&io_path)?;
+    let (x, t) = (get(&io, "x", &io_path)?, get(&io, "t", &io_path)?.1);
+    let mut configs = vec![(UnetConfig::ffhq256(), "ffhq_out")];
+    if imagenet {
+        configs.push((UnetConfig::imagenet256(), "imagenet_out"));
+    }
+    for (config, key) in configs {
+        let net = load_net::<B>(&config, None, device)?.with_precision(precision);
+        let want = get(&io, key, &io_path)?.1;
+        checks.push(VerifyCheck { name: format!("{}, golden fill", config.name), rel_err: rel_err(&run(&net, &x, &t)?, &want), tol });
+    }
+    Ok(checks)
+}

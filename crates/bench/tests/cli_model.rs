@@ -106,3 +106,45 @@ fn golden_verification_pins_the_sha256_on_first_success_and_checks_it_after() {
     let err = dipbench::weights::verify(&file, "ffhq256").unwrap_err().to_string();
     assert!(err.contains("time_embed.0.weight"), "{err}");
 }
+
+/// `dipbench model verify` on the CPU: every check of the golden folder passes at 1e-4; a copy
+/// of the folder whose `out_float` reference is planted 0.1 % off fails that check (and only
+/// that one) with a non-zero exit.
+#[test]
+fn golden_model_verify_passes_and_catches_a_planted_change() {
+    let o = dipbench(&["model", "verify", "--golden", golden_dir().to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{text}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(text.lines().filter(|l| l.ends_with(" ok")).count(), 3, "{text}");
+
+    let dir = temp_dir("verify");
+    for f in ["unet_tiny.pt", "unet_ffhq_goldenfill_io.safetensors"] {
+        std::fs::copy(golden_dir().join(f), dir.join(f)).unwrap();
+    }
+    let bytes = std::fs::read(golden_dir().join("unet_tiny_io.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let planted: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(k, v)| {
+            let data = if k == "out_float" {
+                v.data().chunks_exact(4).flat_map(|c| (f32::from_le_bytes(c.try_into().unwrap()) * 1.001).to_le_bytes()).collect()
+            } else {
+                v.data().to_vec()
+            };
+            (k, v.dtype(), v.shape().to_vec(), data)
+        })
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> =
+        planted.iter().map(|(k, d, s, b)| (k.clone(), safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap())).collect();
+    safetensors::serialize_to_file(views, None, &dir.join("unet_tiny_io.safetensors")).unwrap();
+    let o = dipbench(&["model", "verify", "--golden", dir.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(!o.status.success(), "{text}");
+    let failed: Vec<&str> = text.lines().filter(|l| l.ends_with("FAILED")).collect();
+    assert!(failed.len() == 1 && failed[0].starts_with("tiny32, float timesteps"), "{text}");
+    // ‖out − 1.001·ref‖/‖1.001·ref‖ = 0.001/1.001 up to the port's own 2e-6.
+    let err: f64 = failed[0].split("relative error").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    assert!((err - 0.001 / 1.001).abs() < 1e-5, "{text}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("1 of 3 checks above tolerance"), "{}", String::from_utf8_lossy(&o.stderr));
+}

@@ -109,3 +109,16 @@ pub fn write_golden_checkpoints(dir: &std::path::Path) {
         .collect();
     write("pt_inception-2015-12-05-6726825d.pth", keys);
 }
+
+/// Writes `<dir>/<name>.toml`: an image experiment on 3 synthetic 32×32 images with the tiny
+/// UNet config (golden-fill weights, no download), `seed`, the `[image]` keys of `image` (tasks,
+/// metrics, …) and the `[[method]]` tables of `methods`. Returns the file's path.
+pub fn write_tiny_image_experiment(dir: &std::path::Path, name: &str, seed: u64, image: &str, methods: &str) -> PathBuf {
+    let text = format!(
+        "[experiment]\nname = \"{name}\"\nbenchmark = \"image\"\nseed = {seed}\n\n\
+         [image]\ndataset = \"synthetic\"\nimages = 3\nside = 32\nmodel = \"tiny32\"\n{image}\n\n{methods}\n"
+    );
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    path
+}

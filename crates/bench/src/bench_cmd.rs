@@ -95,8 +95,8 @@ pub fn bench_unet<B: AutodiffBackend>(config: &str, batch: usize, repeats: usize
         let reference = net.forward(x.clone(), &[500.0]);
         let half = net.with_precision(precision);
         let (fwd, dps, _) = time_unet(&half, &x, repeats);
-        let diff = half.forward(x, &[500.0]) - reference.clone();
-        let rel = (diff.powf_scalar(2.0).sum().into_scalar().to_f64() / reference.powf_scalar(2.0).sum().into_scalar().to_f64()).sqrt();
+        let values = |t: Tensor<B, 4>| t.into_data().convert::<f32>().to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"));
+        let rel = crate::model_cmd::rel_err(&values(half.forward(x, &[500.0]))?, &values(reference)?);
         r.push_str(&format!("  {precision:?} mixed precision: forward {fwd:9.3} s, DPS step {dps:9.3} s → speed-up ×{:.2} / ×{:.2} over float32\n", f32_fwd / fwd, f32_dps / dps));
         r.push_str(&format!("  {precision:?} output vs float32: relative difference {rel:.2e} (issue 3 target ≤ 1e-2)\n"));
     }

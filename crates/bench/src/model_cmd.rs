@@ -128,7 +128,7 @@ fn read_reference(path: &Path) -> Result<BTreeMap<String, (Vec<usize>, Vec<f32>)
 }
 
 /// ‖a − b‖/‖b‖ in f64.
-fn rel_err(a: &[f32], b: &[f32]) -> f64 {
+pub(crate) fn rel_err(a: &[f32], b: &[f32]) -> f64 {
     let (mut num, mut den) = (0.0f64, 0.0f64);
     for (x, y) in a.iter().zip(b) {
         num += (f64::from(*x) - f64::from(*y)).powi(2);

@@ -339,24 +339,7 @@ fn golden_table_time_fid_is_the_fid_of_score() {
     let weights = dir.join("weights");
     std::fs::create_dir_all(&weights).unwrap();
     dipbench_tests::write_golden_checkpoints(&weights);
-    let exp = dir.join("fid.toml");
-    std::fs::write(
-        &exp,
-        r#"
-[experiment]
-name = "fid"
-benchmark = "image"
-seed = 3
-
-[image]
-dataset = "synthetic"
-images = 3
-side = 32
-model = "tiny32"
-tasks = ["sr4"]
-metrics = ["psnr"]
-set_metrics = ["fid"]
-
+    let methods = r#"
 [[method]]
 label = "DDRM"
 sampler = "ddrm"
@@ -367,10 +350,8 @@ steps = 3
 label = "PnP-ADMM"
 sampler = "pnp-admm"
 preset = "default"
-iterations = 2
-"#,
-    )
-    .unwrap();
+iterations = 2"#;
+    let exp = dipbench_tests::write_tiny_image_experiment(&dir, "fid", 3, "tasks = [\"sr4\"]\nmetrics = [\"psnr\"]\nset_metrics = [\"fid\"]", methods);
     let out = dir.join("out");
     let run = Command::new(env!("CARGO_BIN_EXE_dipbench"))
         .args(["run", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--no-progress"])

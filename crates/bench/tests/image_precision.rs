@@ -15,32 +15,8 @@ use dipbench::runner::RunOptions;
 type B = Autodiff<Flex>;
 
 fn experiment(dir: &Path, precision: &str) -> PathBuf {
-    let text = format!(
-        r#"
-[experiment]
-name = "precision"
-benchmark = "image"
-seed = 21
-
-[image]
-dataset = "synthetic"
-images = 3
-side = 32
-model = "tiny32"
-tasks = ["sr4"]
-metrics = ["psnr"]
-precision = "{precision}"
-
-[[method]]
-label = "DDRM"
-sampler = "ddrm"
-preset = "paper"
-steps = 5
-"#
-    );
-    let path = dir.join(format!("{precision}.toml"));
-    std::fs::write(&path, text).unwrap();
-    path
+    let image = format!("tasks = [\"sr4\"]\nmetrics = [\"psnr\"]\nprecision = \"{precision}\"");
+    dipbench_tests::write_tiny_image_experiment(dir, precision, 21, &image, "[[method]]\nlabel = \"DDRM\"\nsampler = \"ddrm\"\npreset = \"paper\"\nsteps = 5")
 }
 
 fn rows(exp: &LoadedExperiment, out: &Path) -> anyhow::Result<Vec<ImageRow>> {

@@ -13,20 +13,7 @@ use dipbench::runner::RunOptions;
 type B = Autodiff<Flex>;
 
 fn experiment(dir: &Path) -> PathBuf {
-    let text = r#"
-[experiment]
-name = "devices"
-benchmark = "image"
-seed = 11
-
-[image]
-dataset = "synthetic"
-images = 3
-side = 32
-model = "tiny32"
-tasks = ["sr4", "inpaint_box"]
-metrics = ["psnr"]
-
+    let methods = r#"
 [[method]]
 label = "DDRM"
 sampler = "ddrm"
@@ -37,11 +24,8 @@ steps = 3
 label = "DPS"
 sampler = "dps"
 preset = "dps-repo"
-steps = 4
-"#;
-    let path = dir.join("devices.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+steps = 4"#;
+    dipbench_tests::write_tiny_image_experiment(dir, "devices", 11, "tasks = [\"sr4\", \"inpaint_box\"]\nmetrics = [\"psnr\"]", methods)
 }
 
 fn rows(exp: &LoadedExperiment, out: &Path, devices: usize) -> Vec<ImageRow> {

@@ -4,7 +4,7 @@
 
 use burn::backend::Flex;
 use burn::prelude::*;
-use dipbench_models::unet::GoldenFill;
+use dipbench_nn::source::GoldenFill;
 use dipbench_operators::Operator;
 use dipbench_operators::image::ImageShape;
 use dipbench_operators::image::bkse::{KernelCode, KernelWizard, NonlinearBlur};

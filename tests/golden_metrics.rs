@@ -7,7 +7,7 @@
 use burn::backend::Flex;
 use burn::prelude::*;
 use dipbench_metrics::{FeatureStats, Inception, InceptionVariant, Lpips, LpipsVariant, frechet_distance, psnr_piq, psnr_skimage, ssim_piq, ssim_skimage};
-use dipbench_models::unet::{GoldenFill, MemorySource};
+use dipbench_nn::source::{GoldenFill, MemorySource};
 use dipbench_tests::{golden_dir, load_json, load_tensors, rel_err, tensor};
 
 type B = Flex;
@@ -78,7 +78,7 @@ fn golden_metrics_lpips_piq_variant() {
     // With the real lpips v0.1 VGG heads, and with golden-fill heads.
     let mut real = MemorySource::from_pytorch(&golden_dir().join("lpips_lin/vgg.pth"), None).unwrap();
     let golden_heads: Vec<(String, Vec<usize>)> = [64, 128, 256, 512, 512].iter().enumerate().map(|(k, c)| (format!("lin{k}.model.1.weight"), vec![1, *c, 1, 1])).collect();
-    for (name, heads) in [("real_lpips_vgg_lin", &mut real as &mut dyn dipbench_models::unet::ParamSource), ("golden_lin", &mut GoldenFill::new(golden_heads))] {
+    for (name, heads) in [("real_lpips_vgg_lin", &mut real as &mut dyn dipbench_nn::source::ParamSource), ("golden_lin", &mut GoldenFill::new(golden_heads))] {
         let lp = Lpips::<B>::load(LpipsVariant::PiqVgg, &mut GoldenFill::new(backbone_manifest("vgg")), heads, &Default::default()).unwrap();
         let got: Vec<f64> = lp.distance(x.clone(), y.clone()).into_data().convert::<f32>().to_vec::<f32>().unwrap().into_iter().map(f64::from).collect();
         let want = json_list(&meta["piq_lpips"][name]);

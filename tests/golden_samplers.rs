@@ -10,7 +10,8 @@
 
 use burn::backend::{Autodiff, Flex};
 use burn::prelude::*;
-use dipbench_models::unet::{AdmUnet, MemorySource, UnetConfig, UnetPrior};
+use dipbench_models::unet::{AdmUnet, UnetConfig, UnetPrior};
+use dipbench_nn::source::MemorySource;
 use dipbench_operators::SampleRng;
 use dipbench_operators::image::{ImageShape, Task, build};
 use dipbench_samplers::daps::{Daps, DapsConfig};

@@ -6,7 +6,9 @@
 
 use burn::backend::{Autodiff, Flex};
 use burn::prelude::*;
-use dipbench_models::unet::{AdmUnet, GoldenFill, MemorySource, Precision, ShapeSource, UnetConfig};
+use dipbench_models::unet::{AdmUnet, UnetConfig};
+use dipbench_nn::source::{GoldenFill, MemorySource, ShapeSource};
+use dipbench_nn::layers::Precision;
 use dipbench_tests::{GoldenTensor, golden_dir, load_json, load_tensors, rel_err, tensor};
 
 type B = Flex;
@@ -221,7 +223,7 @@ fn golden_safetensors_checkpoints_load_like_pytorch_ones() {
     let mut f16_map = std::collections::BTreeMap::new();
     let mut pt = src.clone();
     for (key, shape) in src.manifest() {
-        let v = dipbench_models::unet::ParamSource::take_values(&mut pt, &key, &shape).unwrap();
+        let v = dipbench_nn::source::ParamSource::take_values(&mut pt, &key, &shape).unwrap();
         let b32: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
         let b16: Vec<u8> = v.iter().flat_map(|x| half::f16::from_f32(*x).to_le_bytes()).collect();
         f32_map.insert(key.clone(), (shape.clone(), b32));

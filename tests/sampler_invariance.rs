@@ -100,7 +100,8 @@ const IMAGE_SAMPLERS: &[(&str, &str, &str, &str)] = &[
 ];
 
 fn run_image(kind: &str, preset: &str, overrides: &str, task: &str, rows: std::ops::Range<usize>, seed: u64) -> Vec<f32> {
-    use dipbench_models::unet::{AdmUnet, GoldenFill, UnetConfig, UnetPrior};
+    use dipbench_models::unet::{AdmUnet, UnetConfig, UnetPrior};
+use dipbench_nn::source::GoldenFill;
     use dipbench_operators::image::{ImageShape, Task, build};
     use dipbench_samplers::PresetContext;
     let dev = Default::default();

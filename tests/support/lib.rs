@@ -88,7 +88,7 @@ pub fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
 /// detects): AlexNet features, the lpips `alex.pth` heads (copied from the golden folder) and the
 /// FID Inception (key list from `metrics.json`), so LPIPS and FID run without downloads.
 pub fn write_golden_checkpoints(dir: &std::path::Path) {
-    use dipbench_models::unet::GoldenFill;
+    use dipbench_nn::source::GoldenFill;
     let write = |name: &str, manifest: Vec<(String, Vec<usize>)>| {
         let data: Vec<(String, Vec<usize>, Vec<u8>)> = manifest
             .iter()

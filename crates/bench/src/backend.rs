@@ -42,7 +42,7 @@ macro_rules! with_backend {
 
 /// Arithmetic precision of the UNet for `model eval` and `bench unet` (`--precision`): float32,
 /// or guided-diffusion-style mixed precision with f16 or bf16 convolutions
-/// ([`dipbench_models::unet::Precision`]), on every backend.
+/// ([`dipbench_nn::layers::Precision`]), on every backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Precision {
     /// float32.
@@ -53,7 +53,7 @@ pub enum Precision {
     Bf16,
 }
 
-impl From<Precision> for dipbench_models::unet::Precision {
+impl From<Precision> for dipbench_nn::layers::Precision {
     fn from(p: Precision) -> Self {
         match p {
             Precision::F32 => Self::F32,

@@ -126,7 +126,7 @@ pub struct ImageGrid {
     #[serde(default)]
     pub runs: std::collections::BTreeMap<String, usize>,
     /// Arithmetic precision of the UNet prior: `f32`, or guided-diffusion-style mixed precision
-    /// with `f16` / `bf16` convolutions ([`dipbench_models::unet::Precision`]; for GPUs — on the
+    /// with `f16` / `bf16` convolutions ([`dipbench_nn::layers::Precision`]; for GPUs — on the
     /// CPU backend half precision is slower). Part of the results' fingerprint.
     #[serde(default = "default_precision")]
     pub precision: String,
@@ -177,9 +177,9 @@ fn default_rate() -> f64 {
 }
 
 impl ImageGrid {
-    /// The `precision` key as the UNet's [`dipbench_models::unet::Precision`].
-    pub fn unet_precision(&self) -> Result<dipbench_models::unet::Precision> {
-        use dipbench_models::unet::Precision;
+    /// The `precision` key as the UNet's [`dipbench_nn::layers::Precision`].
+    pub fn unet_precision(&self) -> Result<dipbench_nn::layers::Precision> {
+        use dipbench_nn::layers::Precision;
         Ok(match self.precision.as_str() {
             "f32" => Precision::F32,
             "f16" => Precision::F16,

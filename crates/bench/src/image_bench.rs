@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use burn::prelude::*;
-use burn::tensor::backend::AutodiffBackend;
+use dipbench_nn::{NnAutodiffBackend, NnBackend};
 use dipbench_models::unet::{UnetConfig, UnetPrior};
 use dipbench_operators::image::{ImageShape, Task, build};
 use dipbench_operators::{GaussianNoise, PoissonNoise, SampleRng, derive_seed};
@@ -220,7 +220,7 @@ pub fn task_for(grid: &ImageGrid, name: &str) -> Result<Task> {
 }
 
 /// What every job shares: the prior, the images, the metric networks.
-pub struct ImageBench<B: AutodiffBackend> {
+pub struct ImageBench<B: NnAutodiffBackend> {
     /// The UNet prior.
     pub prior: UnetPrior<B>,
     /// Dataset images in [−1, 1].
@@ -231,7 +231,7 @@ pub struct ImageBench<B: AutodiffBackend> {
     pub lpips: Vec<(Metric, dipbench_metrics::Lpips<B::InnerBackend>)>,
 }
 
-impl<B: AutodiffBackend> ImageBench<B> {
+impl<B: NnAutodiffBackend> ImageBench<B> {
     /// Loads the model (checkpoint, or the golden fill when none is given: untrained weights,
     /// for plumbing checks), the images and the metric networks.
     pub fn load(grid: &ImageGrid, dataset_override: Option<&Path>, device: &B::Device) -> Result<Self> {
@@ -386,7 +386,7 @@ impl<B: AutodiffBackend> ImageBench<B> {
     }
 }
 
-fn to_vec<B: Backend>(t: Tensor<B, 2>) -> Result<Vec<f32>> {
+fn to_vec<B: NnBackend>(t: Tensor<B, 2>) -> Result<Vec<f32>> {
     t.into_data().convert::<f32>().to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))
 }
 
@@ -446,7 +446,7 @@ fn finished(out: &Path, exp: &LoadedExperiment, job: &ImageJob) -> Result<bool> 
 /// time, each writing its row and images atomically.
 /// With several devices, the model is loaded once per device and worker w runs on device
 /// w mod N.
-pub fn run<B: AutodiffBackend>(exp: &LoadedExperiment, out: &Path, devices: &[B::Device], opts: &crate::runner::RunOptions) -> Result<crate::runner::RunSummary>
+pub fn run<B: NnAutodiffBackend>(exp: &LoadedExperiment, out: &Path, devices: &[B::Device], opts: &crate::runner::RunOptions) -> Result<crate::runner::RunSummary>
 where
     B::Device: Sync,
 {

@@ -5,14 +5,13 @@
 //! ([`gmm`]: the exact-posterior Gaussian-mixture benchmark), and turning per-replicate rows
 //! into tables ([`table`]); checkpoints ([`weights`]), running a network on a tensor file
 //! ([`model_cmd`]), measuring an image with a benchmark operator ([`measure_cmd`]), image
-//! metrics between folders ([`score_cmd`]) and speed benchmarks ([`bench_cmd`]).
+//! metrics between folders ([`score_cmd`]) and speed benchmarks ([`speed`]).
 //!
 //! What it is not for: numerics. Priors, operators, samplers and metrics live in their own crates
 //! and know nothing about files or jobs.
 
 pub mod aggregate;
 pub mod backend;
-pub mod bench_cmd;
 pub mod check_cmd;
 pub mod datasets;
 pub mod experiment;
@@ -24,6 +23,7 @@ pub mod measure_cmd;
 pub mod model_cmd;
 pub mod runner;
 pub mod score_cmd;
+pub mod speed;
 pub mod sweep_cmd;
 pub mod table;
 pub mod weights;

@@ -7,6 +7,19 @@ use std::path::{Path, PathBuf};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Tells mimalloc never to return freed memory to the OS. By default it purges freed pages after
+/// 10 ms, so every large temporary of the next network pass was faulted back in and zeroed by
+/// the kernel: 27 % of a DPS step's time went to `clear_page_erms` in a profile. Kept, the pages
+/// are reused and the resident size stays at the peak of the working set. (`MIMALLOC_PURGE_DELAY`
+/// in the environment is read before `main`; this overrides it.)
+fn keep_freed_memory() {
+    // `mi_option_purge_delay` in mimalloc.h's `mi_option_e` (v2 and v3 alike); the bindings leave
+    // the options unnamed on purpose and take the numbers.
+    const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    // SAFETY: called once at the start of `main`, before any other thread exists.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+}
+
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use dipbench::backend::DeviceKind;
@@ -290,36 +303,17 @@ enum OperatorsAction {
 
 #[derive(Subcommand, Debug)]
 enum BenchWhat {
-    /// ADM UNet forward and DPS step (golden-fill weights) vs this machine's GEMM speed.
+    /// ADM UNet forward and DPS step (golden-fill weights) beside this machine's GEMM rate and,
+    /// with --torch, the official PyTorch network timed in the same run.
     Unet {
-        /// Network config: ffhq256, imagenet256, tiny32.
-        #[arg(long, default_value = "ffhq256")]
-        config: String,
-        /// Batch size.
-        #[arg(long, default_value_t = 1)]
-        batch: usize,
-        /// Timed runs (median reported).
-        #[arg(long, default_value_t = 2)]
-        repeats: usize,
-        /// Compute backend.
-        #[arg(long, value_enum, default_value = "cpu")]
-        device: DeviceKind,
-        /// Network precision: f32, or mixed precision with f16/bf16 convolutions.
-        #[arg(long, value_enum, default_value = "f32")]
-        precision: dipbench::backend::Precision,
+        #[command(flatten)]
+        speed: SpeedArgs,
     },
     /// Seconds per image of DPS-1000 and DAPS-1K (SR ×4, golden-fill weights), extrapolated from
-    /// a few timed steps, beside one forward measured in the same run.
+    /// timed steps, beside one forward measured in the same run (and PyTorch with --torch).
     Sampler {
-        /// Network config: ffhq256, imagenet256, tiny32.
-        #[arg(long, default_value = "ffhq256")]
-        config: String,
-        /// Timed steps of each kind.
-        #[arg(long, default_value_t = 2)]
-        steps: usize,
-        /// Compute backend.
-        #[arg(long, value_enum, default_value = "cpu")]
-        device: DeviceKind,
+        #[command(flatten)]
+        speed: SpeedArgs,
     },
     /// LPIPS-VGG per pair and Inception (FID) features per image vs this machine's GEMM speed.
     Metrics {
@@ -329,13 +323,73 @@ enum BenchWhat {
         /// Images per batch.
         #[arg(long, default_value_t = 4)]
         batch: usize,
-        /// Timed runs (median reported).
-        #[arg(long, default_value_t = 2)]
+        /// Untimed runs first.
+        #[arg(long, default_value_t = 1)]
+        warmup: usize,
+        /// Timed runs (min and median reported).
+        #[arg(long, default_value_t = 5)]
         repeats: usize,
         /// Compute backend.
         #[arg(long, value_enum, default_value = "cpu")]
         device: DeviceKind,
+        /// Also write the report as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
+}
+
+/// The flags of `bench unet` and `bench sampler`.
+#[derive(clap::Args, Debug)]
+struct SpeedArgs {
+    /// Network config: ffhq256, imagenet256, tiny32.
+    #[arg(long, default_value = "ffhq256")]
+    config: String,
+    /// Images per call.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Untimed runs before the timed ones (first-use costs: page faults, GPU kernel compilation
+    /// and autotuning).
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// Timed runs (min and median reported).
+    #[arg(long, default_value_t = 5)]
+    repeats: usize,
+    /// Compute backend.
+    #[arg(long, value_enum, default_value = "cpu")]
+    device: DeviceKind,
+    /// Network precision: f32, or mixed precision with f16/bf16 convolutions.
+    #[arg(long, value_enum, default_value = "f32")]
+    precision: dipbench::backend::Precision,
+    /// Also time the official PyTorch network in this run with this Python interpreter (needs
+    /// torch and --guided-diffusion).
+    #[arg(long)]
+    torch: Option<PathBuf>,
+    /// A checkout of openai/guided-diffusion (the folder holding the `guided_diffusion` package),
+    /// for --torch.
+    #[arg(long, env = "DIPBENCH_GUIDED_DIFFUSION")]
+    guided_diffusion: Option<PathBuf>,
+    /// Also write the report as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+impl SpeedArgs {
+    fn options(&self) -> Result<dipbench::speed::SpeedOptions> {
+        let torch = match (&self.torch, &self.guided_diffusion) {
+            (Some(python), Some(gd)) => Some(dipbench::speed::TorchReference { python: python.clone(), guided_diffusion: gd.clone() }),
+            (Some(_), None) => anyhow::bail!("--torch needs --guided-diffusion DIR (a checkout of https://github.com/openai/guided-diffusion) or $DIPBENCH_GUIDED_DIFFUSION"),
+            (None, _) => None,
+        };
+        Ok(dipbench::speed::SpeedOptions {
+            config: self.config.clone(),
+            batch: self.batch,
+            warmup: self.warmup,
+            repeats: self.repeats,
+            precision: self.precision.into(),
+            backend: format!("{:?}", self.device).to_lowercase(),
+            torch,
+        })
+    }
 }
 
 /// Parses `I/N` with I < N.
@@ -367,6 +421,7 @@ fn default_out(name: &str, out: Option<PathBuf>) -> PathBuf {
 }
 
 fn main() -> Result<()> {
+    keep_freed_memory();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
@@ -444,17 +499,28 @@ fn main() -> Result<()> {
             let msg = dipbench::with_backend!(device, |B, dev| dipbench::model_cmd::eval::<B>(&req, &dev))?;
             println!("{msg}");
         }
-        Command::Bench { what: BenchWhat::Unet { config, batch, repeats, device, precision } } => {
-            let report = dipbench::with_backend!(device, |B, dev| dipbench::bench_cmd::bench_unet::<B>(&config, batch, repeats, precision.into(), &dev))?;
-            print!("{report}");
+        Command::Bench { what: BenchWhat::Unet { speed } } => {
+            let opts = speed.options()?;
+            let report = with_backend!(speed.device, |B, dev| dipbench::speed::bench_unet::<B>(&opts, &dev))?;
+            print!("{}", report.render());
+            if let Some(path) = &speed.json {
+                dipbench::speed::write_json(path, &report)?;
+            }
         }
-        Command::Bench { what: BenchWhat::Sampler { config, steps, device } } => {
-            let report = with_backend!(device, |B, dev| dipbench::bench_cmd::bench_sampler::<B>(&config, steps, &dev))?;
-            print!("{report}");
+        Command::Bench { what: BenchWhat::Sampler { speed } } => {
+            let opts = speed.options()?;
+            let report = with_backend!(speed.device, |B, dev| dipbench::speed::bench_sampler::<B>(&opts, &dev))?;
+            print!("{}", report.render());
+            if let Some(path) = &speed.json {
+                dipbench::speed::write_json(path, &report)?;
+            }
         }
-        Command::Bench { what: BenchWhat::Metrics { size, batch, repeats, device } } => {
-            let report = with_backend!(device, |B, dev| dipbench::bench_cmd::bench_metrics::<B>(size, batch, repeats, &dev))?;
-            print!("{report}");
+        Command::Bench { what: BenchWhat::Metrics { size, batch, warmup, repeats, device, json } } => {
+            let report = with_backend!(device, |B, dev| dipbench::speed::bench_metrics::<B>(size, batch, warmup, repeats, &dev))?;
+            print!("{}", report.render());
+            if let Some(path) = &json {
+                dipbench::speed::write_json(path, &report)?;
+            }
         }
         Command::Measure { task, variant, seed, sigma_y, poisson, kernel, checkpoint, input, output, png } => {
             let noise = match poisson {

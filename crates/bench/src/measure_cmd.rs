@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use burn::prelude::*;
+use dipbench_nn::NnBackend;
 use dipbench_operators::image::{ImageShape, Task, build};
 use dipbench_operators::{GaussianNoise, Operator, PoissonNoise, SampleRng, derive_seed};
 
@@ -16,14 +17,14 @@ pub const SIDE: usize = 256;
 pub fn read_image(path: &Path) -> Result<Vec<f32>> {
     let is_tensor = path.extension().is_some_and(|e| e == "safetensors");
     let (shape, values): (Vec<usize>, Vec<f32>) = if is_tensor {
-        let mut src = dipbench_models::unet::MemorySource::from_safetensors_floats(path)?;
+        let mut src = dipbench_nn::source::MemorySource::from_safetensors_floats(path)?;
         let manifest = src.manifest();
         let (key, shape) = manifest
             .iter()
             .find(|(k, _)| k == "x")
             .cloned()
             .with_context(|| format!("{}: no tensor named `x` (have {:?})", path.display(), manifest.iter().map(|(k, _)| k).collect::<Vec<_>>()))?;
-        let v = dipbench_models::unet::ParamSource::take_values(&mut src, &key, &shape)?;
+        let v = dipbench_nn::source::ParamSource::take_values(&mut src, &key, &shape)?;
         (shape, v)
     } else {
         let img = image::open(path).with_context(|| format!("cannot read image {}", path.display()))?.to_rgb8();
@@ -99,23 +100,23 @@ pub fn task_with_checkpoint(name: &str, variant: &str, kernel: Option<&Path>, ch
     }
     if name == "deblur_motion" && kernel.is_some() {
         let path = kernel.expect("checked");
-        let mut src = dipbench_models::unet::MemorySource::from_safetensors_floats(path)?;
+        let mut src = dipbench_nn::source::MemorySource::from_safetensors_floats(path)?;
         let shape = src.manifest().into_iter().find(|(k, _)| k == "kernel").map(|(_, s)| s).with_context(|| format!("{}: no tensor `kernel`", path.display()))?;
         if shape.len() != 2 || shape[0] != shape[1] {
             bail!("{}: `kernel` must be square [k, k], got {shape:?}", path.display());
         }
-        let kernel = dipbench_models::unet::ParamSource::take_values(&mut src, "kernel", &shape)?;
+        let kernel = dipbench_nn::source::ParamSource::take_values(&mut src, "kernel", &shape)?;
         return Ok(Task::DeblurKernel { size: shape[0], kernel });
     }
     Ok(Task::by_name(name, variant)?)
 }
 
-fn to_vec<B: Backend>(t: Tensor<B, 2>) -> Result<Vec<f32>> {
+fn to_vec<B: NnBackend>(t: Tensor<B, 2>) -> Result<Vec<f32>> {
     t.into_data().convert::<f32>().to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))
 }
 
 /// Builds the operator of `task`, measures `x`, returns (operator, clean y, noisy y).
-pub fn measure<B: Backend>(task: &Task, x: &[f32], seed: u64, noise: Noise, device: &B::Device) -> Result<(Box<dyn Operator<B>>, Vec<f32>, Vec<f32>)> {
+pub fn measure<B: NnBackend>(task: &Task, x: &[f32], seed: u64, noise: Noise, device: &B::Device) -> Result<(Box<dyn Operator<B>>, Vec<f32>, Vec<f32>)> {
     let shape = ImageShape { c: 3, h: SIDE, w: SIDE };
     let seed_text = seed.to_string();
     let op = build::<B>(task, shape, &mut SampleRng::new(derive_seed(&["measure", &seed_text, "operator"]), 1), device)?;
@@ -172,7 +173,7 @@ pub fn render(y: &[f32], min_side: usize) -> image::RgbImage {
 }
 
 /// `dipbench measure`: returns a summary line.
-pub fn run_measure<B: Backend>(req: &MeasureRequest, device: &B::Device) -> Result<String> {
+pub fn run_measure<B: NnBackend>(req: &MeasureRequest, device: &B::Device) -> Result<String> {
     let x = read_image(&req.input)?;
     let task = task_with_checkpoint(&req.task, &req.variant, req.kernel.as_deref(), req.checkpoint.as_deref())?;
     let (op, clean, noisy) = measure::<B>(&task, &x, req.seed, req.noise, device)?;
@@ -190,7 +191,7 @@ pub fn run_measure<B: Backend>(req: &MeasureRequest, device: &B::Device) -> Resu
 /// `dipbench operators grid`: one PNG per task, x | y | Aᵀy (Aᵀy only for linear operators),
 /// noise-free, each panel shown at ≥ 256 pixels. The motion kernel is `kernel` if given, else
 /// drawn from `seed`.
-pub fn grid<B: Backend>(input: &Path, out: &Path, kernel: Option<&Path>, seed: u64, device: &B::Device) -> Result<Vec<PathBuf>> {
+pub fn grid<B: NnBackend>(input: &Path, out: &Path, kernel: Option<&Path>, seed: u64, device: &B::Device) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let x = read_image(input)?;
     let mut tasks = vec![

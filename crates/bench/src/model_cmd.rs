@@ -6,8 +6,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use burn::prelude::*;
+use dipbench_nn::NnBackend;
 use dipbench_models::Prior;
-use dipbench_models::unet::{AdmUnet, GoldenFill, ParamSource, Precision, UnetConfig, UnetPrior};
+use dipbench_models::unet::{AdmUnet, UnetConfig, UnetPrior};
+use dipbench_nn::source::{GoldenFill, ParamSource};
+use dipbench_nn::layers::Precision;
 
 use crate::weights;
 
@@ -31,7 +34,7 @@ pub struct EvalRequest {
 }
 
 /// Builds the network of `config` from a checkpoint, or from the golden fill when `None`.
-pub fn load_net<B: Backend>(config: &UnetConfig, checkpoint: Option<&Path>, device: &B::Device) -> Result<AdmUnet<B>> {
+pub fn load_net<B: NnBackend>(config: &UnetConfig, checkpoint: Option<&Path>, device: &B::Device) -> Result<AdmUnet<B>> {
     let mut source: Box<dyn ParamSource> = match checkpoint {
         Some(p) => Box::new(weights::open_checkpoint(p)?),
         None => Box::new(GoldenFill::new(AdmUnet::<B>::manifest(config))),
@@ -41,7 +44,7 @@ pub fn load_net<B: Backend>(config: &UnetConfig, checkpoint: Option<&Path>, devi
 
 /// Reads tensor `x` (or the file's only tensor) as f32 with its shape.
 fn read_input(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
-    let src = dipbench_models::unet::MemorySource::from_safetensors_floats(path)?;
+    let src = dipbench_nn::source::MemorySource::from_safetensors_floats(path)?;
     let manifest = src.manifest();
     let key = if manifest.iter().any(|(k, _)| k == "x") {
         "x".to_string()
@@ -67,7 +70,7 @@ fn write_output(path: &Path, tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)>) 
 }
 
 /// Runs the request; returns a one-line summary.
-pub fn eval<B: Backend>(req: &EvalRequest, device: &B::Device) -> Result<String> {
+pub fn eval<B: NnBackend>(req: &EvalRequest, device: &B::Device) -> Result<String> {
     if req.t.is_some() == req.sigma.is_some() {
         bail!("give exactly one of --t (raw network output at a timestep) or --sigma (denoiser D(x; σ))");
     }
@@ -142,7 +145,7 @@ pub(crate) fn rel_err(a: &[f32], b: &[f32]) -> f64 {
 /// `unet_tiny_io`), the FFHQ config with golden-fill weights (`unet_ffhq_goldenfill_io`) and,
 /// with `imagenet`, the ImageNet config — at issue 3's tolerances: 1e-4 relative in float32,
 /// 1e-2 in half precision.
-pub fn verify<B: Backend>(golden: &Path, precision: Precision, imagenet: bool, device: &B::Device) -> Result<Vec<VerifyCheck>> {
+pub fn verify<B: NnBackend>(golden: &Path, precision: Precision, imagenet: bool, device: &B::Device) -> Result<Vec<VerifyCheck>> {
     let tol = if precision == Precision::F32 { 1e-4 } else { 1e-2 };
     let file = |name: &str| -> Result<PathBuf> {
         let p = golden.join(name);

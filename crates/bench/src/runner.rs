@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, Result, bail};
-use burn::tensor::backend::AutodiffBackend;
+use dipbench_nn::NnAutodiffBackend;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::experiment::LoadedExperiment;
@@ -143,7 +143,7 @@ pub fn in_shard(index: usize, shard: Option<(usize, usize)>) -> bool {
 /// Runs every unfinished job (of this shard) of `exp` into `out`, on the experiment's
 /// benchmark.
 /// Worker w uses `devices[w % devices.len()]` (one or several GPUs of one kind).
-pub fn run<B: AutodiffBackend>(exp: &LoadedExperiment, out: &Path, devices: &[B::Device], opts: &RunOptions) -> Result<RunSummary>
+pub fn run<B: NnAutodiffBackend>(exp: &LoadedExperiment, out: &Path, devices: &[B::Device], opts: &RunOptions) -> Result<RunSummary>
 where
     B::Device: Sync,
 {
@@ -154,7 +154,7 @@ where
 }
 
 /// Runs every unfinished job of a GMM experiment into `out`, longest first, `opts.jobs` at a time.
-pub fn run_gmm<B: AutodiffBackend>(exp: &LoadedExperiment, out: &Path, devices: &[B::Device], opts: &RunOptions) -> Result<RunSummary>
+pub fn run_gmm<B: NnAutodiffBackend>(exp: &LoadedExperiment, out: &Path, devices: &[B::Device], opts: &RunOptions) -> Result<RunSummary>
 where
     B::Device: Sync,
 {

@@ -15,8 +15,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use burn::prelude::*;
+use dipbench_nn::NnBackend;
 use dipbench_metrics::{FeatureStats, Inception, InceptionVariant, Lpips, LpipsVariant, frechet_distance, kid, psnr_piq, psnr_skimage, ssim_piq, ssim_skimage};
-use dipbench_models::unet::MemorySource;
+use dipbench_nn::source::MemorySource;
 
 use crate::weights;
 
@@ -147,7 +148,7 @@ fn weight_file(name: &str) -> Result<PathBuf> {
 }
 
 /// Loads an LPIPS metric from torchvision backbone + lpips heads in the checkpoint folder.
-pub fn load_lpips<B: Backend>(variant: LpipsVariant, device: &B::Device) -> Result<Lpips<B>> {
+pub fn load_lpips<B: NnBackend>(variant: LpipsVariant, device: &B::Device) -> Result<Lpips<B>> {
     let (backbone, heads) = match variant {
         LpipsVariant::Alex => ("alexnet", "lpips-alex-lin"),
         LpipsVariant::Vgg | LpipsVariant::PiqVgg => ("vgg16", "lpips-vgg-lin"),
@@ -159,7 +160,7 @@ pub fn load_lpips<B: Backend>(variant: LpipsVariant, device: &B::Device) -> Resu
 
 /// An Inception network and the identity of its weight file (name, size, modification time),
 /// which is part of the feature-cache key.
-pub struct LoadedInception<B: Backend> {
+pub struct LoadedInception<B: NnBackend> {
     /// The network.
     pub net: Inception<B>,
     /// `variant:file:size:mtime`.
@@ -167,7 +168,7 @@ pub struct LoadedInception<B: Backend> {
 }
 
 /// Loads an Inception variant from the checkpoint folder.
-pub fn load_inception<B: Backend>(variant: InceptionVariant, device: &B::Device) -> Result<LoadedInception<B>> {
+pub fn load_inception<B: NnBackend>(variant: InceptionVariant, device: &B::Device) -> Result<LoadedInception<B>> {
     let name = match variant {
         InceptionVariant::TfFid => "inception-fid",
         InceptionVariant::Torchvision => "inception-torchvision",
@@ -186,14 +187,14 @@ fn file_identity(path: &Path) -> Result<String> {
     Ok(format!("{name}:{}:{mtime}", meta.len()))
 }
 
-fn batch<B: Backend>(imgs: &[&Image01], device: &B::Device) -> Tensor<B, 4> {
+fn batch<B: NnBackend>(imgs: &[&Image01], device: &B::Device) -> Tensor<B, 4> {
     let (h, w) = (imgs[0].h, imgs[0].w);
     let flat: Vec<f32> = imgs.iter().flat_map(|i| i.values.iter().copied()).collect();
     Tensor::<B, 1>::from_floats(flat.as_slice(), device).reshape([imgs.len(), 3, h, w])
 }
 
 /// pool3 features of a set (batches of 8), as f64 rows.
-pub fn features<B: Backend>(net: &Inception<B>, imgs: &[Image01], device: &B::Device) -> Result<Vec<f64>> {
+pub fn features<B: NnBackend>(net: &Inception<B>, imgs: &[Image01], device: &B::Device) -> Result<Vec<f64>> {
     let mut out = Vec::with_capacity(imgs.len() * 2048);
     for chunk in imgs.chunks(8) {
         let same = chunk.iter().all(|i| (i.h, i.w) == (chunk[0].h, chunk[0].w));
@@ -210,7 +211,7 @@ pub fn features<B: Backend>(net: &Inception<B>, imgs: &[Image01], device: &B::De
 /// pool3 features of the images of `dir`, cached in `dir/.dipbench-features-<variant>-<key>.safetensors`
 /// where the key hashes the network's weight file and the images' names, sizes and
 /// modification times: a reference folder's features are computed once per network.
-pub fn cached_features<B: Backend>(inception: &LoadedInception<B>, dir: &Path, imgs: &[Image01], device: &B::Device) -> Result<Vec<f64>> {
+pub fn cached_features<B: NnBackend>(inception: &LoadedInception<B>, dir: &Path, imgs: &[Image01], device: &B::Device) -> Result<Vec<f64>> {
     let variant = inception.net.variant();
     let mut parts = vec![inception.identity.clone()];
     for i in imgs {
@@ -226,7 +227,7 @@ pub fn cached_features<B: Backend>(inception: &LoadedInception<B>, dir: &Path, i
         let mut src = MemorySource::from_safetensors(&cache)?;
         let shape = vec![imgs.len(), 2048];
         if src.manifest() == vec![("features".to_string(), shape.clone())] {
-            let v = dipbench_models::unet::ParamSource::take_values(&mut src, "features", &shape)?;
+            let v = dipbench_nn::source::ParamSource::take_values(&mut src, "features", &shape)?;
             tracing::info!(cache = %cache.display(), "feature cache hit");
             return Ok(v.into_iter().map(f64::from).collect());
         }
@@ -250,7 +251,7 @@ pub struct ScoreReport {
 }
 
 /// Scores folder `a` (e.g. reconstructions) against folder `b` (references).
-pub fn score<B: Backend>(a: &Path, b: &Path, metrics: &[Metric], features_out: Option<&Path>, device: &B::Device) -> Result<ScoreReport> {
+pub fn score<B: NnBackend>(a: &Path, b: &Path, metrics: &[Metric], features_out: Option<&Path>, device: &B::Device) -> Result<ScoreReport> {
     let (xa, xb) = (read_folder(a)?, read_folder(b)?);
     let mut report = ScoreReport::default();
     let per_image: Vec<Metric> = metrics.iter().copied().filter(|m| m.per_image()).collect();

@@ -10,7 +10,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use dipbench_models::unet::{AdmUnet, ShapeSource, UnetConfig};
+use dipbench_models::unet::{AdmUnet, UnetConfig};
+use dipbench_nn::source::ShapeSource;
 use sha2::{Digest, Sha256};
 
 /// A known checkpoint.
@@ -248,7 +249,7 @@ pub fn check_content(path: &Path, config: &str) -> Result<()> {
             let (v, bb) = if config == "lpips-heads-alex" { (LpipsVariant::Alex, "alexnet") } else { (LpipsVariant::Vgg, "vgg16") };
             // Heads are checked against a golden-fill backbone of the right shape.
             let net = dipbench_metrics::lpips::backbone_manifest(bb);
-            Lpips::<F>::load(v, &mut dipbench_models::unet::GoldenFill::new(net), &mut open_checkpoint(path)?, &dev)?;
+            Lpips::<F>::load(v, &mut dipbench_nn::source::GoldenFill::new(net), &mut open_checkpoint(path)?, &dev)?;
         }
         "inception-fid" => {
             Inception::<F>::load(InceptionVariant::TfFid, &mut open_checkpoint(path)?, &dev)?;
@@ -269,7 +270,7 @@ pub fn pytorch_manifest(path: &Path) -> Result<Vec<(String, Vec<usize>)>> {
     let mut magic = [0u8; 2];
     let is_zip = std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic)).is_ok() && &magic == b"PK";
     if !is_zip {
-        return Ok(dipbench_models::unet::MemorySource::open(path)?.manifest());
+        return Ok(dipbench_nn::source::MemorySource::open(path)?.manifest());
     }
     let reader = burn_store::pytorch::PytorchReader::new(path)
         .map_err(|e| anyhow::anyhow!("cannot read {}: not a readable PyTorch checkpoint: {e:?}", path.display()))?;
@@ -279,8 +280,8 @@ pub fn pytorch_manifest(path: &Path) -> Result<Vec<(String, Vec<usize>)>> {
 }
 
 /// Reads the parameters of a checkpoint (safetensors or PyTorch, detected from the content).
-pub fn open_checkpoint(path: &Path) -> Result<dipbench_models::unet::MemorySource> {
-    Ok(dipbench_models::unet::MemorySource::open(path)?)
+pub fn open_checkpoint(path: &Path) -> Result<dipbench_nn::source::MemorySource> {
+    Ok(dipbench_nn::source::MemorySource::open(path)?)
 }
 
 /// The `dipbench weights` listing.

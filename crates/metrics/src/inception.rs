@@ -16,8 +16,8 @@ use burn::prelude::*;
 use burn::tensor::activation::relu;
 use burn::tensor::module::{avg_pool2d, conv2d, interpolate, max_pool2d};
 use burn::tensor::ops::{ConvOptions, InterpolateMode, InterpolateOptions};
-use dipbench_models::unet::layers::Loader;
-use dipbench_models::unet::source::{LoadError, ParamSource, finish, take};
+use dipbench_nn::layers::Loader;
+use dipbench_nn::source::{LoadError, ParamSource, finish, take};
 
 /// Which Inception.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +65,7 @@ impl<B: Backend> BasicConv<B> {
         let y = conv2d(x, self.weight.clone(), None, ConvOptions::new([self.stride; 2], self.padding, [1, 1], 1));
         let [n, cout, h, w] = y.dims();
         let [_, cin, kh, kw] = self.weight.dims();
-        dipbench_models::unet::layers::count_macs(n * cout * h * w * cin * kh * kw);
+        dipbench_nn::layers::count_macs(n * cout * h * w * cin * kh * kw);
         relu(y * self.alpha.clone() + self.beta.clone())
     }
 }
@@ -202,7 +202,7 @@ pub struct Inception<B: Backend> {
 impl<B: Backend> Inception<B> {
     /// The state-dict keys and shapes the network takes (pool3 part; no `fc.*`), in load order.
     pub fn manifest(variant: InceptionVariant) -> Vec<(String, Vec<usize>)> {
-        let mut rec = dipbench_models::unet::source::RecordingSource::default();
+        let mut rec = dipbench_nn::source::RecordingSource::default();
         Self::build(variant, &mut rec, &Default::default(), true).expect("the recorder accepts every key");
         rec.taken
     }

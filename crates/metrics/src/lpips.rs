@@ -17,8 +17,9 @@
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 use burn::tensor::module::{avg_pool2d, max_pool2d};
-use dipbench_models::unet::layers::{Conv2d, Loader};
-use dipbench_models::unet::source::{LoadError, ParamSource, finish};
+use dipbench_nn::layers::{Conv2d, Loader};
+use dipbench_nn::NnBackend;
+use dipbench_nn::source::{LoadError, ParamSource, finish};
 
 /// Which LPIPS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,7 +104,7 @@ fn convs(variant: LpipsVariant) -> Vec<(usize, usize, usize, usize, usize, usize
     }
 }
 
-impl<B: Backend> Backbone<B> {
+impl<B: NnBackend> Backbone<B> {
     /// Loads `features.{i}` from `source` (a torchvision checkpoint filtered to `features.`).
     pub fn load(variant: LpipsVariant, source: &mut dyn ParamSource, device: &B::Device) -> Result<Self, LoadError> {
         let mut l = Loader::<B> { source, device: device.clone(), config: format!("{} backbone", variant.name()), dry_run: false };
@@ -159,7 +160,7 @@ pub struct Lpips<B: Backend> {
     heads: Vec<Tensor<B, 4>>,
 }
 
-impl<B: Backend> Lpips<B> {
+impl<B: NnBackend> Lpips<B> {
     /// Builds the metric from a backbone source (torchvision `features.*`) and a head source
     /// (`lin{k}.model.1.weight`, shape [1, C_k, 1, 1]).
     pub fn load(variant: LpipsVariant, backbone: &mut dyn ParamSource, heads: &mut dyn ParamSource, device: &B::Device) -> Result<Self, LoadError> {

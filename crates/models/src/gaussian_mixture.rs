@@ -11,6 +11,7 @@
 
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
+use dipbench_nn::tensor::host_to_tensor;
 use nalgebra::{DMatrix, DVector, SymmetricEigen};
 
 use crate::error::ModelError;
@@ -339,22 +340,3 @@ impl<B: Backend> Prior<B> for GaussianMixturePrior<B> {
     }
 }
 
-/// Copies a host f64 matrix to a `[rows, cols]` f32 tensor.
-pub fn host_to_tensor<B: Backend>(m: &DMatrix<f64>, device: &B::Device) -> Tensor<B, 2> {
-    let (r, c) = m.shape();
-    let mut v = Vec::with_capacity(r * c);
-    for i in 0..r {
-        for j in 0..c {
-            v.push(m[(i, j)] as f32);
-        }
-    }
-    Tensor::<B, 1>::from_floats(v.as_slice(), device).reshape([r, c])
-}
-
-/// Copies a `[rows, cols]` tensor to a host f64 matrix.
-pub fn tensor_to_host<B: Backend>(t: Tensor<B, 2>) -> DMatrix<f64> {
-    let [r, c] = t.dims();
-    let data = t.into_data().convert::<f32>();
-    let v = data.as_slice::<f32>().expect("f32 data");
-    DMatrix::from_fn(r, c, |i, j| v[i * c + j] as f64)
-}

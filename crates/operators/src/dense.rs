@@ -41,7 +41,7 @@ impl<B: Backend> DenseOperator<B> {
         let singular_values = kept.iter().map(|&i| svd.singular_values[i]).collect();
         let u_kept = DMatrix::from_fn(a.nrows(), kept.len(), |r, c| u[(r, kept[c])]);
         let v_kept = DMatrix::from_fn(a.ncols(), kept.len(), |r, c| v_t[(kept[c], r)]);
-        let to = |m: &DMatrix<f64>| dipbench_models::gaussian_mixture::host_to_tensor::<B>(m, device);
+        let to = |m: &DMatrix<f64>| dipbench_nn::tensor::host_to_tensor::<B>(m, device);
         Ok(Self {
             name: name.into(),
             a: to(&a),

@@ -2,14 +2,15 @@
 //! conditioning and optional resampling, and the legacy-order multi-head attention block.
 
 use burn::prelude::*;
-use burn::tensor::activation::{silu, softmax};
+use burn::tensor::activation::softmax;
 use burn::tensor::module::{avg_pool2d, interpolate};
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 
 use burn::tensor::FloatDType;
 
-use super::layers::{Conv2d, GroupNorm32, Linear, Loader, PointwiseConv1d, cast_like};
-use super::source::LoadError;
+use dipbench_nn::layers::{Conv2d, GroupNorm32, Linear, Loader, PointwiseConv1d, WeightMap, cast_like};
+use dipbench_nn::NnBackend;
+use dipbench_nn::source::LoadError;
 
 /// Resampling inside a residual block (`resblock_updown`): 2×2 average pooling down, nearest ×2
 /// up, applied to both the residual and the skip path.
@@ -53,6 +54,23 @@ pub struct ResBlock<B: Backend> {
 }
 
 impl<B: Backend> ResBlock<B> {
+    /// The block with every weight mapped by `m`.
+    pub fn map<C: Backend>(self, m: &impl WeightMap<B, C>) -> ResBlock<C> {
+        ResBlock {
+            in_norm: self.in_norm.map(m),
+            in_conv: self.in_conv.map(m),
+            emb: self.emb.map(m),
+            out_norm: self.out_norm.map(m),
+            out_conv: self.out_conv.map(m),
+            skip: self.skip.map(|s| s.map(m)),
+            resample: self.resample,
+            scale_shift: self.scale_shift,
+            out_channels: self.out_channels,
+        }
+    }
+}
+
+impl<B: NnBackend> ResBlock<B> {
     /// Loads the block at `key` (`in_layers.0/.2`, `emb_layers.1`, `out_layers.0/.3`,
     /// `skip_connection`).
     #[allow(clippy::too_many_arguments)]
@@ -102,17 +120,18 @@ impl<B: Backend> ResBlock<B> {
     pub fn forward(&self, x: Tensor<B, 4>, silu_emb: Tensor<B, 2>) -> Tensor<B, 4> {
         let h = self.in_norm.forward_silu(x.clone());
         let (h, x) = (self.in_conv.forward(self.resample.apply(h)), self.resample.apply(x));
-        let e = cast_like(self.emb.forward(silu_emb), &h);
+        let e = self.emb.forward(silu_emb);
         let [n, _] = e.dims();
         let c = self.out_channels;
         let h = if self.scale_shift {
-            let scale = e.clone().slice([0..n, 0..c]).reshape([n, c, 1, 1]);
-            let shift = e.slice([0..n, c..2 * c]).reshape([n, c, 1, 1]);
-            self.out_norm.forward(h) * scale.add_scalar(1.0) + shift
+            let scale = e.clone().slice([0..n, 0..c]);
+            let shift = e.slice([0..n, c..2 * c]);
+            self.out_norm.forward_act(h, Some((scale, shift)), true)
         } else {
-            self.out_norm.forward(h + e.reshape([n, c, 1, 1]))
+            let e = cast_like(e, &h);
+            self.out_norm.forward_silu(h + e.reshape([n, c, 1, 1]))
         };
-        let h = self.out_conv.forward(silu(h));
+        let h = self.out_conv.forward(h);
         match &self.skip {
             Some(s) => s.forward(x) + h,
             None => x + h,
@@ -132,6 +151,13 @@ pub struct AttentionBlock<B: Backend> {
 }
 
 impl<B: Backend> AttentionBlock<B> {
+    /// The block with every weight mapped by `m`.
+    pub fn map<C: Backend>(self, m: &impl WeightMap<B, C>) -> AttentionBlock<C> {
+        AttentionBlock { norm: self.norm.map(m), qkv: self.qkv.map(m), proj_out: self.proj_out.map(m), heads: self.heads }
+    }
+}
+
+impl<B: NnBackend> AttentionBlock<B> {
     /// Loads `norm`, `qkv`, `proj_out` at `key`.
     pub fn load(l: &mut Loader<'_, B>, key: &str, channels: usize, heads: usize) -> Result<Self, LoadError> {
         Ok(Self {
@@ -164,7 +190,7 @@ impl<B: Backend> AttentionBlock<B> {
         let q = qkv.clone().slice([0..n * self.heads, 0..ch, 0..t]).mul_scalar(scale);
         let k = qkv.clone().slice([0..n * self.heads, ch..2 * ch, 0..t]).mul_scalar(scale);
         let v = qkv.slice([0..n * self.heads, 2 * ch..3 * ch, 0..t]);
-        super::layers::count_macs(2 * n * c * t * t);
+        dipbench_nn::layers::count_macs(2 * n * c * t * t);
         // weight[b, t, s] = Σ_c q[b, c, t]·k[b, c, s]; softmax over s.
         let logits = q.swap_dims(1, 2).matmul(k);
         let weight = cast_like(softmax(logits.clone().cast(FloatDType::F32), 2), &logits);

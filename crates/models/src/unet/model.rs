@@ -3,13 +3,15 @@
 //! `unet.py`: `time_embed`, `input_blocks`, `middle_block`, `output_blocks`, `out`).
 
 use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::FloatDType;
 use burn::tensor::activation::silu;
 
 use super::blocks::{AttentionBlock, ResBlock, Resample};
 use super::config::UnetConfig;
-use super::layers::{Conv2d, GroupNorm32, Linear, Loader, Precision};
-use super::source::{LoadError, ParamSource, finish};
+use dipbench_nn::layers::{Conv2d, GroupNorm32, Linear, Loader, Precision, ToInner, WeightMap};
+use dipbench_nn::NnBackend;
+use dipbench_nn::source::{LoadError, ParamSource, finish};
 
 /// One element of a `TimestepEmbedSequential`.
 #[derive(Debug, Clone)]
@@ -20,6 +22,16 @@ enum Layer<B: Backend> {
 }
 
 impl<B: Backend> Layer<B> {
+    fn map<C: Backend>(self, m: &impl WeightMap<B, C>) -> Layer<C> {
+        match self {
+            Self::Conv(c) => Layer::Conv(c.map(m)),
+            Self::Res(r) => Layer::Res(r.map(m)),
+            Self::Attn(a) => Layer::Attn(a.map(m)),
+        }
+    }
+}
+
+impl<B: NnBackend> Layer<B> {
     fn cast(self, dtype: FloatDType) -> Self {
         match self {
             Self::Conv(c) => Self::Conv(c.cast(dtype)),
@@ -37,7 +49,7 @@ impl<B: Backend> Layer<B> {
     }
 }
 
-fn run<B: Backend>(layers: &[Layer<B>], x: Tensor<B, 4>, silu_emb: &Tensor<B, 2>) -> Tensor<B, 4> {
+fn run<B: NnBackend>(layers: &[Layer<B>], x: Tensor<B, 4>, silu_emb: &Tensor<B, 2>) -> Tensor<B, 4> {
     layers.iter().fold(x, |h, l| l.forward(h, silu_emb))
 }
 
@@ -72,6 +84,34 @@ pub struct AdmUnet<B: Backend> {
 }
 
 impl<B: Backend> AdmUnet<B> {
+    /// The network with every weight mapped by `m` onto backend `C` with device `device`.
+    pub fn map<C: Backend>(self, m: &impl WeightMap<B, C>, device: C::Device) -> AdmUnet<C> {
+        let blocks = |b: Vec<Vec<Layer<B>>>| b.into_iter().map(|layers| layers.into_iter().map(|l| l.map(m)).collect()).collect();
+        AdmUnet {
+            config: self.config,
+            time_embed_0: self.time_embed_0.map(m),
+            time_embed_2: self.time_embed_2.map(m),
+            input_blocks: blocks(self.input_blocks),
+            middle_block: self.middle_block.into_iter().map(|l| l.map(m)).collect(),
+            output_blocks: blocks(self.output_blocks),
+            out_norm: self.out_norm.map(m),
+            out_conv: self.out_conv.map(m),
+            precision: self.precision,
+            device,
+        }
+    }
+}
+
+impl<B: AutodiffBackend> AdmUnet<B> {
+    /// The same network (shared weights) on the inner backend, which records nothing for a
+    /// backward pass: for the forwards that need no gradient.
+    pub fn inner(self) -> AdmUnet<B::InnerBackend> {
+        let device = self.device.clone();
+        self.map(&ToInner, device)
+    }
+}
+
+impl<B: NnBackend> AdmUnet<B> {
     /// Builds the network of `config` from `source`, taking every parameter by its key and
     /// shape; fails if a key is missing, has another shape, or if the source has keys left over.
     pub fn load(config: &UnetConfig, source: &mut dyn ParamSource, device: &B::Device) -> Result<Self, LoadError> {
@@ -86,7 +126,7 @@ impl<B: Backend> AdmUnet<B> {
 
     /// The state-dict manifest (key, shape) of `config`, in state-dict order.
     pub fn manifest(config: &UnetConfig) -> Vec<(String, Vec<usize>)> {
-        let mut rec = super::source::RecordingSource::default();
+        let mut rec = dipbench_nn::source::RecordingSource::default();
         Self::build(config, &mut rec, &Default::default(), true).expect("the recorder accepts every key");
         rec.taken
     }

@@ -4,6 +4,7 @@
 //! c_noise = 999·t(σ) fed as a float timestep, D(x; σ) = x − σ·F(c_in·x, c_noise)[:3].
 
 use burn::prelude::*;
+use dipbench_nn::NnBackend;
 
 use super::model::AdmUnet;
 use crate::prior::Prior;
@@ -18,7 +19,7 @@ pub struct UnetPrior<B: Backend> {
     continuous: ContinuousVp,
 }
 
-impl<B: Backend> UnetPrior<B> {
+impl<B: NnBackend> UnetPrior<B> {
     /// Wraps `net`, trained on the DDPM linear schedule (1e-4 → 0.02, 1000 steps) as every
     /// guided-diffusion checkpoint dipbench knows.
     pub fn new(net: AdmUnet<B>) -> Self {
@@ -54,7 +55,7 @@ impl<B: Backend> UnetPrior<B> {
     }
 }
 
-impl<B: Backend> Prior<B> for UnetPrior<B> {
+impl<B: NnBackend> Prior<B> for UnetPrior<B> {
     fn name(&self) -> String {
         format!("adm-unet({})", self.net.config().name)
     }

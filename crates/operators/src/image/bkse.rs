@@ -26,8 +26,9 @@ use burn::prelude::*;
 use burn::tensor::activation::{leaky_relu, relu};
 use burn::tensor::module::conv_transpose2d;
 use burn::tensor::ops::ConvTransposeOptions;
-use dipbench_models::unet::layers::{Conv2d, Loader};
-use dipbench_models::unet::source::{LoadError, ParamSource, finish, take};
+use dipbench_nn::layers::{Conv2d, Loader};
+use dipbench_nn::NnBackend;
+use dipbench_nn::source::{LoadError, ParamSource, finish, take};
 
 use super::separable::ImageShape;
 use crate::noise::SampleRng;
@@ -63,7 +64,7 @@ struct DownConv<B: Backend> {
     weight: Tensor<B, 4>,
 }
 
-impl<B: Backend> DownConv<B> {
+impl<B: NnBackend> DownConv<B> {
     fn load(l: &mut Loader<'_, B>, key: &str, cin: usize, cout: usize) -> Result<Self, LoadError> {
         Ok(Self { weight: l.tensor(&format!("{key}.weight"), [cout, cin, 4, 4])? })
     }
@@ -80,7 +81,7 @@ struct ResidualBlock<B: Backend> {
     conv2: Conv2d<B>,
 }
 
-impl<B: Backend> ResidualBlock<B> {
+impl<B: NnBackend> ResidualBlock<B> {
     fn load(l: &mut Loader<'_, B>, key: &str, nf: usize) -> Result<Self, LoadError> {
         Ok(Self {
             conv1: Conv2d::load(l, &format!("{key}.conv1"), nf, nf, 3, 1, 1)?,
@@ -119,7 +120,7 @@ fn unet_levels(nf: usize) -> [(usize, usize, usize); 5] {
     [(nf, nf, nf), (nf, 2 * nf, nf), (2 * nf, 4 * nf, 2 * nf), (4 * nf, 8 * nf, 4 * nf), (8 * nf, 8 * nf, 8 * nf)]
 }
 
-impl<B: Backend> KernelWizard<B> {
+impl<B: NnBackend> KernelWizard<B> {
     /// Kernel-code channels (`kernel_dim`).
     pub const KERNEL_DIM: usize = 512;
     const NF: usize = 64;
@@ -250,7 +251,7 @@ pub struct NonlinearBlur<B: Backend> {
     shape: ImageShape,
 }
 
-impl<B: Backend> NonlinearBlur<B> {
+impl<B: NnBackend> NonlinearBlur<B> {
     /// The operator of `net` on images of `shape` (h, w multiples of 128) with kernel `code`.
     pub fn new(net: KernelWizard<B>, code: KernelCode<B>, shape: ImageShape) -> Self {
         Self { net, code, shape }
@@ -264,7 +265,7 @@ impl<B: Backend> NonlinearBlur<B> {
     }
 }
 
-impl<B: Backend> Operator<B> for NonlinearBlur<B> {
+impl<B: NnBackend> Operator<B> for NonlinearBlur<B> {
     fn name(&self) -> String {
         match self.code {
             KernelCode::Fixed(_) => "nonlinear-blur(bkse)".into(),

@@ -13,7 +13,7 @@ use nalgebra::DMatrix;
 
 use super::separable::ImageShape;
 use crate::operator::{FourierMagnitude, Operator};
-use dipbench_models::gaussian_mixture::host_to_tensor;
+use dipbench_nn::tensor::host_to_tensor;
 
 /// Which codebase's variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use nalgebra::DMatrix;
 
 use crate::error::OperatorError;
 use crate::operator::{LinearOperator, Operator, SvdView};
-use dipbench_models::gaussian_mixture::host_to_tensor;
+use dipbench_nn::tensor::host_to_tensor;
 
 /// Channels, height and width of the images an operator takes or returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

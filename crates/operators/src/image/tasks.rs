@@ -1,7 +1,7 @@
 //! The benchmark tasks by name, built exactly as each reference codebase builds them
 //! (spec/protocols.md §1). Randomness (masks, kernels) comes from the job's stream.
 
-use burn::prelude::*;
+use dipbench_nn::NnBackend;
 
 use super::bkse::{KernelCode, KernelWizard, NonlinearBlur};
 use super::blur::{ConvOperator, gaussian_blur};
@@ -136,7 +136,7 @@ impl Task {
 }
 
 /// Builds `task` for images of `shape`; masks draw from `rng` (one row).
-pub fn build<B: Backend>(task: &Task, shape: ImageShape, rng: &mut SampleRng, device: &B::Device) -> Result<Box<dyn Operator<B>>, OperatorError> {
+pub fn build<B: NnBackend>(task: &Task, shape: ImageShape, rng: &mut SampleRng, device: &B::Device) -> Result<Box<dyn Operator<B>>, OperatorError> {
     Ok(match task {
         Task::Sr4 => {
             let (l, r) = (resize_matrix(shape.h, 0.25), resize_matrix(shape.w, 0.25));
@@ -153,7 +153,7 @@ pub fn build<B: Backend>(task: &Task, shape: ImageShape, rng: &mut SampleRng, de
         Task::PhaseRetrieval { oversample, variant } => Box::new(PhaseRetrieval::new(shape, *oversample, *variant, device)),
         Task::Hdr => Box::new(Hdr::new(shape, 2.0)),
         Task::NonlinearDeblur { checkpoint, redraw } => {
-            let mut src = dipbench_models::unet::MemorySource::from_pytorch(checkpoint, None).map_err(|e| OperatorError::Invalid { what: "bkse checkpoint".into(), why: e.to_string() })?;
+            let mut src = dipbench_nn::source::MemorySource::from_pytorch(checkpoint, None).map_err(|e| OperatorError::Invalid { what: "bkse checkpoint".into(), why: e.to_string() })?;
             let net = KernelWizard::<B>::load(&mut src, device).map_err(|e| OperatorError::Invalid { what: "bkse checkpoint".into(), why: e.to_string() })?;
             let code = if *redraw {
                 KernelCode::RedrawEachCall(std::sync::Mutex::new(rng.fork("bkse kernel code")))

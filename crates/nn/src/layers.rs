@@ -1,14 +1,19 @@
-//! The layers of the ADM UNet, as plain tensors loaded by state-dict key. Weights are leaves that
-//! never require gradients, so differentiating the network w.r.t. its input (DPS, MCG) computes
-//! no weight gradients.
+//! Network layers as plain tensors loaded by state-dict key (the ADM UNet's, also used by the
+//! metric networks and the nonlinear-blur operator). Weights are leaves that never require
+//! gradients, so differentiating a network w.r.t. its input (DPS, MCG) computes no weight
+//! gradients. Stride-1 same convolutions and float32 GroupNorm (+ affine map + SiLU) run through
+//! the fused operations of [`crate::ops`].
 
 use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::activation::silu;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, FloatDType};
 
-use super::source::{LoadError, ParamSource, take};
+use crate::NnBackend;
+use crate::ops::{conv2d_same, group_norm_act};
+use crate::source::{LoadError, ParamSource, take};
 
 /// Multiply–accumulate operations performed by the UNet layers since the last
 /// [`reset_macs`] (all threads together). Used by the benchmark to express a forward's time
@@ -28,6 +33,23 @@ pub fn macs() -> u64 {
 /// Adds `n` MACs to the counter.
 pub fn count_macs(n: usize) {
     MACS.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// A map applied to every weight of a network, e.g. [`ToInner`].
+pub trait WeightMap<B: Backend, C: Backend> {
+    /// The image of one weight tensor.
+    fn map<const D: usize>(&self, t: Tensor<B, D>) -> Tensor<C, D>;
+}
+
+/// An autodiff backend's weights as tensors of its inner backend (the same storage, no copy):
+/// the network then runs without recording anything for a backward pass.
+#[derive(Debug, Clone, Copy)]
+pub struct ToInner;
+
+impl<B: AutodiffBackend> WeightMap<B, B::InnerBackend> for ToInner {
+    fn map<const D: usize>(&self, t: Tensor<B, D>) -> Tensor<B::InnerBackend, D> {
+        t.inner()
+    }
 }
 
 /// What every layer constructor needs: the parameter source, the device and the config name
@@ -73,6 +95,13 @@ pub struct Conv2d<B: Backend> {
 }
 
 impl<B: Backend> Conv2d<B> {
+    /// The layer with every weight mapped by `m`.
+    pub fn map<C: Backend>(self, m: &impl WeightMap<B, C>) -> Conv2d<C> {
+        Conv2d { weight: m.map(self.weight), bias: m.map(self.bias), stride: self.stride, padding: self.padding }
+    }
+}
+
+impl<B: NnBackend> Conv2d<B> {
     /// Whether each weight tensor requires a gradient.
     pub fn requires_grad(&self) -> Vec<bool> {
         vec![self.weight.is_require_grad(), self.bias.is_require_grad()]
@@ -95,13 +124,19 @@ impl<B: Backend> Conv2d<B> {
     }
 
     /// y = W ⋆ x + b (cross-correlation, as torch), in the precision of the input, which must be
-    /// the weight's (half-precision blocks receive half-precision activations).
+    /// the weight's (half-precision blocks receive half-precision activations). Stride-1
+    /// convolutions with padding (k − 1)/2 run as [`conv2d_same`].
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let opts = ConvOptions::new([self.stride; 2], [self.padding; 2], [1, 1], 1);
-        let y = conv2d(x, self.weight.clone(), Some(self.bias.clone()), opts);
-        let [n, cout, h, w] = y.dims();
-        let [_, cin, k, _] = self.weight.dims();
-        count_macs(n * cout * h * w * cin * k * k);
+        let [cout, cin, kh, kw] = self.weight.dims();
+        let same = self.stride == 1 && kh == kw && kh % 2 == 1 && self.padding == (kh - 1) / 2;
+        let y = if same {
+            conv2d_same(x, self.weight.clone(), self.bias.clone())
+        } else {
+            let opts = ConvOptions::new([self.stride; 2], [self.padding; 2], [1, 1], 1);
+            conv2d(x, self.weight.clone(), Some(self.bias.clone()), opts)
+        };
+        let [n, _, h, w] = y.dims();
+        count_macs(n * cout * h * w * cin * kh * kw);
         y
     }
 }
@@ -112,6 +147,13 @@ impl<B: Backend> Conv2d<B> {
 pub struct PointwiseConv1d<B: Backend> {
     weight: Tensor<B, 2>,
     bias: Tensor<B, 1>,
+}
+
+impl<B: Backend> PointwiseConv1d<B> {
+    /// The layer with every weight mapped by `m`.
+    pub fn map<C: Backend>(self, m: &impl WeightMap<B, C>) -> PointwiseConv1d<C> {
+        PointwiseConv1d { weight: m.map(self.weight), bias: m.map(self.bias) }
+    }
 }
 
 impl<B: Backend> PointwiseConv1d<B> {
@@ -148,6 +190,13 @@ pub struct Linear<B: Backend> {
 }
 
 impl<B: Backend> Linear<B> {
+    /// The layer with every weight mapped by `m`.
+    pub fn map<C: Backend>(self, m: &impl WeightMap<B, C>) -> Linear<C> {
+        Linear { weight_t: m.map(self.weight_t), bias: m.map(self.bias) }
+    }
+}
+
+impl<B: Backend> Linear<B> {
     /// Whether each weight tensor requires a gradient.
     pub fn requires_grad(&self) -> Vec<bool> {
         vec![self.weight_t.is_require_grad(), self.bias.is_require_grad()]
@@ -178,6 +227,13 @@ pub struct GroupNorm32<B: Backend> {
 }
 
 impl<B: Backend> GroupNorm32<B> {
+    /// The layer with every weight mapped by `m`.
+    pub fn map<C: Backend>(self, m: &impl WeightMap<B, C>) -> GroupNorm32<C> {
+        GroupNorm32 { gamma: m.map(self.gamma), beta: m.map(self.beta) }
+    }
+}
+
+impl<B: NnBackend> GroupNorm32<B> {
     /// Whether each weight tensor requires a gradient.
     pub fn requires_grad(&self) -> Vec<bool> {
         vec![self.gamma.is_require_grad(), self.beta.is_require_grad()]
@@ -195,20 +251,47 @@ impl<B: Backend> GroupNorm32<B> {
 
     /// Normalises `[n, c, h, w]`.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let dtype = x.dtype();
-        let x = x.cast(FloatDType::F32);
-        let [n, c, h, w] = x.dims();
-        let g = Self::GROUPS;
-        let grouped = x.reshape([n, g, (c / g) * h * w]);
-        let (var, mean) = grouped.clone().var_mean_bias(2);
-        let normed = (grouped - mean).div(var.add_scalar(Self::EPS).sqrt()).reshape([n, c, h, w]);
-        let y = normed * self.gamma.clone().reshape([1, c, 1, 1]) + self.beta.clone().reshape([1, c, 1, 1]);
-        y.cast(FloatDType::from(dtype))
+        self.forward_act(x, None, false)
     }
 
     /// GroupNorm then SiLU (the `in_layers[0:2]` / `out` pattern).
     pub fn forward_silu(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        silu(self.forward(x))
+        self.forward_act(x, None, true)
+    }
+
+    /// act(GN(x)·(1 + s) + t), with `modulation` = (s, t) `[n, c]` in float32 (the ADM
+    /// scale-shift norm, `out_norm(h) * (1 + scale) + shift`, then SiLU), act = SiLU when `silu`.
+    ///
+    /// Float32 input: one fused operation with γ and β folded into the per-channel map,
+    /// a = γ(1 + s), b = β(1 + s) + t ([`group_norm_act`]). Half-precision input (mixed
+    /// precision): as guided-diffusion, GroupNorm in float32 with its result cast back, then the
+    /// modulation and SiLU in the input's precision.
+    pub fn forward_act(&self, x: Tensor<B, 4>, modulation: Option<(Tensor<B, 2>, Tensor<B, 2>)>, silu_after: bool) -> Tensor<B, 4> {
+        let [n, c, h, w] = x.dims();
+        if x.dtype() == DType::F32 {
+            let gamma = self.gamma.clone().unsqueeze_dim::<2>(0).expand([n, c]);
+            let beta = self.beta.clone().unsqueeze_dim::<2>(0).expand([n, c]);
+            let (a, b) = match modulation {
+                Some((s, t)) => {
+                    let one_plus_s = s.add_scalar(1.0);
+                    (gamma * one_plus_s.clone(), beta * one_plus_s + t)
+                }
+                None => (gamma, beta),
+            };
+            return group_norm_act(x, a, b, Self::GROUPS, Self::EPS, silu_after);
+        }
+        let dtype = x.dtype();
+        let g = Self::GROUPS;
+        let grouped = x.cast(FloatDType::F32).reshape([n, g, (c / g) * h * w]);
+        let (var, mean) = grouped.clone().var_mean_bias(2);
+        let normed = (grouped - mean).div(var.add_scalar(Self::EPS).sqrt()).reshape([n, c, h, w]);
+        let y = normed * self.gamma.clone().reshape([1, c, 1, 1]) + self.beta.clone().reshape([1, c, 1, 1]);
+        let mut y = y.cast(FloatDType::from(dtype));
+        if let Some((s, t)) = modulation {
+            let (s, t) = (cast_like(s, &y), cast_like(t, &y));
+            y = y * s.reshape([n, c, 1, 1]).add_scalar(1.0) + t.reshape([n, c, 1, 1]);
+        }
+        if silu_after { silu(y) } else { y }
     }
 }
 

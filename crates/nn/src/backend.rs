@@ -1,0 +1,345 @@
+//! The backend extension behind [`crate::ops`]: two operations the diffusion networks spend most
+//! of their time in, which a backend may run with its own fused kernels.
+//!
+//! - [`NnBackend::conv2d_same`]: a stride-1 convolution with odd kernel and zero padding
+//!   (k − 1)/2, with bias;
+//! - [`NnBackend::group_norm_act`]: GroupNorm with a per-(sample, channel) affine map and an
+//!   optional SiLU (module [`crate::cpu::group_norm`] has the formulas).
+//!
+//! Every method has a default written with burn's own operations, which is what the GPU backends
+//! use (their convolutions are autotuned, and the GroupNorm default is written as one reduction
+//! and one element-wise map so that kernel fusion can merge it). burn's CPU backend `Flex`
+//! overrides them with the kernels of [`crate::cpu`] for float32 tensors. Under `Autodiff`, an
+//! operation that ran a fused kernel records one node whose backward pass is the backend's
+//! gradient method ([`NnBackend::conv2d_same_input_grad`], [`NnBackend::group_norm_act_backward`]);
+//! otherwise the default's burn operations are recorded as usual.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::NodeId;
+use burn::backend::{Autodiff, Flex};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::ops::{ConvOptions, ConvTransposeOptions, FloatTensor, ModuleOps};
+use burn::tensor::{DType, Shape, Tensor, TensorMetadata, TensorPrimitive};
+use burn_flex::{FlexTensor, Layout};
+
+use crate::cpu::conv::{Direction, SameConv, conv_same};
+use crate::cpu::group_norm::{self, GroupNormShape};
+
+/// Options of burn's `conv2d` for a stride-1 same convolution with `weight` `[out, in, k_h, k_w]`.
+pub fn same_conv_options(weight_shape: &Shape) -> ConvOptions<2> {
+    let [_, _, kh, kw] = weight_shape.dims::<4>();
+    ConvOptions::new([1, 1], [(kh - 1) / 2, (kw - 1) / 2], [1, 1], 1)
+}
+
+/// A backend that can run the fused network operations (module documentation).
+pub trait NnBackend: Backend {
+    /// Whether the operations on tensors of `dtype` run this backend's own fused kernels (then
+    /// the gradient methods below are what `Autodiff` calls).
+    fn fused(dtype: DType) -> bool {
+        let _ = dtype;
+        false
+    }
+
+    /// Y = W ⋆ X + b for X `[n, in, H, W]`, W `[out, in, k_h, k_w]` (odd sides), b `[out]`:
+    /// torch `Conv2d(stride=1, padding=k//2)`.
+    fn conv2d_same(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
+        let options = same_conv_options(&weight.shape());
+        Self::conv2d(x, weight, Some(bias), options)
+    }
+
+    /// ∂L/∂X of [`NnBackend::conv2d_same`] from ∂L/∂Y: the transposed convolution with the same
+    /// padding.
+    fn conv2d_same_input_grad(grad: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
+        let [_, _, kh, kw] = weight.shape().dims::<4>();
+        let options = ConvTransposeOptions::new([1, 1], [(kh - 1) / 2, (kw - 1) / 2], [0, 0], [1, 1], 1);
+        Self::conv_transpose2d(grad, weight, None, options)
+    }
+
+    /// y = act(a·(x − μ_g)/√(σ²_g + ε) + b) for x `[n, c, h, w]`, a and b `[n, c]`; returns y and
+    /// the statistics `[n, G, 2]` (μ_g, 1/√(σ²_g + ε)).
+    fn group_norm_act(x: FloatTensor<Self>, a: FloatTensor<Self>, b: FloatTensor<Self>, groups: usize, eps: f64, silu: bool) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let (y, stats) = group_norm_act_composed::<Self>(float(x), float(a), float(b), groups, eps, silu);
+        (prim(y), prim(stats))
+    }
+
+    /// The gradient of [`NnBackend::group_norm_act`]: ∂x, and (∂a, ∂b) when `affine_grads`.
+    #[allow(clippy::too_many_arguments)]
+    fn group_norm_act_backward(
+        x: FloatTensor<Self>,
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        stats: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        groups: usize,
+        silu: bool,
+        affine_grads: bool,
+    ) -> (FloatTensor<Self>, Option<(FloatTensor<Self>, FloatTensor<Self>)>) {
+        let (dx, affine) = group_norm_act_backward_composed::<Self>(float(x), float(a), float(b), float(stats), float(grad), groups, silu, affine_grads);
+        (prim(dx), affine.map(|(da, db)| (prim(da), prim(db))))
+    }
+}
+
+fn float<B: Backend, const D: usize>(t: FloatTensor<B>) -> Tensor<B, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(t))
+}
+
+fn prim<B: Backend, const D: usize>(t: Tensor<B, D>) -> FloatTensor<B> {
+    t.into_primitive().tensor()
+}
+
+/// Per-channel statistics `[n, G, 1]` broadcast to `[n, c, 1, 1]`.
+fn per_channel<B: Backend>(s: Tensor<B, 3>, c: usize) -> Tensor<B, 4> {
+    let [n, g, _] = s.dims();
+    s.expand([n, g, c / g]).reshape([n, c, 1, 1])
+}
+
+/// [`NnBackend::group_norm_act`] in burn operations: one mean/variance reduction over each group
+/// (rank-preserving), the affine map folded per channel (A = a·r, B = b − μ·A), then one
+/// element-wise y = act(x·A + B).
+pub fn group_norm_act_composed<B: Backend>(x: Tensor<B, 4>, a: Tensor<B, 2>, b: Tensor<B, 2>, groups: usize, eps: f64, silu: bool) -> (Tensor<B, 4>, Tensor<B, 3>) {
+    let [n, c, h, w] = x.dims();
+    let grouped = x.clone().reshape([n, groups, (c / groups) * h * w]);
+    let (var, mean) = grouped.var_mean_bias(2);
+    let r = var.add_scalar(eps).sqrt().recip();
+    let scale = a.reshape([n, c, 1, 1]) * per_channel(r.clone(), c);
+    let shift = b.reshape([n, c, 1, 1]) - per_channel(mean.clone(), c) * scale.clone();
+    let z = x * scale + shift;
+    let y = if silu { burn::tensor::activation::silu(z) } else { z };
+    (y, Tensor::cat(vec![mean, r], 2))
+}
+
+/// [`NnBackend::group_norm_act_backward`] in burn operations (formulas in
+/// [`crate::cpu::group_norm`]).
+#[allow(clippy::too_many_arguments)]
+pub fn group_norm_act_backward_composed<B: Backend>(
+    x: Tensor<B, 4>,
+    a: Tensor<B, 2>,
+    b: Tensor<B, 2>,
+    stats: Tensor<B, 3>,
+    grad: Tensor<B, 4>,
+    groups: usize,
+    silu: bool,
+    affine_grads: bool,
+) -> (Tensor<B, 4>, Option<(Tensor<B, 2>, Tensor<B, 2>)>) {
+    let [n, c, h, w] = x.dims();
+    let mean = per_channel(stats.clone().narrow(2, 0, 1), c);
+    let r = per_channel(stats.narrow(2, 1, 1), c);
+    let a4 = a.reshape([n, c, 1, 1]);
+    let x_hat = (x - mean) * r.clone();
+    let dz = if silu {
+        let z = x_hat.clone() * a4.clone() + b.reshape([n, c, 1, 1]);
+        let s = burn::tensor::activation::sigmoid(z.clone());
+        grad * s.clone() * (z * (s.neg().add_scalar(1.0))).add_scalar(1.0)
+    } else {
+        grad
+    };
+    let g = dz.clone() * a4;
+    let m = (c / groups * h * w) as f64;
+    let group_mean = |t: Tensor<B, 4>| per_channel(t.reshape([n, groups, (c / groups) * h * w]).sum_dim(2).div_scalar(m), c);
+    let m1 = group_mean(g.clone());
+    let m2 = group_mean(g.clone() * x_hat.clone());
+    let dx = r * (g - m1 - x_hat.clone() * m2);
+    let affine = affine_grads.then(|| {
+        let per_sc = |t: Tensor<B, 4>| t.reshape([n, c, h * w]).sum_dim(2).reshape([n, c]);
+        (per_sc(dz.clone() * x_hat), per_sc(dz))
+    });
+    (dx, affine)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Flex: the CPU kernels.
+
+/// The contiguous float32 values of a Flex tensor (a copy only when it is a strided view).
+fn f32_values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+    match t.layout().contiguous_offsets() {
+        Some((start, end)) => std::borrow::Cow::Borrowed(&t.storage::<f32>()[start..end]),
+        None => std::borrow::Cow::Owned(t.to_contiguous().storage::<f32>().to_vec()),
+    }
+}
+
+fn flex_tensor(values: Vec<f32>, shape: impl Into<Shape>) -> FlexTensor {
+    FlexTensor::new(burn::tensor::Bytes::from_elems(values), Layout::contiguous(shape.into()), DType::F32)
+}
+
+fn same_conv_geometry(x: &Shape, weight: &Shape, direction: Direction) -> SameConv {
+    let [batch, ch, height, width] = x.dims::<4>();
+    let [out_channels, in_channels, kh, kw] = weight.dims::<4>();
+    let expected = if direction == Direction::Forward { in_channels } else { out_channels };
+    assert_eq!(ch, expected, "conv2d_same: input has {ch} channels, the weight expects {expected}");
+    SameConv { batch, in_channels, out_channels, height, width, kernel: [kh, kw] }
+}
+
+impl NnBackend for Flex {
+    fn fused(dtype: DType) -> bool {
+        dtype == DType::F32
+    }
+
+    fn conv2d_same(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
+        if !Self::fused(x.dtype()) {
+            let options = same_conv_options(&weight.shape());
+            return Self::conv2d(x, weight, Some(bias), options);
+        }
+        let conv = same_conv_geometry(&x.shape(), &weight.shape(), Direction::Forward);
+        let y = conv_same(&f32_values(&x), &f32_values(&weight), Some(&f32_values(&bias)), &conv, Direction::Forward);
+        flex_tensor(y, [conv.batch, conv.out_channels, conv.height, conv.width])
+    }
+
+    fn conv2d_same_input_grad(grad: FlexTensor, weight: FlexTensor) -> FlexTensor {
+        if !Self::fused(grad.dtype()) {
+            let [_, _, kh, kw] = weight.shape().dims::<4>();
+            let options = ConvTransposeOptions::new([1, 1], [(kh - 1) / 2, (kw - 1) / 2], [0, 0], [1, 1], 1);
+            return Self::conv_transpose2d(grad, weight, None, options);
+        }
+        let conv = same_conv_geometry(&grad.shape(), &weight.shape(), Direction::InputGrad);
+        let dx = conv_same(&f32_values(&grad), &f32_values(&weight), None, &conv, Direction::InputGrad);
+        flex_tensor(dx, [conv.batch, conv.in_channels, conv.height, conv.width])
+    }
+
+    fn group_norm_act(x: FlexTensor, a: FlexTensor, b: FlexTensor, groups: usize, eps: f64, silu: bool) -> (FlexTensor, FlexTensor) {
+        if !Self::fused(x.dtype()) {
+            let (y, stats) = group_norm_act_composed::<Self>(float(x), float(a), float(b), groups, eps, silu);
+            return (prim(y), prim(stats));
+        }
+        let [n, c, h, w] = x.shape().dims::<4>();
+        let shape = GroupNormShape { batch: n, channels: c, positions: h * w, groups };
+        let (y, stats) = group_norm::forward(&f32_values(&x), &f32_values(&a), &f32_values(&b), &shape, eps, silu);
+        (flex_tensor(y, [n, c, h, w]), flex_tensor(stats, [n, groups, 2]))
+    }
+
+    fn group_norm_act_backward(
+        x: FlexTensor,
+        a: FlexTensor,
+        b: FlexTensor,
+        stats: FlexTensor,
+        grad: FlexTensor,
+        groups: usize,
+        silu: bool,
+        affine_grads: bool,
+    ) -> (FlexTensor, Option<(FlexTensor, FlexTensor)>) {
+        if !Self::fused(x.dtype()) {
+            let (dx, affine) = group_norm_act_backward_composed::<Self>(float(x), float(a), float(b), float(stats), float(grad), groups, silu, affine_grads);
+            return (prim(dx), affine.map(|(da, db)| (prim(da), prim(db))));
+        }
+        let [n, c, h, w] = x.shape().dims::<4>();
+        let shape = GroupNormShape { batch: n, channels: c, positions: h * w, groups };
+        let (dx, affine) = group_norm::backward(&f32_values(&x), &f32_values(&a), &f32_values(&b), &f32_values(&stats), &f32_values(&grad), &shape, silu, affine_grads);
+        (flex_tensor(dx, [n, c, h, w]), affine.map(|(da, db)| (flex_tensor(da, [n, c]), flex_tensor(db, [n, c]))))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// GPU backends: burn's own kernels through the defaults.
+
+#[cfg(feature = "cuda")]
+impl NnBackend for burn::backend::Cuda {}
+
+#[cfg(feature = "wgpu")]
+impl NnBackend for burn::backend::Wgpu {}
+
+// ---------------------------------------------------------------------------------------------
+// Autodiff: one node per fused operation, or the default's recorded operations.
+
+#[derive(Debug)]
+struct ConvSameBackward;
+
+impl<B: NnBackend> Backward<B, 3> for ConvSameBackward {
+    /// (the weight, the input's checkpoint when the weight or bias needs a gradient)
+    type State = (FloatTensor<B>, Option<NodeId>);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+        let [node_x, node_w, node_b] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (weight, x_state) = ops.state;
+        if let Some(node) = node_x {
+            grads.register::<B>(node.id, B::conv2d_same_input_grad(grad.clone(), weight.clone()));
+        }
+        if node_w.is_some() || node_b.is_some() {
+            let x: FloatTensor<B> = checkpointer.retrieve_node_output(x_state.expect("the input is checkpointed when a weight needs a gradient"));
+            let options = same_conv_options(&weight.shape());
+            if let Some(node) = node_w {
+                grads.register::<B>(node.id, B::conv2d_weight_backward(x.clone(), weight.clone(), grad.clone(), options));
+            }
+            if let Some(node) = node_b {
+                let bias_shape = Shape::new([weight.shape().dims::<4>()[0]]);
+                let bias = B::float_zeros(bias_shape, &B::float_device(&weight), weight.dtype().into());
+                grads.register::<B>(node.id, B::conv2d_bias_backward(x, bias, grad));
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct GroupNormActBackward;
+
+impl<B: NnBackend> Backward<B, 3> for GroupNormActBackward {
+    /// (x's checkpoint, a, b, statistics, groups, SiLU)
+    type State = (NodeId, FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, usize, bool);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+        let [node_x, node_a, node_b] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (x_state, a, b, stats, groups, silu) = ops.state;
+        let x: FloatTensor<B> = checkpointer.retrieve_node_output(x_state);
+        let affine_grads = node_a.is_some() || node_b.is_some();
+        let (dx, affine) = B::group_norm_act_backward(x, a, b, stats, grad, groups, silu, affine_grads);
+        if let Some(node) = node_x {
+            grads.register::<B>(node.id, dx);
+        }
+        if let Some((da, db)) = affine {
+            if let Some(node) = node_a {
+                grads.register::<B>(node.id, da);
+            }
+            if let Some(node) = node_b {
+                grads.register::<B>(node.id, db);
+            }
+        }
+    }
+}
+
+impl<B: NnBackend, C: CheckpointStrategy> NnBackend for Autodiff<B, C> {
+    fn fused(dtype: DType) -> bool {
+        B::fused(dtype)
+    }
+
+    fn conv2d_same(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
+        if !B::fused(x.dtype()) {
+            let options = same_conv_options(&weight.shape());
+            return Self::conv2d(x, weight, Some(bias), options);
+        }
+        let weights_need_grad = !weight.node.requirement.is_none() || !bias.node.requirement.is_none();
+        match ConvSameBackward.prepare::<C>([x.node.clone(), weight.node.clone(), bias.node.clone()]).compute_bound().stateful() {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = weights_need_grad.then(|| prep.checkpoint(&x));
+                let out = B::conv2d_same(x.primitive, weight.primitive.clone(), bias.primitive);
+                prep.finish((weight.primitive, x_state), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::conv2d_same(x.primitive, weight.primitive, bias.primitive)),
+        }
+    }
+
+    fn group_norm_act(x: FloatTensor<Self>, a: FloatTensor<Self>, b: FloatTensor<Self>, groups: usize, eps: f64, silu: bool) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        if !B::fused(x.dtype()) {
+            let (y, stats) = group_norm_act_composed::<Self>(float(x), float(a), float(b), groups, eps, silu);
+            return (prim(y), prim(stats));
+        }
+        let (y, stats) = B::group_norm_act(x.primitive.clone(), a.primitive.clone(), b.primitive.clone(), groups, eps, silu);
+        let stats_out = <Self as AutodiffBackend>::from_inner(stats.clone());
+        let y = match GroupNormActBackward.prepare::<C>([x.node.clone(), a.node.clone(), b.node.clone()]).compute_bound().stateful() {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                prep.finish((x_state, a.primitive, b.primitive, stats, groups, silu), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        };
+        (y, stats_out)
+    }
+}
+
+/// An autodiff backend whose operations and whose inner (tape-free) backend's operations both
+/// have the fused network operations — what a sampler on a network prior runs on.
+pub trait NnAutodiffBackend: NnBackend + AutodiffBackend<InnerBackend: NnBackend> {}
+
+impl<B> NnAutodiffBackend for B where B: NnBackend + AutodiffBackend<InnerBackend: NnBackend> {}

@@ -1,0 +1,20 @@
+//! The fused network operations on burn tensors, for any [`NnBackend`].
+
+use burn::tensor::{Tensor, TensorPrimitive};
+
+use crate::backend::NnBackend;
+
+/// Y = W ⋆ X + b, stride 1, zero padding (k − 1)/2 (torch `Conv2d(k, padding=k//2)`), for X
+/// `[n, in, H, W]`, W `[out, in, k_h, k_w]` with odd sides, b `[out]`.
+pub fn conv2d_same<B: NnBackend>(x: Tensor<B, 4>, weight: Tensor<B, 4>, bias: Tensor<B, 1>) -> Tensor<B, 4> {
+    let y = B::conv2d_same(x.into_primitive().tensor(), weight.into_primitive().tensor(), bias.into_primitive().tensor());
+    Tensor::from_primitive(TensorPrimitive::Float(y))
+}
+
+/// act(a·(x − μ_g)/√(σ²_g + ε) + b): GroupNorm over `groups` groups of x `[n, c, h, w]` with
+/// the per-(sample, channel) affine map a, b `[n, c]`, then SiLU when `silu` (formulas in
+/// [`crate::cpu::group_norm`]).
+pub fn group_norm_act<B: NnBackend>(x: Tensor<B, 4>, a: Tensor<B, 2>, b: Tensor<B, 2>, groups: usize, eps: f64, silu: bool) -> Tensor<B, 4> {
+    let (y, _) = B::group_norm_act(x.into_primitive().tensor(), a.into_primitive().tensor(), b.into_primitive().tensor(), groups, eps, silu);
+    Tensor::from_primitive(TensorPrimitive::Float(y))
+}

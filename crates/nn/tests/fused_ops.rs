@@ -1,0 +1,88 @@
+//! The CPU backend's fused operations against burn's own implementations of the same maths, in
+//! value and in gradient (burn's `conv2d` with its autodiff; GroupNorm written in burn operations
+//! with burn's autodiff), on `Autodiff<Flex>`.
+
+use burn::backend::{Autodiff, Flex};
+use burn::prelude::*;
+use burn::tensor::module::conv2d;
+use dipbench_nn::backend::{group_norm_act_backward_composed, group_norm_act_composed, same_conv_options};
+use dipbench_nn::ops::{conv2d_same, group_norm_act};
+
+type A = Autodiff<Flex>;
+
+fn values<B: Backend, const D: usize>(shape: [usize; D], seed: u32, device: &B::Device) -> Tensor<B, D> {
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = (0..n).map(|i| (((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed.wrapping_mul(97)) >> 8) as f32 / (1u32 << 24) as f32) * 2.0 - 1.0).collect();
+    Tensor::<B, 1>::from_floats(v.as_slice(), device).reshape(shape)
+}
+
+fn rel_err<B: Backend, const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>) -> f32 {
+    let scale = b.clone().abs().max().into_scalar().elem::<f32>();
+    (a - b).abs().max().into_scalar().elem::<f32>() / scale
+}
+
+#[test]
+fn fused_convolution_and_its_input_gradient_equal_burns_conv2d() {
+    // Float32 sums of ≤ 9·16 products in a different order: 1e-5 of the largest value.
+    let device = Default::default();
+    for (k, cin, cout, h, w) in [(3, 16, 8, 12, 10), (1, 8, 16, 7, 9), (3, 4, 4, 1, 1)] {
+        let x = values::<A, 4>([2, cin, h, w], 1, &device);
+        let weight = values::<A, 4>([cout, cin, k, k], 2, &device);
+        let bias = values::<A, 1>([cout], 3, &device);
+        let probe = values::<A, 4>([2, cout, h, w], 4, &device);
+
+        let xf = x.clone().require_grad();
+        let yf = conv2d_same(xf.clone(), weight.clone(), bias.clone());
+        let gf = xf.grad(&(yf.clone() * probe.clone()).sum().backward()).unwrap();
+
+        let xr = x.clone().require_grad();
+        let yr = conv2d(xr.clone(), weight.clone(), Some(bias.clone()), same_conv_options(&weight.shape()));
+        let gr = xr.grad(&(yr.clone() * probe.clone()).sum().backward()).unwrap();
+
+        assert!(rel_err(yf, yr) < 1e-5, "k={k}: output");
+        assert!(rel_err(gf, gr) < 1e-5, "k={k}: input gradient");
+    }
+}
+
+#[test]
+fn fused_group_norm_and_its_gradients_equal_burn_operations() {
+    // Float64 statistics against burn's float32 ones: 1e-5 relative on values and gradients.
+    let device = Default::default();
+    for silu in [false, true] {
+        let x = values::<A, 4>([2, 8, 5, 6], 5, &device).mul_scalar(3.0).add_scalar(0.5);
+        let a = values::<A, 2>([2, 8], 6, &device).add_scalar(1.5);
+        let b = values::<A, 2>([2, 8], 7, &device);
+        let probe = values::<A, 4>([2, 8, 5, 6], 8, &device);
+        let grads_of = |fused: bool| {
+            let (xg, ag, bg) = (x.clone().require_grad(), a.clone().require_grad(), b.clone().require_grad());
+            let y = if fused { group_norm_act(xg.clone(), ag.clone(), bg.clone(), 4, 1e-5, silu) } else { group_norm_act_composed(xg.clone(), ag.clone(), bg.clone(), 4, 1e-5, silu).0 };
+            let grads = (y.clone() * probe.clone()).sum().backward();
+            (y, xg.grad(&grads).unwrap(), ag.grad(&grads).unwrap(), bg.grad(&grads).unwrap())
+        };
+        let (yf, dxf, daf, dbf) = grads_of(true);
+        let (yr, dxr, dar, dbr) = grads_of(false);
+        assert!(rel_err(yf, yr) < 1e-5, "silu={silu}: output");
+        assert!(rel_err(dxf, dxr) < 1e-5, "silu={silu}: ∂x");
+        assert!(rel_err(daf, dar) < 1e-5, "silu={silu}: ∂a");
+        assert!(rel_err(dbf, dbr) < 1e-5, "silu={silu}: ∂b");
+    }
+}
+
+#[test]
+fn composed_group_norm_gradient_equals_autodiff_of_the_composed_forward() {
+    // The backend-independent gradient (the default other backends inherit) against burn's
+    // autodiff of the default forward: 1e-5 relative.
+    let device = Default::default();
+    let x = values::<A, 4>([1, 6, 4, 4], 9, &device);
+    let a = values::<A, 2>([1, 6], 10, &device).add_scalar(1.0);
+    let b = values::<A, 2>([1, 6], 11, &device);
+    let probe = values::<A, 4>([1, 6, 4, 4], 12, &device);
+    let (xg, ag, bg) = (x.clone().require_grad(), a.clone().require_grad(), b.clone().require_grad());
+    let (y, stats) = group_norm_act_composed(xg.clone(), ag.clone(), bg.clone(), 3, 1e-5, true);
+    let grads = (y * probe.clone()).sum().backward();
+    let (dx, affine) = group_norm_act_backward_composed(x.inner(), a.inner(), b.inner(), stats.inner(), probe.inner(), 3, true, true);
+    let (da, db) = affine.unwrap();
+    assert!(rel_err(dx, xg.grad(&grads).unwrap()) < 1e-5);
+    assert!(rel_err(da, ag.grad(&grads).unwrap()) < 1e-5);
+    assert!(rel_err(db, bg.grad(&grads).unwrap()) < 1e-5);
+}

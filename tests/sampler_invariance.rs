@@ -3,7 +3,7 @@
 
 use burn::backend::{Autodiff, Flex};
 use burn::prelude::*;
-use dipbench_models::{ExactPosterior, GaussianMixture, GaussianMixturePrior, VpSchedule};
+use dipbench_models::{ExactPosterior, GaussianMixture, GaussianMixturePrior, Prior, TapeFree, VpSchedule};
 use dipbench_operators::{DenseOperator, SampleRng};
 use dipbench_samplers::{Problem, SAMPLER_KINDS, SamplerConfig};
 use nalgebra::{DMatrix, DVector};
@@ -17,6 +17,11 @@ fn gmm_kinds() -> Vec<&'static str> {
 }
 
 fn run(kind: &str, rows: std::ops::Range<usize>, seed: u64) -> Vec<f32> {
+    run_with(kind, rows, seed, false)
+}
+
+/// `run`, with the prior on the inner backend behind [`TapeFree`] when `tape_free`.
+fn run_with(kind: &str, rows: std::ops::Range<usize>, seed: u64, tape_free: bool) -> Vec<f32> {
     let d = 8;
     let weights: Vec<f64> = (0..25).map(|k| 1.0 + (k % 4) as f64).collect();
     let g = GaussianMixture::mcgdiff(d, weights).unwrap();
@@ -24,10 +29,12 @@ fn run(kind: &str, rows: std::ops::Range<usize>, seed: u64) -> Vec<f32> {
     let y = DVector::from_vec(vec![3.0, -2.0]);
     let post = ExactPosterior::new(&g, &a, 0.3, &y).unwrap();
     let dev = Default::default();
-    let prior = GaussianMixturePrior::<B>::new(g, VpSchedule::mcgdiff_gmm(), &dev);
+    let taped = GaussianMixturePrior::<B>::new(g.clone(), VpSchedule::mcgdiff_gmm(), &dev);
+    let inner = TapeFree::new(GaussianMixturePrior::<Flex>::new(g, VpSchedule::mcgdiff_gmm(), &dev));
+    let prior: &dyn Prior<B> = if tape_free { &inner } else { &taped };
     let op = DenseOperator::<B>::new("A", a, &dev).unwrap();
     let yt = Tensor::<B, 1>::from_floats([3.0f32, -2.0], &dev).reshape([1, 2]);
-    let problem = Problem::shared(&prior, &op, yt, 0.3, rows.len());
+    let problem = Problem::shared(prior, &op, yt, 0.3, rows.len());
     let mut cfg = SamplerConfig::preset(kind, "gmm").unwrap();
     cfg.set_budget(20, 0.6);
     let sampler = cfg.build::<B>(Some(&post)).unwrap();
@@ -100,19 +107,26 @@ const IMAGE_SAMPLERS: &[(&str, &str, &str, &str)] = &[
 ];
 
 fn run_image(kind: &str, preset: &str, overrides: &str, task: &str, rows: std::ops::Range<usize>, seed: u64) -> Vec<f32> {
+    run_image_with(kind, preset, overrides, task, rows, seed, false)
+}
+
+/// `run_image`, with the network on the inner backend behind [`TapeFree`] when `tape_free`.
+fn run_image_with(kind: &str, preset: &str, overrides: &str, task: &str, rows: std::ops::Range<usize>, seed: u64, tape_free: bool) -> Vec<f32> {
     use dipbench_models::unet::{AdmUnet, UnetConfig, UnetPrior};
-use dipbench_nn::source::GoldenFill;
+    use dipbench_nn::source::GoldenFill;
     use dipbench_operators::image::{ImageShape, Task, build};
     use dipbench_samplers::PresetContext;
     let dev = Default::default();
     let config = UnetConfig::tiny32();
     let net = AdmUnet::<B>::load(&config, &mut GoldenFill::new(AdmUnet::<B>::manifest(&config)), &dev).unwrap();
-    let prior = UnetPrior::new(net);
+    let inner = TapeFree::new(UnetPrior::new(net.clone().inner()));
+    let taped = UnetPrior::new(net);
+    let prior: &dyn Prior<B> = if tape_free { &inner } else { &taped };
     let shape = ImageShape { c: 3, h: 32, w: 32 };
     let op = build::<B>(&Task::by_name(task, "dps").unwrap(), shape, &mut SampleRng::new(0, 1), &dev).unwrap();
     let x = SampleRng::new(9, 1).normal::<B>(shape.len(), &dev).mul_scalar(0.5).clamp(-1.0, 1.0);
     let y = op.forward(x);
-    let problem = Problem::shared(&prior, op.as_ref(), y, 0.05, rows.len());
+    let problem = Problem::shared(prior, op.as_ref(), y, 0.05, rows.len());
     let ctx = PresetContext { task, dataset: "ffhq", noise: "gaussian" };
     let cfg = SamplerConfig::preset_in(kind, preset, Some(&ctx)).unwrap().with_overrides(&toml::from_str(overrides).unwrap()).unwrap();
     let sampler = cfg.build::<B>(None).unwrap();
@@ -141,5 +155,41 @@ fn image_samplers_are_seeded_and_batch_invariant() {
         if cfg.map(|c| c.is_stochastic()).unwrap_or(true) {
             assert_ne!(whole, run_image(kind, preset, overrides, task, 0..3, 8), "{kind}/{preset}: ignores its seed");
         }
+    }
+}
+
+/// Samplers that take no gradient through the prior get it on the inner backend (no autodiff
+/// tape; `Sampler::differentiates_prior`): the samples are the taped ones. Not always bit for
+/// bit: the autodiff backend composes a few element-wise functions (the mixture's soft-max
+/// weights) from primitives where the CPU backend has one kernel, which moves the last float32
+/// bit (measured ≤ 1e-7 relative on the mixture, 0 on the UNet); a prior evaluated wrongly would
+/// move the samples at the 1e-1 level, so 1e-5 separates the two.
+#[test]
+fn tape_free_prior_gives_the_taped_samples() {
+    let close = |a: Vec<f32>, b: Vec<f32>, what: String| {
+        let diff = a.iter().zip(&b).map(|(x, y)| f64::from(x - y).powi(2)).sum::<f64>().sqrt();
+        let norm = b.iter().map(|y| f64::from(*y).powi(2)).sum::<f64>().sqrt();
+        println!("{what}: tape-free vs taped {:.2e} (relative)", diff / norm);
+        assert!(diff <= 1e-4 * norm, "{what}: tape-free vs taped differ by {:.3e} (relative)", diff / norm);
+    };
+    let mut checked = vec![];
+    for kind in gmm_kinds() {
+        let cfg = SamplerConfig::preset(kind, "gmm").unwrap();
+        if !cfg.build::<B>(None).map(|s| s.differentiates_prior()).unwrap_or(false) {
+            close(run_with(kind, 0..4, 3, true), run_with(kind, 0..4, 3, false), format!("{kind} on the mixture"));
+            checked.push(kind);
+        }
+    }
+    for &(kind, preset, overrides, task) in IMAGE_SAMPLERS {
+        let ctx = dipbench_samplers::PresetContext { task, dataset: "ffhq", noise: "gaussian" };
+        let cfg = SamplerConfig::preset_in(kind, preset, Some(&ctx)).unwrap();
+        if !cfg.build::<B>(None).unwrap().differentiates_prior() {
+            close(run_image_with(kind, preset, overrides, task, 0..2, 3, true), run_image_with(kind, preset, overrides, task, 0..2, 3, false), format!("{kind}/{preset} on the UNet"));
+            checked.push(kind);
+        }
+    }
+    println!("tape-free = taped for {checked:?}");
+    for kind in ["daps", "ddrm", "ddnm", "diffpir", "pnp-admm"] {
+        assert!(checked.contains(&kind), "{kind} was not checked: {checked:?}");
     }
 }

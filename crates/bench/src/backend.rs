@@ -79,3 +79,38 @@ pub fn devices<B: burn::tensor::backend::Backend>(first: &B::Device, n: usize) -
     }
     Ok((0..n).map(|k| B::Device::from_id(burn::tensor::backend::DeviceId { type_id: id.type_id, index_id: k as u16 })).collect())
 }
+
+/// Where the GPU backends keep their autotune results and compiled kernels between runs:
+/// `$DIPBENCH_KERNEL_CACHE`, else `$XDG_CACHE_HOME/dipbench/kernels`, else
+/// `$HOME/.cache/dipbench/kernels`. (burn's default is a `target/` folder next to the nearest
+/// `Cargo.toml` above the working directory, which a job on a cluster node rarely has.)
+pub fn gpu_cache_dir() -> Option<std::path::PathBuf> {
+    use std::path::PathBuf;
+    if let Some(dir) = std::env::var_os("DIPBENCH_KERNEL_CACHE") {
+        return Some(PathBuf::from(dir));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("dipbench").join("kernels"))
+}
+
+/// Points the GPU backends' autotune cache and compiled-kernel cache at [`gpu_cache_dir`], so
+/// that the kernel choices tuned in one run (seconds per new shape) are found by the next and can
+/// be carried to another machine of the same kind. Must run before any GPU work. A `cubecl.toml`
+/// or `burn.toml` in the working directory or a parent (cubecl's own configuration files) takes
+/// precedence and is left alone. Returns the folder used.
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+pub fn configure_gpu_caches() -> Option<std::path::PathBuf> {
+    use burn::cubecl::config::cache::CacheConfig;
+    use burn::cubecl::config::{CubeClRuntimeConfig, RuntimeConfig};
+    let cwd = std::env::current_dir().ok()?;
+    let has_config = cwd.ancestors().any(|d| ["cubecl.toml", "CubeCL.toml", "burn.toml", "Burn.toml"].iter().any(|f| d.join(f).is_file()));
+    if has_config {
+        return None;
+    }
+    let dir = gpu_cache_dir()?;
+    let mut config = CubeClRuntimeConfig::default();
+    config.autotune.cache = CacheConfig::File(dir.clone());
+    config.compilation.cache = Some(CacheConfig::File(dir.clone()));
+    CubeClRuntimeConfig::set(config.override_from_env());
+    Some(dir)
+}

@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use dipbench_metrics::{max_sliced_w2, sliced_w1};
-use dipbench_models::{ExactPosterior, GaussianMixture, GaussianMixturePrior, VpSchedule};
+use dipbench_models::{ExactPosterior, GaussianMixture, GaussianMixturePrior, Prior, TapeFree, VpSchedule};
 use dipbench_operators::{DenseOperator, SampleRng, derive_seed};
 use dipbench_samplers::exact::Exact;
 use dipbench_samplers::{Problem, SamplerConfig, sample_in_chunks};
@@ -169,11 +169,11 @@ pub fn run_job<B: AutodiffBackend>(exp: &LoadedExperiment, job: &GmmJob, device:
     let n = g.samples;
     let reference = Exact(inst.posterior.clone()).draw(&mut SampleRng::new(sub("reference"), n), job.d);
     let schedule = VpSchedule::by_name(&g.schedule)?;
-    let prior = GaussianMixturePrior::<B>::new(inst.mixture.clone(), schedule, device);
+    let prior = GaussianMixturePrior::<B>::new(inst.mixture.clone(), schedule.clone(), device);
+    let tape_free = TapeFree::new(GaussianMixturePrior::<B::InnerBackend>::new(inst.mixture.clone(), schedule, device));
     let op = DenseOperator::<B>::new("mcgdiff-random", inst.a.clone(), device)?;
     let y_row: Vec<f32> = inst.y.iter().map(|v| *v as f32).collect();
     let y = Tensor::<B, 1>::from_floats(y_row.as_slice(), device).reshape([1, job.d_y]);
-    let problem = Problem::shared(&prior, &op, y, inst.sigma_y, n);
     let metric_seed = sub("metric");
     let config = fingerprint(exp, &job.budget);
 
@@ -182,6 +182,8 @@ pub fn run_job<B: AutodiffBackend>(exp: &LoadedExperiment, job: &GmmJob, device:
         let mut cfg: SamplerConfig = base.clone();
         cfg.set_budget(job.budget.steps, job.budget.eta);
         let sampler = cfg.build::<B>(Some(&inst.posterior)).with_context(|| format!("method `{}`", method.label))?;
+        let prior: &dyn Prior<B> = if sampler.differentiates_prior() { &prior } else { &tape_free };
+        let problem = Problem::shared(prior, &op, y.clone(), inst.sigma_y, n);
         let start = Instant::now();
         let x = sample_in_chunks(sampler.as_ref(), &problem, sub(&format!("method/{}", method.label)), chunk_rows(job.d))
             .with_context(|| format!("method `{}` on job {}", method.label, job.id()))?;

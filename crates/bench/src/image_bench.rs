@@ -20,6 +20,7 @@ use anyhow::{Context, Result, bail};
 use burn::prelude::*;
 use dipbench_nn::{NnAutodiffBackend, NnBackend};
 use dipbench_models::unet::{UnetConfig, UnetPrior};
+use dipbench_models::{Prior, TapeFree};
 use dipbench_operators::image::{ImageShape, Task, build};
 use dipbench_operators::{GaussianNoise, PoissonNoise, SampleRng, derive_seed};
 use dipbench_samplers::{PresetContext, Problem, SamplerConfig};
@@ -223,6 +224,8 @@ pub fn task_for(grid: &ImageGrid, name: &str) -> Result<Task> {
 pub struct ImageBench<B: NnAutodiffBackend> {
     /// The UNet prior.
     pub prior: UnetPrior<B>,
+    /// The same network on the inner backend, for samplers that take no gradient through it.
+    pub tape_free: TapeFree<UnetPrior<B::InnerBackend>>,
     /// Dataset images in [−1, 1].
     pub images: Vec<(String, Vec<f32>)>,
     /// Per-image metrics.
@@ -248,7 +251,8 @@ impl<B: NnAutodiffBackend> ImageBench<B> {
                 lpips.push((*m, load_lpips::<B::InnerBackend>(*v, device)?));
             }
         }
-        Ok(Self { prior: UnetPrior::new(net), images: load_images(grid, dataset_override)?, metrics, lpips })
+        let tape_free = TapeFree::new(UnetPrior::new(net.clone().inner()));
+        Ok(Self { prior: UnetPrior::new(net), tape_free, images: load_images(grid, dataset_override)?, metrics, lpips })
     }
 
     /// Runs one job; returns its row, the reconstruction and the measurement, each in [−1, 1]
@@ -272,7 +276,9 @@ impl<B: NnAutodiffBackend> ImageBench<B> {
             _ => (GaussianNoise { sigma: grid.noise.sigma }.apply(clean, &mut noise_rng), grid.noise.sigma),
         };
         let y_vals = to_vec(y.clone())?;
-        let problem = Problem::shared(&self.prior, op.as_ref(), y, sigma_y, 1);
+        let sampler = cfg.build::<B>(None)?;
+        let prior: &dyn Prior<B> = if sampler.differentiates_prior() { &self.prior } else { &self.tape_free };
+        let problem = Problem::shared(prior, op.as_ref(), y, sigma_y, 1);
         let mut row = ImageRow {
             config: fingerprint(exp, job)?,
             task: job.task.clone(),
@@ -286,7 +292,6 @@ impl<B: NnAutodiffBackend> ImageBench<B> {
             seconds: 0.0,
             status: "ok".into(),
         };
-        let sampler = cfg.build::<B>(None)?;
         let nfe = match sampler.nfe(&problem) {
             Ok(n) => n,
             Err(e) if e.is_unsupported() => {

@@ -148,3 +148,18 @@ fn golden_model_verify_passes_and_catches_a_planted_change() {
     assert!((err - 0.001 / 1.001).abs() < 1e-5, "{text}");
     assert!(String::from_utf8_lossy(&o.stderr).contains("1 of 3 checks above tolerance"), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// `dipbench model verify --precision f16` on the CPU: the tensor errors are reported, not
+/// judged, and half precision is held to a short sampler run's PSNR (DDRM-20, SR ×4, tiny UNet)
+/// within 0.05 dB of float32's.
+#[test]
+fn golden_model_verify_judges_half_precision_by_sampler_psnr() {
+    let o = dipbench(&["model", "verify", "--golden", golden_dir().to_str().unwrap(), "--precision", "f16"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{text}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(text.lines().filter(|l| l.ends_with("(reported)")).count(), 3, "{text}");
+    let psnr: Vec<&str> = text.lines().filter(|l| l.contains("|ΔPSNR| dB")).collect();
+    assert!(psnr.len() == 1 && psnr[0].ends_with(" ok"), "{text}");
+    let delta: f64 = psnr[0].split("|ΔPSNR| dB").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    assert!(delta > 0.0 && delta <= 0.05, "{text}");
+}

@@ -24,5 +24,5 @@ pub mod unet;
 pub use error::ModelError;
 pub use exact_posterior::ExactPosterior;
 pub use gaussian_mixture::{GaussianMixture, GaussianMixturePrior, SharedCovariance};
-pub use prior::Prior;
+pub use prior::{Prior, TapeFree};
 pub use schedule::{ContinuousVp, VpSchedule};

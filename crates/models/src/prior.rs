@@ -14,6 +14,7 @@
 //! reshapes internally). Samplers therefore only ever see rows.
 
 use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
 
 use crate::schedule::VpSchedule;
 
@@ -48,5 +49,57 @@ pub trait Prior<B: Backend> {
     /// learned variance and return `None`.
     fn eps_and_variance(&self, x_t: Tensor<B, 2>, t: usize) -> (Tensor<B, 2>, Option<Tensor<B, 2>>) {
         (self.eps(x_t, t), None)
+    }
+}
+
+/// A prior held on the inner backend of an autodiff backend `B`, seen as a prior on `B`: every
+/// evaluation runs on the inner backend, recording nothing for a backward pass, and comes back as
+/// a constant (`Tensor::from_inner`). For samplers that never differentiate through the prior
+/// (`Sampler::differentiates_prior`); the values are those of the taped prior (tested).
+#[derive(Debug, Clone)]
+pub struct TapeFree<P> {
+    inner: P,
+}
+
+impl<P> TapeFree<P> {
+    /// Wraps `inner`, a prior on `B::InnerBackend` (for the ADM UNet: `UnetPrior::new(net.inner())`,
+    /// which shares the weights).
+    pub fn new(inner: P) -> Self {
+        Self { inner }
+    }
+}
+
+impl<B: AutodiffBackend, P: Prior<B::InnerBackend>> Prior<B> for TapeFree<P> {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+
+    fn dim(&self) -> usize {
+        self.inner.dim()
+    }
+
+    fn sample_shape(&self) -> Vec<usize> {
+        self.inner.sample_shape()
+    }
+
+    fn device(&self) -> B::Device {
+        self.inner.device()
+    }
+
+    fn schedule(&self) -> &VpSchedule {
+        self.inner.schedule()
+    }
+
+    fn denoise(&self, x: Tensor<B, 2>, sigma: f64) -> Tensor<B, 2> {
+        Tensor::from_inner(self.inner.denoise(x.inner(), sigma))
+    }
+
+    fn eps(&self, x_t: Tensor<B, 2>, t: usize) -> Tensor<B, 2> {
+        Tensor::from_inner(self.inner.eps(x_t.inner(), t))
+    }
+
+    fn eps_and_variance(&self, x_t: Tensor<B, 2>, t: usize) -> (Tensor<B, 2>, Option<Tensor<B, 2>>) {
+        let (eps, v) = self.inner.eps_and_variance(x_t.inner(), t);
+        (Tensor::from_inner(eps), v.map(Tensor::from_inner))
     }
 }

@@ -25,7 +25,8 @@ use burn::tensor::ops::{ConvOptions, ConvTransposeOptions, FloatTensor, ModuleOp
 use burn::tensor::{DType, Shape, Tensor, TensorMetadata, TensorPrimitive};
 use burn_flex::{FlexTensor, Layout};
 
-use crate::cpu::conv::{Direction, SameConv, conv_same};
+use crate::cpu::conv::{Direction, SameConv};
+use crate::cpu::same_conv;
 use crate::cpu::group_norm::{self, GroupNormShape};
 
 /// Options of burn's `conv2d` for a stride-1 same convolution with `weight` `[out, in, k_h, k_w]`.
@@ -183,7 +184,7 @@ impl NnBackend for Flex {
             return Self::conv2d(x, weight, Some(bias), options);
         }
         let conv = same_conv_geometry(&x.shape(), &weight.shape(), Direction::Forward);
-        let y = conv_same(&f32_values(&x), &f32_values(&weight), Some(&f32_values(&bias)), &conv, Direction::Forward);
+        let y = same_conv(&f32_values(&x), &f32_values(&weight), Some(&f32_values(&bias)), &conv, Direction::Forward);
         flex_tensor(y, [conv.batch, conv.out_channels, conv.height, conv.width])
     }
 
@@ -194,7 +195,7 @@ impl NnBackend for Flex {
             return Self::conv_transpose2d(grad, weight, None, options);
         }
         let conv = same_conv_geometry(&grad.shape(), &weight.shape(), Direction::InputGrad);
-        let dx = conv_same(&f32_values(&grad), &f32_values(&weight), None, &conv, Direction::InputGrad);
+        let dx = same_conv(&f32_values(&grad), &f32_values(&weight), None, &conv, Direction::InputGrad);
         flex_tensor(dx, [conv.batch, conv.in_channels, conv.height, conv.width])
     }
 

@@ -130,6 +130,10 @@ impl<B: AutodiffBackend> Sampler<B> for AdmmTv {
         "admm-tv"
     }
 
+    fn differentiates_prior(&self) -> bool {
+        false
+    }
+
     fn nfe(&self, _problem: &Problem<'_, B>) -> Result<usize, SamplerError> {
         Ok(0)
     }
@@ -190,6 +194,10 @@ pub struct PnpAdmm(pub PnpAdmmConfig);
 impl<B: AutodiffBackend> Sampler<B> for PnpAdmm {
     fn name(&self) -> &'static str {
         "pnp-admm"
+    }
+
+    fn differentiates_prior(&self) -> bool {
+        false
     }
 
     fn nfe(&self, _problem: &Problem<'_, B>) -> Result<usize, SamplerError> {

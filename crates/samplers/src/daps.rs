@@ -295,6 +295,10 @@ impl<B: AutodiffBackend> Sampler<B> for Daps {
         "daps"
     }
 
+    fn differentiates_prior(&self) -> bool {
+        false
+    }
+
     fn nfe(&self, _problem: &Problem<'_, B>) -> Result<usize, SamplerError> {
         Ok(self.0.annealing_steps * self.0.ode_steps)
     }

@@ -91,6 +91,10 @@ impl<B: AutodiffBackend> Sampler<B> for Ddrm {
         "ddrm"
     }
 
+    fn differentiates_prior(&self) -> bool {
+        false
+    }
+
     fn nfe(&self, problem: &Problem<'_, B>) -> Result<usize, SamplerError> {
         Ok(problem_chain(problem, self.0.grid, self.0.steps, "ddrm")?.len())
     }

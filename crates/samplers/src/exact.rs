@@ -28,6 +28,10 @@ impl<B: AutodiffBackend> Sampler<B> for Exact {
         "exact"
     }
 
+    fn differentiates_prior(&self) -> bool {
+        false
+    }
+
     fn nfe(&self, _problem: &Problem<'_, B>) -> Result<usize, SamplerError> {
         Ok(0)
     }

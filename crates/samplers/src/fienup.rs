@@ -86,6 +86,10 @@ impl<B: AutodiffBackend> Sampler<B> for Fienup {
         }
     }
 
+    fn differentiates_prior(&self) -> bool {
+        false
+    }
+
     fn nfe(&self, _problem: &Problem<'_, B>) -> Result<usize, SamplerError> {
         Ok(0)
     }

@@ -48,6 +48,13 @@ pub trait Sampler<B: AutodiffBackend> {
     /// counted separately).
     fn nfe(&self, problem: &Problem<'_, B>) -> Result<usize, SamplerError>;
 
+    /// Whether the sampler differentiates through the prior (DPS, MCG, ΠGDM: a vector–Jacobian
+    /// product of the denoiser). When it does not, the runner hands it a tape-free prior
+    /// ([`dipbench_models::TapeFree`]): the same values without recording a backward graph.
+    fn differentiates_prior(&self) -> bool {
+        true
+    }
+
     /// Draws `problem.n()` samples, `[n, dim]`.
     fn sample(&self, problem: &Problem<'_, B>, rng: &mut SampleRng) -> Result<Tensor<B, 2>, SamplerError>;
 }

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use burn::prelude::*;
-use burn::tensor::backend::AutodiffBackend;
+use dipbench_nn::NnAutodiffBackend;
 use dipbench_metrics::{max_sliced_w2, sliced_w1};
 use dipbench_models::{ExactPosterior, GaussianMixture, GaussianMixturePrior, Prior, TapeFree, VpSchedule};
 use dipbench_operators::{DenseOperator, SampleRng, derive_seed};
@@ -107,8 +107,14 @@ pub fn fingerprint(exp: &LoadedExperiment, budget: &Budget) -> String {
         .map(|(m, c)| (m.label.clone(), toml::to_string(c).expect("configs serialise")))
         .collect();
     let text = format!(
-        "{}|{}|{}|{}|{:?}|{:?}",
-        e.experiment.seed, g.schedule, g.samples, e.metric.projections, budget, methods
+        "{}|{}|{}|{}|{:?}|{:?}|noise v{}",
+        e.experiment.seed,
+        g.schedule,
+        g.samples,
+        e.metric.projections,
+        budget,
+        methods,
+        dipbench_operators::noise::NOISE_VERSION
     );
     format!("{:016x}", derive_seed(&["fingerprint", &text]))
 }
@@ -157,7 +163,7 @@ fn chunk_rows(d: usize) -> usize {
 }
 
 /// Runs every method of `exp` on one job and returns its rows (in method order).
-pub fn run_job<B: AutodiffBackend>(exp: &LoadedExperiment, job: &GmmJob, device: &B::Device) -> Result<Vec<GmmRow>> {
+pub fn run_job<B: NnAutodiffBackend>(exp: &LoadedExperiment, job: &GmmJob, device: &B::Device) -> Result<Vec<GmmRow>> {
     let e = &exp.experiment;
     let g = e.gmm.as_ref().expect("validated gmm experiment");
     let seed_text = e.experiment.seed.to_string();

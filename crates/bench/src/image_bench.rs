@@ -209,8 +209,8 @@ pub fn fingerprint(exp: &LoadedExperiment, job: &ImageJob) -> Result<String> {
         job.label,
         toml::to_string(&cfg).expect("configs serialise")
     );
-    // float32 adds nothing, so results made before the key existed keep their fingerprint.
     let text = if g.precision == "f32" { text } else { format!("{text}|precision {}", g.precision) };
+    let text = format!("{text}|noise v{}", dipbench_operators::noise::NOISE_VERSION);
     Ok(format!("{:016x}", derive_seed(&["fingerprint", &text])))
 }
 

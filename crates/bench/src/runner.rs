@@ -178,6 +178,9 @@ where
     // Longest jobs first, so the last jobs to finish are short ones (better use of all cores).
     pending.sort_by_key(|j| std::cmp::Reverse((j.d * j.budget.steps, j.d_y)));
     tracing::info!(total = all.len(), skipped, to_run = pending.len(), out = %out.display(), "running {}", exp.experiment.experiment.name);
+    if !pending.is_empty() {
+        crate::table::record_machine(out, opts)?;
+    }
     run_pool(&pending, all.len(), skipped, opts, |worker, job| {
         gmm::run_job::<B>(exp, job, &devices[worker % devices.len()]).and_then(|rows| write_rows_atomic(&job_file(out, job), &rows))?;
         Ok(job.id())

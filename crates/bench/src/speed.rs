@@ -416,7 +416,7 @@ pub fn bench_sampler<B: NnAutodiffBackend>(opts: &SpeedOptions, device: &B::Devi
     let daps_ode = time_runs(w, reps, || sync(Daps::ode_x0(&prior, x.clone(), &grid)));
     let one_langevin = Daps(DapsConfig { langevin_steps: 1, ..daps_cfg.clone() });
     let mut rng = SampleRng::new(4, n);
-    let daps_langevin = time_runs(w, reps, || sync(one_langevin.langevin(&problem, &x, &x, 10.0, 1e-4, 0.01, &mut rng)));
+    let daps_langevin = time_runs(w, reps, || sync(one_langevin.langevin(&problem, &x, 10.0, 1e-4, 0.01, &mut rng)));
     let levels = daps_cfg.annealing_steps as f64;
     Ok(SamplerReport {
         config: config.name.clone(),

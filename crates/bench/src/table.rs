@@ -100,6 +100,51 @@ pub fn aggregate(rows: &[GmmRow], method_order: &[String]) -> Result<Vec<Aggrega
         .collect())
 }
 
+/// Where and how a run measured its wall times (`machine.json` in the results folder, one entry
+/// per `dipbench run` that ran jobs): the wall-time table is only meaningful with them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct MachineRecord {
+    /// The CPU model (`/proc/cpuinfo` on Linux, else "unknown").
+    pub cpu: String,
+    /// Logical cores of the machine.
+    pub cores: usize,
+    /// Worker threads of the run (`--threads`).
+    pub threads: usize,
+    /// Jobs run at the same time (`--jobs`).
+    pub jobs: usize,
+    /// The random-stream version the results were drawn with.
+    pub noise_version: u32,
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| t.lines().find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, m)| m.trim().to_string())))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Adds this run's [`MachineRecord`] to `machine.json` in `out` (kept once per distinct record).
+pub fn record_machine(out: &Path, opts: &crate::runner::RunOptions) -> Result<()> {
+    let path = out.join("machine.json");
+    let mut records: Vec<MachineRecord> = match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text).with_context(|| format!("malformed {}", path.display()))?,
+        Err(_) => vec![],
+    };
+    let threads = rayon::current_num_threads();
+    let record = MachineRecord {
+        cpu: cpu_model(),
+        cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        threads,
+        jobs: opts.jobs.unwrap_or(threads),
+        noise_version: dipbench_operators::noise::NOISE_VERSION,
+    };
+    if !records.contains(&record) {
+        records.push(record);
+        std::fs::write(&path, serde_json::to_string_pretty(&records)? + "\n").with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
 /// Three significant digits, plain notation for the table.
 fn sig(x: f64) -> String {
     if !x.is_finite() {
@@ -134,14 +179,18 @@ pub fn write_all(exp: &LoadedExperiment, rows: &[GmmRow], out: &Path) -> Result<
     }
     w.flush()?;
 
-    let md = markdown(exp, &agg, &order);
+    let machines: Vec<MachineRecord> = match std::fs::read_to_string(out.join("machine.json")) {
+        Ok(text) => serde_json::from_str(&text).with_context(|| format!("malformed {}", out.join("machine.json").display()))?,
+        Err(_) => vec![],
+    };
+    let md = markdown(exp, &agg, &order, &machines);
     std::fs::write(out.join("table.md"), &md).context("cannot write table.md")?;
     Ok(md)
 }
 
 /// The Markdown report: per budget, one sliced-W1 table (rows (d, d_y), columns methods, best
 /// non-exact method in bold), the max-sliced-W2 variant, and a wall-time table.
-pub fn markdown(exp: &LoadedExperiment, agg: &[Aggregate], order: &[String]) -> String {
+pub fn markdown(exp: &LoadedExperiment, agg: &[Aggregate], order: &[String], machines: &[MachineRecord]) -> String {
     let e = &exp.experiment;
     let g = e.gmm.as_ref().expect("validated gmm experiment");
     let mut s = String::new();
@@ -154,8 +203,8 @@ pub fn markdown(exp: &LoadedExperiment, agg: &[Aggregate], order: &[String]) -> 
         "Protocol: MCGdiff Gaussian-mixture benchmark (spec/gmm.md): 25-component mixture, identity covariances, \
          random A with Uniform(0,1) singular values, σ_y = u·max(s); schedule `{}`; {} samples per method vs {} exact \
          posterior draws; {} random directions; mean ± 1.96·std/√n over {} replicates; lower is better. \
-         The *exact* row compares two independent exact sample sets: it is the noise floor. Seed {}.\n",
-        g.schedule, g.samples, g.samples, e.metric.projections, g.replicates, e.experiment.seed
+         The *exact* row compares two independent exact sample sets: it is the noise floor. Seed {}, random streams v{}.\n",
+        g.schedule, g.samples, g.samples, e.metric.projections, g.replicates, e.experiment.seed, dipbench_operators::noise::NOISE_VERSION
     );
     let mut budgets: Vec<(usize, f64)> = agg.iter().map(|a| (a.steps, a.eta)).collect();
     budgets.dedup();
@@ -203,6 +252,17 @@ pub fn markdown(exp: &LoadedExperiment, agg: &[Aggregate], order: &[String]) -> 
     }
     let dims: Vec<usize> = g.dims.clone();
     let _ = writeln!(s, "## Wall time: seconds per replicate ({} samples; mean over d_y and replicates) and NFE\n", g.samples);
+    if machines.is_empty() {
+        let _ = writeln!(s, "Machine and settings unknown (no machine.json in the results folder).\n");
+    }
+    for m in machines {
+        let _ = writeln!(
+            s,
+            "Measured on {} ({} logical cores) with {} worker threads and {} jobs at once (CPU backend; random streams v{}); \
+             a job's time includes other jobs running beside it.\n",
+            m.cpu, m.cores, m.threads, m.jobs, m.noise_version
+        );
+    }
     let header: Vec<String> = budgets.iter().flat_map(|(st, _)| dims.iter().map(move |d| format!("{st} steps, d={d}"))).collect();
     let _ = writeln!(s, "| method | NFE | {} |", header.join(" | "));
     let _ = writeln!(s, "|---|---|{}", "---|".repeat(header.len()));

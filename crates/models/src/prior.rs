@@ -22,7 +22,7 @@ use crate::schedule::VpSchedule;
 ///
 /// Implementations must be pure functions of their inputs (no hidden randomness), so that a
 /// sampler's output depends only on its seed.
-pub trait Prior<B: Backend> {
+pub trait Prior<B: Backend>: Send + Sync {
     /// A short name for tables and logs.
     fn name(&self) -> String;
 

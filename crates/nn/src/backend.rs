@@ -35,6 +35,28 @@ pub fn same_conv_options(weight_shape: &Shape) -> ConvOptions<2> {
     ConvOptions::new([1, 1], [(kh - 1) / 2, (kw - 1) / 2], [1, 1], 1)
 }
 
+/// One draw of standard normals for a batch `[rows, d]`: row r's numbers are those of Philox
+/// stream `keys[r]` at draw `counter` with `tag` ([`crate::cpu::random`] gives the layout), so
+/// they can be made on any thread or device and are the same wherever they are made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoiseDraw {
+    /// One Philox key per row.
+    pub keys: Vec<[u32; 2]>,
+    /// The draw counter.
+    pub counter: u64,
+    /// The stream tag (kind of draw).
+    pub tag: u32,
+}
+
+impl NoiseDraw {
+    /// The draw's `[rows, d]` values, made on the host (all CPU threads).
+    pub fn host(&self, d: usize) -> Vec<f32> {
+        let mut out = vec![0f32; self.keys.len() * d];
+        crate::cpu::random::fill_normals(&self.keys, self.counter, self.tag, d, &mut out);
+        out
+    }
+}
+
 /// A backend that can run the fused network operations (module documentation).
 pub trait NnBackend: Backend {
     /// Whether the operations on tensors of `dtype` run this backend's own fused kernels (then
@@ -57,6 +79,14 @@ pub trait NnBackend: Backend {
         let [_, _, kh, kw] = weight.shape().dims::<4>();
         let options = ConvTransposeOptions::new([1, 1], [(kh - 1) / 2, (kw - 1) / 2], [0, 0], [1, 1], 1);
         Self::conv_transpose2d(grad, weight, None, options)
+    }
+
+    /// Σᵢ cᵢ·tᵢ + s·ε for terms tᵢ of one shape `[n, d]` and, when given, (s, ε) with ε the
+    /// normals of a [`NoiseDraw`] over the n rows: the updates of the stochastic samplers
+    /// (Langevin, re-noising) in one pass, the noise made where it is used. Sums left to right
+    /// as written.
+    fn combine(terms: Vec<(FloatTensor<Self>, f64)>, noise: Option<(f64, NoiseDraw)>) -> FloatTensor<Self> {
+        prim(combine_composed::<Self>(terms.into_iter().map(|(t, c)| (float(t), c)).collect(), noise))
     }
 
     /// y = act(a·(x − μ_g)/√(σ²_g + ε) + b) for x `[n, c, h, w]`, a and b `[n, c]`; returns y and
@@ -95,6 +125,29 @@ fn prim<B: Backend, const D: usize>(t: Tensor<B, D>) -> FloatTensor<B> {
 fn per_channel<B: Backend>(s: Tensor<B, 3>, c: usize) -> Tensor<B, 4> {
     let [n, g, _] = s.dims();
     s.expand([n, g, c / g]).reshape([n, c, 1, 1])
+}
+
+/// [`NnBackend::combine`] in burn operations, the noise made on the host.
+pub fn combine_composed<B: Backend>(terms: Vec<(Tensor<B, 2>, f64)>, noise: Option<(f64, NoiseDraw)>) -> Tensor<B, 2> {
+    let [n, d] = terms.first().expect("at least one term").0.dims();
+    let device = terms[0].0.device();
+    let mut sum: Option<Tensor<B, 2>> = None;
+    for (t, c) in terms {
+        let term = if c == 1.0 { t } else { t.mul_scalar(c) };
+        sum = Some(match sum {
+            None => term,
+            Some(s) => s + term,
+        });
+    }
+    let sum = sum.expect("at least one term");
+    match noise {
+        Some((scale, draw)) => {
+            assert_eq!(draw.keys.len(), n, "one noise key per row");
+            let eps = Tensor::<B, 2>::from_data(burn::tensor::TensorData::new(draw.host(d), [n, d]), &device);
+            sum + eps.mul_scalar(scale)
+        }
+        None => sum,
+    }
 }
 
 /// [`NnBackend::group_norm_act`] in burn operations: one mean/variance reduction over each group
@@ -176,6 +229,18 @@ fn same_conv_geometry(x: &Shape, weight: &Shape, direction: Direction) -> SameCo
 impl NnBackend for Flex {
     fn fused(dtype: DType) -> bool {
         dtype == DType::F32
+    }
+
+    fn combine(terms: Vec<(FlexTensor, f64)>, noise: Option<(f64, NoiseDraw)>) -> FlexTensor {
+        if terms.iter().any(|(t, _)| !Self::fused(t.dtype())) {
+            return prim(combine_composed::<Self>(terms.into_iter().map(|(t, c)| (float(t), c)).collect(), noise));
+        }
+        let shape = terms[0].0.shape();
+        let [n, d] = shape.dims::<2>();
+        let values: Vec<_> = terms.iter().map(|(t, _)| f32_values(t)).collect();
+        let coefs: Vec<f32> = terms.iter().map(|(_, c)| *c as f32).collect();
+        let slices: Vec<&[f32]> = values.iter().map(|v| &v[..]).collect();
+        flex_tensor(crate::cpu::combine::combine(&slices, &coefs, noise.as_ref().map(|(s, draw)| (*s as f32, draw)), n, d), [n, d])
     }
 
     fn conv2d_same(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
@@ -303,6 +368,16 @@ impl<B: NnBackend> Backward<B, 3> for GroupNormActBackward {
 impl<B: NnBackend, C: CheckpointStrategy> NnBackend for Autodiff<B, C> {
     fn fused(dtype: DType) -> bool {
         B::fused(dtype)
+    }
+
+    fn combine(terms: Vec<(FloatTensor<Self>, f64)>, noise: Option<(f64, NoiseDraw)>) -> FloatTensor<Self> {
+        // A linear map of its terms: a term that needs a gradient gets the recorded burn
+        // operations; constants are combined on the inner backend.
+        if terms.iter().any(|(t, _)| !t.node.requirement.is_none()) {
+            return prim(combine_composed::<Self>(terms.into_iter().map(|(t, c)| (float(t), c)).collect(), noise));
+        }
+        let inner = terms.into_iter().map(|(t, c)| (t.primitive, c)).collect();
+        <Self as AutodiffBackend>::from_inner(B::combine(inner, noise))
     }
 
     fn conv2d_same(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {

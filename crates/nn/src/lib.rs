@@ -15,4 +15,4 @@ pub mod ops;
 pub mod source;
 pub mod tensor;
 
-pub use backend::{NnAutodiffBackend, NnBackend};
+pub use backend::{NnAutodiffBackend, NnBackend, NoiseDraw};

@@ -1,19 +1,22 @@
 //! Seeded randomness and measurement noise.
 //!
-//! DESIGN.md: "all noise comes from a seeded host RNG keyed by the job, so a result does not
-//! depend on sharding, batch size, resume, or backend". Concretely:
+//! All noise comes from seeded streams keyed by the job, so a result does not depend on
+//! sharding, batch size, resume, thread count or backend:
 //! - [`derive_seed`] turns a job's identity (experiment seed and the names/indices that identify
 //!   the job) into a 64-bit key with a stable, platform-independent hash;
-//! - [`SampleRng`] gives every sample (row) of a batch its own xoshiro256++ stream, seeded by
-//!   mixing that key with the row index, so row i draws the same numbers whether it is generated
-//!   alone or in a batch of N, and whatever the number of threads filling the batch.
-//!   (xoshiro256++ rather than ChaCha8: generating the normals was half of DAPS's time on the
-//!   GMM benchmark, a third of it in ChaCha's block function.)
+//! - [`SampleRng`] gives every sample (row) of a batch its own key, made by mixing that seed with
+//!   the row index, and numbers the draws made from it. The numbers are those of the
+//!   counter-based generator Philox4x32-10 at (row key, draw number, position)
+//!   ([`dipbench_nn::cpu::random`]), so row i draws the same numbers whether it is generated alone
+//!   or in a batch of N, on any thread, and a draw can be made inside the kernel that uses it
+//!   ([`SampleRng::combine`]).
+//!
+//! [`NOISE_VERSION`] names this generator; results folders record it.
 
 use burn::prelude::*;
-use rand::rngs::Xoshiro256PlusPlus;
-use rand::{Rng, SeedableRng};
-use rand_distr::{Distribution, StandardNormal};
+use dipbench_nn::cpu::random::philox4x32;
+use dipbench_nn::{NnBackend, NoiseDraw};
+use rand_distr::Distribution;
 use rayon::prelude::*;
 
 /// A stable 64-bit seed from a list of parts: FNV-1a over the parts (each followed by a 0xff
@@ -38,15 +41,78 @@ fn splitmix64(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// One independent random stream per sample row: row r uses xoshiro256++ seeded with
-/// SplitMix64(seed ⊕ SplitMix64(r)). Draws for a batch are made row by row (in parallel over
-/// rows), so they are identical for any batch split and any thread count.
+/// The version of the random streams: results made with different versions are different
+/// numbers (version 1 was xoshiro256++ with ziggurat normals; version 2 is Philox4x32-10 with
+/// Box–Muller normals).
+pub const NOISE_VERSION: u32 = 2;
+
+/// Kinds of draws, the last counter word of a Philox block (so that a normal draw and a uniform
+/// draw with the same number never share numbers).
+mod tag {
+    pub const NORMAL_F32: u32 = 0;
+    pub const NORMAL_F64: u32 = 1;
+    pub const UNIFORM: u32 = 2;
+    pub const RAW: u32 = 3;
+}
+
+/// One row's stream of raw random words (for draws from other distributions with `rand_distr`):
+/// Philox blocks with counter (i mod 2³², ⌊i/2³²⌋, 0, raw tag) for i = 0, 1, …, independent of the
+/// row's normal and uniform draws.
+#[derive(Debug, Clone)]
+pub struct RowStream {
+    key: [u32; 2],
+    next: u64,
+}
+
+impl RowStream {
+    fn block(&mut self) -> [u32; 4] {
+        let b = philox4x32([self.next as u32, (self.next >> 32) as u32, 0, tag::RAW], self.key);
+        self.next += 1;
+        b
+    }
+}
+
+impl rand::TryRng for RowStream {
+    type Error = std::convert::Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        Ok(self.block()[0])
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        let b = self.block();
+        Ok(u64::from(b[0]) | (u64::from(b[1]) << 32))
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        for chunk in dst.chunks_mut(16) {
+            let words = self.block();
+            let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+        Ok(())
+    }
+}
+
+/// One independent random stream per sample row (module documentation): row r's key is
+/// SplitMix64(seed ⊕ SplitMix64(r)); draws are numbered, and all rows of a `SampleRng` make their
+/// draws together, so draw number c is the same for every row.
 #[derive(Debug, Clone)]
 pub struct SampleRng {
-    rows: Vec<Xoshiro256PlusPlus>,
+    keys: Vec<[u32; 2]>,
+    draws: u64,
+    raw: Vec<RowStream>,
     /// Recorded standard-normal draws handed out in order instead of fresh ones
     /// ([`SampleRng::replay`]).
     replay: Option<std::collections::VecDeque<Vec<f32>>>,
+}
+
+fn key_of(k: u64) -> [u32; 2] {
+    [k as u32, (k >> 32) as u32]
+}
+
+fn key_u64(k: [u32; 2]) -> u64 {
+    u64::from(k[0]) | (u64::from(k[1]) << 32)
 }
 
 impl SampleRng {
@@ -58,89 +124,137 @@ impl SampleRng {
     /// Streams for an arbitrary range of rows, so a batch holding rows `start..end` of a larger
     /// job draws exactly what those rows draw in the full batch.
     pub fn rows(seed: u64, rows: std::ops::Range<usize>) -> Self {
-        let rows = rows.map(|r| Xoshiro256PlusPlus::seed_from_u64(splitmix64(seed ^ splitmix64(r as u64)))).collect();
-        Self { rows, replay: None }
+        Self::from_keys(rows.map(|r| key_of(splitmix64(seed ^ splitmix64(r as u64)))).collect())
     }
 
-    /// A stream for `n` rows whose normal draws ([`SampleRng::normal_f32`] and
-    /// [`SampleRng::normal`]) are `draws`, in order, each `[n, d]` row-major: how a sampler is run
-    /// on the noises a reference implementation injected (golden fixtures). Asking for more
-    /// draws than recorded, or for a draw of another size, panics naming the draw.
+    fn from_keys(keys: Vec<[u32; 2]>) -> Self {
+        let raw = keys.iter().map(|&key| RowStream { key, next: 0 }).collect();
+        Self { keys, draws: 0, raw, replay: None }
+    }
+
+    /// A stream for `n` rows whose normal draws ([`SampleRng::normal_f32`],
+    /// [`SampleRng::normal`] and the noise of [`SampleRng::combine`]) are `draws`, in order, each
+    /// `[n, d]` row-major: how a sampler is run on the noises a reference implementation
+    /// injected (golden fixtures). Asking for more draws than recorded, or for a draw of another
+    /// size, panics naming the draw.
     pub fn replay(n: usize, draws: Vec<Vec<f32>>) -> Self {
         Self { replay: Some(draws.into()), ..Self::new(0, n) }
     }
 
-    /// The generator of row `i`, for draws from other distributions (rand_distr).
-    pub fn row_mut(&mut self, i: usize) -> &mut Xoshiro256PlusPlus {
-        &mut self.rows[i]
+    /// The raw word stream of row `i`, for draws from other distributions (rand_distr).
+    pub fn row_mut(&mut self, i: usize) -> &mut RowStream {
+        &mut self.raw[i]
     }
 
     /// Number of rows.
     pub fn len(&self) -> usize {
-        self.rows.len()
+        self.keys.len()
     }
 
     /// True when there are no rows.
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+        self.keys.is_empty()
     }
 
-    /// A new, independent `SampleRng` for a named purpose, derived from one u64 drawn from each
-    /// row (so sub-streams are also per row).
+    /// The number of the next draw (and counts it).
+    fn next_draw(&mut self) -> u64 {
+        let c = self.draws;
+        self.draws += 1;
+        c
+    }
+
+    /// A new, independent `SampleRng` for a named purpose: each row's key mixed with the
+    /// purpose and this stream's draw number (which it counts, so two forks differ).
     pub fn fork(&mut self, purpose: &str) -> Self {
-        let key = derive_seed(&[purpose]);
-        let rows = self
-            .rows
-            .iter_mut()
-            .map(|r| Xoshiro256PlusPlus::seed_from_u64(splitmix64(r.next_u64() ^ key)))
-            .collect();
-        Self { rows, replay: None }
+        let p = derive_seed(&[purpose]);
+        let c = splitmix64(self.next_draw());
+        Self::from_keys(self.keys.iter().map(|&k| key_of(splitmix64(key_u64(k) ^ p ^ c))).collect())
     }
 
-    /// `[n, d]` standard normal draws, row-major, as f32 (rand_distr's ziggurat `StandardNormal`).
+    /// The next recorded draw (replay mode), checked to have `n` values.
+    fn replayed(&mut self, n: usize) -> Option<Vec<f32>> {
+        let queue = self.replay.as_mut()?;
+        let draw = queue.pop_front().unwrap_or_else(|| panic!("replayed SampleRng: no recorded draw left for a normal draw of {n} values"));
+        assert_eq!(draw.len(), n, "replayed SampleRng: the recorded draw has {} values, the sampler asks for {n}", draw.len());
+        Some(draw)
+    }
+
+    /// The next draw of standard normals as a description ([`NoiseDraw`]), to be made where it is
+    /// used.
+    pub fn normal_draw(&mut self) -> NoiseDraw {
+        NoiseDraw { keys: self.keys.clone(), counter: self.next_draw(), tag: tag::NORMAL_F32 }
+    }
+
+    /// `[n, d]` standard normal draws, row-major, as f32 (Box–Muller, [`dipbench_nn::cpu::random`]).
     pub fn normal_f32(&mut self, d: usize) -> Vec<f32> {
-        if let Some(queue) = &mut self.replay {
-            let n = self.rows.len() * d;
-            let draw = queue.pop_front().unwrap_or_else(|| panic!("replayed SampleRng: no recorded draw left for a normal draw of {n} values"));
-            assert_eq!(draw.len(), n, "replayed SampleRng: the recorded draw has {} values, the sampler asks for {n}", draw.len());
+        if let Some(draw) = self.replayed(self.len() * d) {
             return draw;
         }
-        let mut out = vec![0f32; self.rows.len() * d];
-        if d == 0 {
-            return out;
-        }
-        out.par_chunks_mut(d).zip(self.rows.par_iter_mut()).for_each(|(chunk, rng)| {
-            for v in chunk.iter_mut() {
-                *v = StandardNormal.sample(rng);
-            }
-        });
-        out
+        self.normal_draw().host(d)
     }
 
-    /// `[n, d]` standard normal draws as f64 (for host-side exact sampling).
+    /// `[n, d]` standard normal draws as f64 (for host-side exact sampling): Box–Muller on two
+    /// 53-bit uniforms per Philox block, element j from block ⌊j/2⌋.
     pub fn normal_f64(&mut self, d: usize) -> Vec<f64> {
-        let mut out = vec![0f64; self.rows.len() * d];
+        let c = self.next_draw();
+        let (lo, hi) = (c as u32, (c >> 32) as u32);
+        let mut out = vec![0f64; self.len() * d];
         if d == 0 {
             return out;
         }
-        out.par_chunks_mut(d).zip(self.rows.par_iter_mut()).for_each(|(chunk, rng)| {
-            for v in chunk.iter_mut() {
-                *v = StandardNormal.sample(rng);
+        out.par_chunks_mut(d).zip(self.keys.par_iter()).for_each(|(row, &key)| {
+            for (j, v) in row.iter_mut().enumerate() {
+                let w = philox4x32([(j / 2) as u32, lo, hi, tag::NORMAL_F64], key);
+                let u1 = (((u64::from(w[0]) << 32 | u64::from(w[1])) >> 11) as f64 + 0.5) * (1.0 / (1u64 << 53) as f64);
+                let u2 = ((u64::from(w[2]) << 32 | u64::from(w[3])) >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
+                let (s, co) = (std::f64::consts::TAU * u2).sin_cos();
+                *v = (-2.0 * u1.ln()).sqrt() * if j % 2 == 0 { co } else { s };
             }
         });
         out
     }
 
-    /// One uniform draw in [0, 1) per row.
+    /// One uniform draw in [0, 1) per row (53 bits).
     pub fn uniform(&mut self) -> Vec<f64> {
-        self.rows.iter_mut().map(|r| (r.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)).collect()
+        let c = self.next_draw();
+        self.keys
+            .iter()
+            .map(|&key| {
+                let w = philox4x32([0, c as u32, (c >> 32) as u32, tag::UNIFORM], key);
+                ((u64::from(w[0]) << 32 | u64::from(w[1])) >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+            })
+            .collect()
     }
 
     /// `[n, d]` standard normals as a tensor on `device`.
     pub fn normal<B: Backend>(&mut self, d: usize, device: &B::Device) -> Tensor<B, 2> {
-        let n = self.rows.len();
+        let n = self.len();
         Tensor::from_data(TensorData::new(self.normal_f32(d), [n, d]), device)
     }
+
+    /// Σᵢ cᵢ·tᵢ + s·ε with ε the next normal draw (`[n, d]` terms, one row per stream), in one
+    /// pass where the backend fuses it ([`NnBackend::combine`]); with `noise_scale` = 0 no draw
+    /// is made. In replay mode ε is the next recorded draw.
+    pub fn combine<B: NnBackend>(&mut self, terms: Vec<(Tensor<B, 2>, f64)>, noise_scale: f64) -> Tensor<B, 2> {
+        let [n, d] = terms.first().expect("at least one term").0.dims();
+        assert_eq!(n, self.len(), "one stream per row");
+        if noise_scale != 0.0 {
+            if let Some(eps) = self.replayed(n * d) {
+                let device = terms[0].0.device();
+                let mut all = terms;
+                all.push((Tensor::from_data(TensorData::new(eps, [n, d]), &device), noise_scale));
+                return combine::<B>(all, None);
+            }
+        }
+        let noise = (noise_scale != 0.0).then(|| (noise_scale, self.normal_draw()));
+        combine::<B>(terms, noise)
+    }
+}
+
+/// [`NnBackend::combine`] on tensors.
+fn combine<B: NnBackend>(terms: Vec<(Tensor<B, 2>, f64)>, noise: Option<(f64, NoiseDraw)>) -> Tensor<B, 2> {
+    let prims = terms.into_iter().map(|(t, c)| (t.into_primitive().tensor(), c)).collect();
+    Tensor::from_primitive(burn::tensor::TensorPrimitive::Float(B::combine(prims, noise)))
 }
 
 /// Additive Gaussian measurement noise y = A(x) + σ_y·ε, σ_y in the data's own units ([-1, 1]
@@ -182,6 +296,35 @@ mod tests {
     }
 
     #[test]
+    fn combine_adds_the_next_normal_draw_fused_or_not() {
+        use burn::backend::{Autodiff, Flex};
+        let dev = Default::default();
+        let x = SampleRng::new(3, 4).normal::<Flex>(70, &dev);
+        let y = SampleRng::new(4, 4).normal::<Flex>(70, &dev);
+        let mut a = SampleRng::new(5, 4);
+        let mut b = a.clone();
+        // Fused on the CPU backend …
+        let fused = a.combine::<Flex>(vec![(x.clone(), 0.5), (y.clone(), -2.0)], 0.3);
+        // … equals the same sum with the draw made as a tensor (same numbers, same order of
+        // float32 operations) …
+        let eps = b.normal::<Flex>(70, &dev);
+        let plain = x.clone().mul_scalar(0.5) + y.clone().mul_scalar(-2.0) + eps.mul_scalar(0.3);
+        assert_eq!(fused.to_data(), plain.to_data());
+        // … and the recorded burn operations of the autodiff backend when a term is tracked.
+        let xa = Tensor::<Autodiff<Flex>, 2>::from_data(x.to_data(), &dev).require_grad();
+        let ya = Tensor::<Autodiff<Flex>, 2>::from_data(y.to_data(), &dev);
+        let taped = SampleRng::new(5, 4).combine::<Autodiff<Flex>>(vec![(xa, 0.5), (ya, -2.0)], 0.3);
+        assert_eq!(taped.inner().to_data(), plain.to_data());
+        // Draws advance: the next combine uses new noise.
+        let again = a.combine::<Flex>(vec![(x.clone(), 0.5), (y, -2.0)], 0.3);
+        assert_ne!(again.to_data(), fused.to_data());
+        // Replay hands out the recorded draw.
+        let recorded = vec![1.0f32; 4 * 70];
+        let replayed = SampleRng::replay(4, vec![recorded]).combine::<Flex>(vec![(x.clone(), 1.0)], 2.0);
+        assert_eq!(replayed.to_data(), x.add_scalar(2.0).to_data());
+    }
+
+    #[test]
     fn normals_have_unit_moments() {
         let v = SampleRng::new(1, 100).normal_f64(1000);
         let n = v.len() as f64;
@@ -211,7 +354,7 @@ impl PoissonNoise {
         let u = clean.mul_scalar(0.5).add_scalar(0.5).clamp(0.0, 1.0).into_data().convert::<f32>();
         let u = u.as_slice::<f32>().expect("f32 data");
         let mut out = vec![0f32; n * m];
-        out.par_chunks_mut(m).zip(rng.rows.par_iter_mut()).enumerate().for_each(|(i, (row, r))| {
+        out.par_chunks_mut(m).zip(rng.raw.par_iter_mut()).enumerate().for_each(|(i, (row, r))| {
             for (j, v) in row.iter_mut().enumerate() {
                 let lambda = scale * u[i * m + j] as f64;
                 let k = if lambda > 0.0 { rand_distr::Poisson::new(lambda).expect("positive rate").sample(r) } else { 0.0 };

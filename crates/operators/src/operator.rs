@@ -11,7 +11,7 @@ use burn::prelude::*;
 use crate::error::OperatorError;
 
 /// A forward model A: ℝ^input_dim → ℝ^output_dim applied row-wise.
-pub trait Operator<B: Backend> {
+pub trait Operator<B: Backend>: Send + Sync {
     /// A short name for tables and error messages.
     fn name(&self) -> String;
 
@@ -101,7 +101,7 @@ pub trait LinearOperator<B: Backend>: Operator<B> {
 /// Kawar et al. 2022, §3). Only the r columns of U and V for nonzero s are exposed; the null
 /// space of A is the orthogonal complement of V's columns. Operators whose SVD has tiny singular
 /// values may drop them (DDRM's `ZERO`); they are then treated as null space.
-pub trait SvdView<B: Backend> {
+pub trait SvdView<B: Backend>: Send + Sync {
     /// The r positive singular values, one per coordinate of [`SvdView::vt`] (in that
     /// coordinate order, which need not be sorted).
     fn singular_values(&self) -> &[f64];

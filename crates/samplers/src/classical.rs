@@ -5,7 +5,7 @@
 //! Both solve a MAP problem and are deterministic given y (the RNG is not used).
 
 use burn::prelude::*;
-use burn::tensor::backend::AutodiffBackend;
+use dipbench_nn::NnAutodiffBackend;
 use dipbench_operators::operator::scale_columns;
 use dipbench_operators::{LinearOperator, SampleRng};
 use serde::{Deserialize, Serialize};
@@ -125,7 +125,7 @@ impl AdmmTvConfig {
 #[derive(Debug, Clone)]
 pub struct AdmmTv(pub AdmmTvConfig);
 
-impl<B: AutodiffBackend> Sampler<B> for AdmmTv {
+impl<B: NnAutodiffBackend> Sampler<B> for AdmmTv {
     fn name(&self) -> &'static str {
         "admm-tv"
     }
@@ -191,7 +191,7 @@ impl PnpAdmmConfig {
 #[derive(Debug, Clone)]
 pub struct PnpAdmm(pub PnpAdmmConfig);
 
-impl<B: AutodiffBackend> Sampler<B> for PnpAdmm {
+impl<B: NnAutodiffBackend> Sampler<B> for PnpAdmm {
     fn name(&self) -> &'static str {
         "pnp-admm"
     }

@@ -2,7 +2,7 @@
 //! norms and input gradients.
 
 use burn::prelude::*;
-use burn::tensor::backend::AutodiffBackend;
+use dipbench_nn::NnAutodiffBackend;
 use dipbench_models::Prior;
 use dipbench_operators::{Operator, SampleRng};
 
@@ -106,7 +106,7 @@ pub fn row_norms<B: Backend>(t: Tensor<B, 2>) -> Tensor<B, 2> {
 /// ∇ₓ Σ f(x) for a scalar-valued `f` built from `x` (rows are independent in every prior and
 /// operator here, so row i of the result is the gradient of sample i's own term). Returns the
 /// gradient and the value of whatever else `f` computed (detached).
-pub fn input_grad<B: AutodiffBackend, T>(
+pub fn input_grad<B: NnAutodiffBackend, T>(
     x: Tensor<B, 2>,
     f: impl FnOnce(Tensor<B, 2>) -> (Tensor<B, 1>, T),
 ) -> (Tensor<B, 2>, T) {

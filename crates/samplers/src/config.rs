@@ -1,7 +1,7 @@
 //! Sampler configurations as data: one tagged enum over every sampler, named presets, and the
 //! layering of user overrides (from an experiment file) on top of a preset.
 
-use burn::tensor::backend::AutodiffBackend;
+use dipbench_nn::NnAutodiffBackend;
 use dipbench_models::ExactPosterior;
 use serde::{Deserialize, Serialize};
 
@@ -238,7 +238,7 @@ impl SamplerConfig {
     }
 
     /// Builds the sampler. `Exact` needs the problem's exact posterior.
-    pub fn build<B: AutodiffBackend>(&self, exact: Option<&ExactPosterior>) -> Result<Box<dyn Sampler<B>>, SamplerError> {
+    pub fn build<B: NnAutodiffBackend>(&self, exact: Option<&ExactPosterior>) -> Result<Box<dyn Sampler<B>>, SamplerError> {
         Ok(match self {
             Self::Exact => Box::new(Exact(exact.cloned().ok_or_else(|| SamplerError::Unsupported {
                 sampler: "exact".into(),

@@ -19,7 +19,7 @@
 //! N(x̂₀, σ_k²I)·N(y; Ax₀, σ_y²I) through A's SVD (the variant DDSMC runs on the GMM benchmark).
 
 use burn::prelude::*;
-use burn::tensor::backend::AutodiffBackend;
+use dipbench_nn::NnAutodiffBackend;
 use dipbench_models::schedule::karras_grid;
 use dipbench_operators::operator::scale_columns;
 use dipbench_operators::SampleRng;
@@ -223,12 +223,11 @@ impl Daps {
         })
     }
 
-    /// N_L Langevin steps on x₀ from x̂₀ at level σ with step `lr` (module documentation).
-    #[allow(clippy::too_many_arguments)]
-    pub fn langevin<B: AutodiffBackend>(
+    /// N_L Langevin steps on x₀ from x̂₀ at level σ with step `lr` (module documentation; the
+    /// reference's (x_t − x)/σ² and (x̂₀ − x_t)/σ² terms are summed, so x_t drops out).
+    pub fn langevin<B: NnAutodiffBackend>(
         &self,
         problem: &Problem<'_, B>,
-        x_t: &Tensor<B, 2>,
         x0hat: &Tensor<B, 2>,
         sigma: f64,
         lr: f64,
@@ -239,14 +238,14 @@ impl Daps {
             DapsVariant::Main => 1.0 / (tau * tau),
             DapsVariant::Legacy => 0.5 / (tau * tau),
         };
-        let prior_term = (x0hat.clone() - x_t.clone()).div_scalar(sigma * sigma);
+        // x ← x + η·[−c·∇‖A(x) − y‖² + (x_t − x)/σ² + (x̂₀ − x_t)/σ²] + √(2η)·ε, with c the data
+        // scale. The x_t terms cancel, so one fused pass computes
+        // x ← (1 − η/σ²)·x + (η/σ²)·x̂₀ − η·c·∇ + √(2η)·ε.
+        let k = lr / (sigma * sigma);
         let mut x = x0hat.clone();
         for _ in 0..self.0.langevin_steps {
             let grad = data_grad(problem, x.clone());
-            let xt_term = (x_t.clone() - x.clone()).div_scalar(sigma * sigma);
-            let score = grad.mul_scalar(-data_scale) + xt_term + prior_term.clone();
-            let eps = rng.normal::<B>(problem.dim(), &problem.device());
-            x = x + score.mul_scalar(lr) + eps.mul_scalar((2.0 * lr).sqrt());
+            x = rng.combine(vec![(x, 1.0 - k), (x0hat.clone(), k), (grad, -lr * data_scale)], (2.0 * lr).sqrt());
         }
         x
     }
@@ -254,7 +253,7 @@ impl Daps {
     /// Exact draw from N(x̂₀, r²I)·N(y; Ax₀, σ_y²I) in A's spectral basis: row-space coordinate i
     /// has precision 1/r² + s_i²/σ_y² and mean var·(x̄̂₀ᵢ/r² + s_i·ȳᵢ/σ_y²); the null space keeps
     /// N(x̂₀, r²).
-    fn exact_x0y<B: AutodiffBackend>(
+    fn exact_x0y<B: NnAutodiffBackend>(
         problem: &Problem<'_, B>,
         x0hat: Tensor<B, 2>,
         r: f64,
@@ -277,7 +276,7 @@ impl Daps {
 
 /// ∇ₓ‖A(x) − y‖² per row: 2Aᵀ(Ax − y) through the adjoint for a linear operator (no autodiff
 /// graph), autodiff through A otherwise.
-pub fn data_grad<B: AutodiffBackend>(problem: &Problem<'_, B>, x: Tensor<B, 2>) -> Tensor<B, 2> {
+pub fn data_grad<B: NnAutodiffBackend>(problem: &Problem<'_, B>, x: Tensor<B, 2>) -> Tensor<B, 2> {
     match problem.operator.as_linear() {
         Some(op) => op.adjoint(op.forward(x) - problem.y.clone()).mul_scalar(2.0),
         None => {
@@ -290,7 +289,7 @@ pub fn data_grad<B: AutodiffBackend>(problem: &Problem<'_, B>, x: Tensor<B, 2>) 
     }
 }
 
-impl<B: AutodiffBackend> Sampler<B> for Daps {
+impl<B: NnAutodiffBackend> Sampler<B> for Daps {
     fn name(&self) -> &'static str {
         "daps"
     }
@@ -335,15 +334,12 @@ impl<B: AutodiffBackend> Sampler<B> for Daps {
                     if let Some(l_data) = lipschitz {
                         lr /= l_data + 1.0 / (sigma * sigma);
                     }
-                    self.langevin(problem, &x, &x0hat, sigma, lr, tau, rng)
+                    self.langevin(problem, &x0hat, sigma, lr, tau, rng)
                 }
             };
             let sigma_next = sigmas[k + 1];
-            x = if sigma_next > 0.0 {
-                x0y + rng.normal::<B>(problem.dim(), &problem.device()).mul_scalar(sigma_next)
-            } else {
-                x0y
-            };
+            // x_{k+1} = x₀ʸ + σ_{k+1}·ε.
+            x = if sigma_next > 0.0 { rng.combine(vec![(x0y, 1.0)], sigma_next) } else { x0y };
         }
         Ok(x)
     }

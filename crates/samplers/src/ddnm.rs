@@ -12,7 +12,7 @@
 //! is the step's noise level. The step is the DDPM posterior mean (η-scaled noise) with x̂₀.
 
 use burn::prelude::*;
-use burn::tensor::backend::AutodiffBackend;
+use dipbench_nn::NnAutodiffBackend;
 use dipbench_operators::operator::scale_columns;
 use dipbench_operators::SampleRng;
 use serde::{Deserialize, Serialize};
@@ -55,7 +55,7 @@ impl DdnmConfig {
 #[derive(Debug, Clone)]
 pub struct Ddnm(pub DdnmConfig);
 
-impl<B: AutodiffBackend> Sampler<B> for Ddnm {
+impl<B: NnAutodiffBackend> Sampler<B> for Ddnm {
     fn name(&self) -> &'static str {
         "ddnm"
     }

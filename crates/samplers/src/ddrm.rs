@@ -11,7 +11,7 @@
 //! (2e-5 at ᾱ_T = 4e-5).
 
 use burn::prelude::*;
-use burn::tensor::backend::AutodiffBackend;
+use dipbench_nn::NnAutodiffBackend;
 use dipbench_models::schedule::ve_sigma;
 use dipbench_operators::operator::scale_columns;
 use dipbench_operators::SampleRng;
@@ -86,7 +86,7 @@ impl DdrmConfig {
     }
 }
 
-impl<B: AutodiffBackend> Sampler<B> for Ddrm {
+impl<B: NnAutodiffBackend> Sampler<B> for Ddrm {
     fn name(&self) -> &'static str {
         "ddrm"
     }

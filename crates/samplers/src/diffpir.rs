@@ -7,7 +7,7 @@
 //! ε̂ = (x_t − √ᾱ_t·x̂₀)/√(1−ᾱ_t); x_s = √ᾱ_s·x̂₀ + √(1−ᾱ_s)·(√(1−ζ)·ε̂ + √ζ·z).
 
 use burn::prelude::*;
-use burn::tensor::backend::AutodiffBackend;
+use dipbench_nn::NnAutodiffBackend;
 use dipbench_operators::operator::scale_columns;
 use dipbench_operators::SampleRng;
 use serde::{Deserialize, Serialize};
@@ -48,7 +48,7 @@ impl DiffpirConfig {
 #[derive(Debug, Clone)]
 pub struct Diffpir(pub DiffpirConfig);
 
-impl<B: AutodiffBackend> Sampler<B> for Diffpir {
+impl<B: NnAutodiffBackend> Sampler<B> for Diffpir {
     fn name(&self) -> &'static str {
         "diffpir"
     }

@@ -17,7 +17,7 @@
 //! run) and makes results independent of the batch size.
 
 use burn::prelude::*;
-use burn::tensor::backend::AutodiffBackend;
+use dipbench_nn::NnAutodiffBackend;
 use dipbench_operators::SampleRng;
 use serde::{Deserialize, Serialize};
 
@@ -148,7 +148,7 @@ impl Dps {
 
     /// One step x_t → x_s (s = `None`: the clean end) with standard normal noise `z` (`None`
     /// when the step adds none, [`draws_noise`]).
-    pub fn step<B: AutodiffBackend>(&self, problem: &Problem<'_, B>, x_t: Tensor<B, 2>, t: usize, s: Option<usize>, z: Option<Tensor<B, 2>>) -> DpsStep<B> {
+    pub fn step<B: NnAutodiffBackend>(&self, problem: &Problem<'_, B>, x_t: Tensor<B, 2>, t: usize, s: Option<usize>, z: Option<Tensor<B, 2>>) -> DpsStep<B> {
         let c = &self.0;
         let schedule = problem.prior.schedule();
         let (ab_t, ab_s) = (schedule.alpha_bar(t), schedule.alpha_bar_or_one(s));
@@ -166,7 +166,7 @@ impl Dps {
     }
 }
 
-impl<B: AutodiffBackend> Sampler<B> for Dps {
+impl<B: NnAutodiffBackend> Sampler<B> for Dps {
     fn name(&self) -> &'static str {
         "dps"
     }

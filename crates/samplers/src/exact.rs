@@ -1,7 +1,7 @@
 //! The exact posterior as a sampler: the reference row of the analytic benchmarks.
 
 use burn::prelude::*;
-use burn::tensor::backend::AutodiffBackend;
+use dipbench_nn::NnAutodiffBackend;
 use dipbench_models::ExactPosterior;
 use dipbench_operators::SampleRng;
 
@@ -23,7 +23,7 @@ impl Exact {
     }
 }
 
-impl<B: AutodiffBackend> Sampler<B> for Exact {
+impl<B: NnAutodiffBackend> Sampler<B> for Exact {
     fn name(&self) -> &'static str {
         "exact"
     }

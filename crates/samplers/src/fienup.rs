@@ -16,7 +16,7 @@
 //! job's stream (half-normal for non-negative objects). The answer is read off the window as x = (g − b)/a.
 
 use burn::prelude::*;
-use burn::tensor::backend::AutodiffBackend;
+use dipbench_nn::NnAutodiffBackend;
 use dipbench_operators::image::phase::centred_dft;
 use dipbench_operators::{FourierMagnitude, SampleRng};
 use serde::{Deserialize, Serialize};
@@ -77,7 +77,7 @@ fn sandwich<B: Backend>(fr: &Tensor<B, 3>, fi: &Tensor<B, 3>, z: Complex<B>, con
     Complex { re: lr.clone().matmul(fr.clone()) - li.clone().matmul(fi.clone()), im: lr.matmul(fi) + li.matmul(fr.clone()) }
 }
 
-impl<B: AutodiffBackend> Sampler<B> for Fienup {
+impl<B: NnAutodiffBackend> Sampler<B> for Fienup {
     fn name(&self) -> &'static str {
         match self.0 {
             FienupAlgorithm::Er => "er",

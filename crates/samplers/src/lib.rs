@@ -31,7 +31,7 @@ pub mod reddiff;
 pub mod transition;
 
 use burn::prelude::*;
-use burn::tensor::backend::AutodiffBackend;
+use dipbench_nn::NnAutodiffBackend;
 use dipbench_operators::SampleRng;
 
 pub use common::Problem;
@@ -40,7 +40,7 @@ pub use error::SamplerError;
 
 /// A posterior sampler: draws one sample per row of `problem.y`, all randomness from `rng`
 /// (one stream per row, so row i's sample does not depend on the batch it is drawn in).
-pub trait Sampler<B: AutodiffBackend> {
+pub trait Sampler<B: NnAutodiffBackend>: Send + Sync {
     /// The sampler's name (as in experiment files).
     fn name(&self) -> &'static str;
 
@@ -60,27 +60,32 @@ pub trait Sampler<B: AutodiffBackend> {
 }
 
 /// Draws `problem.n()` samples with row streams `SampleRng::rows(seed, ·)`, in chunks of at most
-/// `chunk_rows` rows. Because every row has its own stream and rows never interact, the result is
-/// bitwise identical to a single call with `SampleRng::new(seed, n)` (tested in
-/// `tests/sampler_invariance.rs`); smaller chunks keep each tensor cache-sized on the CPU.
-pub fn sample_in_chunks<B: AutodiffBackend>(
+/// `chunk_rows` rows, the chunks in parallel on the thread pool. Because every row has its own
+/// stream and rows never interact, the result is bitwise identical to a single call with
+/// `SampleRng::new(seed, n)` (tested in `tests/sampler_invariance.rs`), whatever the number of
+/// threads; smaller chunks keep each tensor cache-sized on the CPU.
+pub fn sample_in_chunks<B: NnAutodiffBackend>(
     sampler: &dyn Sampler<B>,
     problem: &Problem<'_, B>,
     seed: u64,
     chunk_rows: usize,
 ) -> Result<Tensor<B, 2>, SamplerError> {
+    use rayon::prelude::*;
     let n = problem.n();
     let chunk = chunk_rows.max(1);
-    let mut parts = Vec::with_capacity(n.div_ceil(chunk));
-    for start in (0..n).step_by(chunk) {
-        let end = (start + chunk).min(n);
-        let part = Problem {
-            prior: problem.prior,
-            operator: problem.operator,
-            y: problem.y.clone().slice(start..end),
-            sigma_y: problem.sigma_y,
-        };
-        parts.push(sampler.sample(&part, &mut SampleRng::rows(seed, start..end))?);
-    }
+    let starts: Vec<usize> = (0..n).step_by(chunk).collect();
+    let parts = starts
+        .par_iter()
+        .map(|&start| {
+            let end = (start + chunk).min(n);
+            let part = Problem {
+                prior: problem.prior,
+                operator: problem.operator,
+                y: problem.y.clone().slice(start..end),
+                sigma_y: problem.sigma_y,
+            };
+            sampler.sample(&part, &mut SampleRng::rows(seed, start..end))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Tensor::cat(parts, 0))
 }

@@ -16,7 +16,7 @@
 //! manifold gradient (α = 0) and y re-noised at the level the step lands on.
 
 use burn::prelude::*;
-use burn::tensor::backend::AutodiffBackend;
+use dipbench_nn::NnAutodiffBackend;
 use dipbench_operators::SampleRng;
 use serde::{Deserialize, Serialize};
 
@@ -89,7 +89,7 @@ impl McgConfig {
 #[derive(Debug, Clone)]
 pub struct Mcg(pub McgConfig);
 
-impl<B: AutodiffBackend> Sampler<B> for Mcg {
+impl<B: NnAutodiffBackend> Sampler<B> for Mcg {
     fn name(&self) -> &'static str {
         "mcg"
     }

@@ -10,7 +10,7 @@
 //! coefficient; this form is the one that is exact for a Gaussian prior with unit variance.)
 
 use burn::prelude::*;
-use burn::tensor::backend::AutodiffBackend;
+use dipbench_nn::NnAutodiffBackend;
 use dipbench_operators::operator::scale_columns;
 use dipbench_operators::SampleRng;
 use serde::{Deserialize, Serialize};
@@ -51,7 +51,7 @@ impl PigdmConfig {
 #[derive(Debug, Clone)]
 pub struct Pigdm(pub PigdmConfig);
 
-impl<B: AutodiffBackend> Sampler<B> for Pigdm {
+impl<B: NnAutodiffBackend> Sampler<B> for Pigdm {
     fn name(&self) -> &'static str {
         "pigdm"
     }

@@ -10,7 +10,7 @@
 //! RED-diff returns μ: it is a mode-seeking method and its spread reflects only the optimiser.
 
 use burn::prelude::*;
-use burn::tensor::backend::AutodiffBackend;
+use dipbench_nn::NnAutodiffBackend;
 use dipbench_operators::SampleRng;
 use serde::{Deserialize, Serialize};
 
@@ -66,7 +66,7 @@ impl RedDiffConfig {
 #[derive(Debug, Clone)]
 pub struct RedDiff(pub RedDiffConfig);
 
-impl<B: AutodiffBackend> Sampler<B> for RedDiff {
+impl<B: NnAutodiffBackend> Sampler<B> for RedDiff {
     fn name(&self) -> &'static str {
         "reddiff"
     }

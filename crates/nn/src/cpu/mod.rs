@@ -1,8 +1,10 @@
 //! Kernels of the CPU backend's fused operations, on plain float32 slices (row-major NCHW).
 
+pub mod combine;
 pub mod conv;
 pub mod group_norm;
 pub mod math;
+pub mod random;
 pub mod winograd;
 
 use conv::{Direction, SameConv};

@@ -14,11 +14,11 @@
 //! gradient method ([`NnBackend::conv2d_same_input_grad`], [`NnBackend::group_norm_act_backward`]);
 //! otherwise the default's burn operations are recorded as usual.
 
+use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::backend::autodiff::NodeId;
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions, FloatTensor, ModuleOps};
@@ -26,8 +26,8 @@ use burn::tensor::{DType, Shape, Tensor, TensorMetadata, TensorPrimitive};
 use burn_flex::{FlexTensor, Layout};
 
 use crate::cpu::conv::{Direction, SameConv};
-use crate::cpu::same_conv;
 use crate::cpu::group_norm::{self, GroupNormShape};
+use crate::cpu::same_conv;
 
 /// Options of burn's `conv2d` for a stride-1 same convolution with `weight` `[out, in, k_h, k_w]`.
 pub fn same_conv_options(weight_shape: &Shape) -> ConvOptions<2> {
@@ -91,7 +91,14 @@ pub trait NnBackend: Backend {
 
     /// y = act(a·(x − μ_g)/√(σ²_g + ε) + b) for x `[n, c, h, w]`, a and b `[n, c]`; returns y and
     /// the statistics `[n, G, 2]` (μ_g, 1/√(σ²_g + ε)).
-    fn group_norm_act(x: FloatTensor<Self>, a: FloatTensor<Self>, b: FloatTensor<Self>, groups: usize, eps: f64, silu: bool) -> (FloatTensor<Self>, FloatTensor<Self>) {
+    fn group_norm_act(
+        x: FloatTensor<Self>,
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        groups: usize,
+        eps: f64,
+        silu: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         let (y, stats) = group_norm_act_composed::<Self>(float(x), float(a), float(b), groups, eps, silu);
         (prim(y), prim(stats))
     }
@@ -153,7 +160,14 @@ pub fn combine_composed<B: Backend>(terms: Vec<(Tensor<B, 2>, f64)>, noise: Opti
 /// [`NnBackend::group_norm_act`] in burn operations: one mean/variance reduction over each group
 /// (rank-preserving), the affine map folded per channel (A = a·r, B = b − μ·A), then one
 /// element-wise y = act(x·A + B).
-pub fn group_norm_act_composed<B: Backend>(x: Tensor<B, 4>, a: Tensor<B, 2>, b: Tensor<B, 2>, groups: usize, eps: f64, silu: bool) -> (Tensor<B, 4>, Tensor<B, 3>) {
+pub fn group_norm_act_composed<B: Backend>(
+    x: Tensor<B, 4>,
+    a: Tensor<B, 2>,
+    b: Tensor<B, 2>,
+    groups: usize,
+    eps: f64,
+    silu: bool,
+) -> (Tensor<B, 4>, Tensor<B, 3>) {
     let [n, c, h, w] = x.dims();
     let grouped = x.clone().reshape([n, groups, (c / groups) * h * w]);
     let (var, mean) = grouped.var_mean_bias(2);
@@ -291,7 +305,8 @@ impl NnBackend for Flex {
         }
         let [n, c, h, w] = x.shape().dims::<4>();
         let shape = GroupNormShape { batch: n, channels: c, positions: h * w, groups };
-        let (dx, affine) = group_norm::backward(&f32_values(&x), &f32_values(&a), &f32_values(&b), &f32_values(&stats), &f32_values(&grad), &shape, silu, affine_grads);
+        let (dx, affine) =
+            group_norm::backward(&f32_values(&x), &f32_values(&a), &f32_values(&b), &f32_values(&stats), &f32_values(&grad), &shape, silu, affine_grads);
         (flex_tensor(dx, [n, c, h, w]), affine.map(|(da, db)| (flex_tensor(da, [n, c]), flex_tensor(db, [n, c]))))
     }
 }
@@ -396,7 +411,14 @@ impl<B: NnBackend, C: CheckpointStrategy> NnBackend for Autodiff<B, C> {
         }
     }
 
-    fn group_norm_act(x: FloatTensor<Self>, a: FloatTensor<Self>, b: FloatTensor<Self>, groups: usize, eps: f64, silu: bool) -> (FloatTensor<Self>, FloatTensor<Self>) {
+    fn group_norm_act(
+        x: FloatTensor<Self>,
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        groups: usize,
+        eps: f64,
+        silu: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         if !B::fused(x.dtype()) {
             let (y, stats) = group_norm_act_composed::<Self>(float(x), float(a), float(b), groups, eps, silu);
             return (prim(y), prim(stats));

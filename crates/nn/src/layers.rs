@@ -5,8 +5,8 @@
 //! the fused operations of [`crate::ops`].
 
 use burn::prelude::*;
-use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::activation::silu;
+use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, FloatDType};
@@ -109,12 +109,7 @@ impl<B: NnBackend> Conv2d<B> {
 
     /// Loads `<key>.weight` `[out, in, k, k]` and `<key>.bias` `[out]`.
     pub fn load(l: &mut Loader<'_, B>, key: &str, cin: usize, cout: usize, k: usize, stride: usize, padding: usize) -> Result<Self, LoadError> {
-        Ok(Self {
-            weight: l.tensor(&format!("{key}.weight"), [cout, cin, k, k])?,
-            bias: l.tensor(&format!("{key}.bias"), [cout])?,
-            stride,
-            padding,
-        })
+        Ok(Self { weight: l.tensor(&format!("{key}.weight"), [cout, cin, k, k])?, bias: l.tensor(&format!("{key}.bias"), [cout])?, stride, padding })
     }
 
     /// The layer with its weight and bias stored in `dtype` (guided-diffusion
@@ -300,7 +295,8 @@ impl<B: NnBackend> GroupNorm32<B> {
 /// activations, residual sums and attention products) in half precision, with GroupNorm, the
 /// attention softmax, the timestep embedding and its linear layers, and the final `out` layers in
 /// float32 — `unet.py`'s `convert_to_fp16` plus `GroupNorm32` and `QKVAttentionLegacy`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Precision {
     /// float32 everywhere.
     #[default]

@@ -14,5 +14,6 @@ pub mod layers;
 pub mod ops;
 pub mod source;
 pub mod tensor;
+pub mod torch_records;
 
 pub use backend::{NnAutodiffBackend, NnBackend, NoiseDraw};

@@ -90,13 +90,9 @@ pub trait ParamSource {
 pub fn take(source: &mut dyn ParamSource, key: &str, expected: &[usize], config: &str) -> Result<Vec<f32>, LoadError> {
     match source.shape_of(key, expected) {
         None => Err(LoadError::Missing { source_name: source.name(), key: key.into(), expected: expected.to_vec(), config: config.into() }),
-        Some(found) if found != expected => Err(LoadError::Shape {
-            source_name: source.name(),
-            key: key.into(),
-            found,
-            expected: expected.to_vec(),
-            config: config.into(),
-        }),
+        Some(found) if found != expected => {
+            Err(LoadError::Shape { source_name: source.name(), key: key.into(), found, expected: expected.to_vec(), config: config.into() })
+        }
         Some(found) => source.take_values(key, &found),
     }
 }
@@ -163,6 +159,8 @@ impl MemorySource {
         if !path.exists() {
             return Err(err("no such file".into()));
         }
+        // burn-store fills a missing or short storage record with zeros; refuse such files.
+        crate::torch_records::check_zip_checkpoint(path)?;
         let reader = match top_level_key {
             Some(k) => burn_store::pytorch::PytorchReader::with_top_level_key(path, k),
             None => burn_store::pytorch::PytorchReader::new(path),
@@ -188,16 +186,10 @@ impl MemorySource {
     pub fn open(path: &Path) -> Result<Self, LoadError> {
         use std::io::Read;
         let mut head = [0u8; 9];
-        let n = std::fs::File::open(path)
-            .and_then(|mut f| f.read(&mut head))
-            .map_err(|e| LoadError::Read { path: path.to_path_buf(), why: e.to_string() })?;
+        let n = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)).map_err(|e| LoadError::Read { path: path.to_path_buf(), why: e.to_string() })?;
         let header_len = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
         let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        if n == 9 && head[8] == b'{' && header_len + 8 <= size {
-            Self::from_safetensors(path)
-        } else {
-            Self::from_pytorch(path, None)
-        }
+        if n == 9 && head[8] == b'{' && header_len + 8 <= size { Self::from_safetensors(path) } else { Self::from_pytorch(path, None) }
     }
 
     /// Keeps only the keys starting with `prefix` (e.g. `features.` of a torchvision model whose
@@ -223,11 +215,7 @@ impl ParamSource for MemorySource {
     }
 
     fn take_values(&mut self, key: &str, _shape: &[usize]) -> Result<Vec<f32>, LoadError> {
-        self.tensors.remove(key).map(|(_, v)| v).ok_or_else(|| LoadError::Data {
-            source_name: self.name.clone(),
-            key: key.into(),
-            why: "taken twice".into(),
-        })
+        self.tensors.remove(key).map(|(_, v)| v).ok_or_else(|| LoadError::Data { source_name: self.name.clone(), key: key.into(), why: "taken twice".into() })
     }
 
     fn remaining(&self) -> Vec<String> {

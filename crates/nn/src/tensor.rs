@@ -14,4 +14,3 @@ pub fn host_to_tensor<B: Backend>(m: &DMatrix<f64>, device: &B::Device) -> Tenso
     }
     Tensor::<B, 1>::from_floats(v.as_slice(), device).reshape([r, c])
 }
-

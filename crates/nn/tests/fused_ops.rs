@@ -12,7 +12,8 @@ type A = Autodiff<Flex>;
 
 fn values<B: Backend, const D: usize>(shape: [usize; D], seed: u32, device: &B::Device) -> Tensor<B, D> {
     let n: usize = shape.iter().product();
-    let v: Vec<f32> = (0..n).map(|i| (((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed.wrapping_mul(97)) >> 8) as f32 / (1u32 << 24) as f32) * 2.0 - 1.0).collect();
+    let v: Vec<f32> =
+        (0..n).map(|i| (((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed.wrapping_mul(97)) >> 8) as f32 / (1u32 << 24) as f32) * 2.0 - 1.0).collect();
     Tensor::<B, 1>::from_floats(v.as_slice(), device).reshape(shape)
 }
 
@@ -56,7 +57,11 @@ fn fused_group_norm_and_its_gradients_equal_burn_operations() {
         let probe = values::<A, 4>([2, 8, 5, 6], 8, &device);
         let grads_of = |fused: bool| {
             let (xg, ag, bg) = (x.clone().require_grad(), a.clone().require_grad(), b.clone().require_grad());
-            let y = if fused { group_norm_act(xg.clone(), ag.clone(), bg.clone(), 4, 1e-5, silu) } else { group_norm_act_composed(xg.clone(), ag.clone(), bg.clone(), 4, 1e-5, silu).0 };
+            let y = if fused {
+                group_norm_act(xg.clone(), ag.clone(), bg.clone(), 4, 1e-5, silu)
+            } else {
+                group_norm_act_composed(xg.clone(), ag.clone(), bg.clone(), 4, 1e-5, silu).0
+            };
             let grads = (y.clone() * probe.clone()).sum().backward();
             (y, xg.grad(&grads).unwrap(), ag.grad(&grads).unwrap(), bg.grad(&grads).unwrap())
         };

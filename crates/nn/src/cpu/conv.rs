@@ -111,11 +111,25 @@ pub fn conv_same(x: &[f32], weight: &[f32], bias: Option<&[f32]>, conv: &SameCon
             // values of image b (read_dst = false) before anything reads them.
             unsafe {
                 gemm(
-                    dst_ch, hw, src_ch,
-                    out.as_mut_ptr().add(b * dst_ch * hw), 1, hw as isize, false,
-                    weight.as_ptr(), col_stride as isize, row_stride as isize,
-                    src.as_ptr(), 1, hw as isize,
-                    0.0, 1.0, false, false, false, par,
+                    dst_ch,
+                    hw,
+                    src_ch,
+                    out.as_mut_ptr().add(b * dst_ch * hw),
+                    1,
+                    hw as isize,
+                    false,
+                    weight.as_ptr(),
+                    col_stride as isize,
+                    row_stride as isize,
+                    src.as_ptr(),
+                    1,
+                    hw as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    par,
                 );
             }
         }
@@ -155,11 +169,25 @@ pub fn conv_same(x: &[f32], weight: &[f32], bias: Option<&[f32]>, conv: &SameCon
                 // slack above) and of `weight` inside the checked length.
                 unsafe {
                     gemm(
-                        dst_ch, nq, src_ch,
-                        acc.as_mut_ptr(), 1, nq as isize, !first,
-                        weight.as_ptr().add(base(i, j)), col_stride as isize, row_stride as isize,
-                        xpad.as_ptr().add(i * wp + j), 1, plane as isize,
-                        1.0, 1.0, false, false, false, par,
+                        dst_ch,
+                        nq,
+                        src_ch,
+                        acc.as_mut_ptr(),
+                        1,
+                        nq as isize,
+                        !first,
+                        weight.as_ptr().add(base(i, j)),
+                        col_stride as isize,
+                        row_stride as isize,
+                        xpad.as_ptr().add(i * wp + j),
+                        1,
+                        plane as isize,
+                        1.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        par,
                     );
                     if first {
                         acc.set_len(dst_ch * nq);

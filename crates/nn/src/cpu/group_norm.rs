@@ -34,7 +34,7 @@ impl GroupNormShape {
     }
 
     fn check(&self, x: &[f32], a: &[f32], b: &[f32]) {
-        assert!(self.groups > 0 && self.channels % self.groups == 0, "{} channels in {} groups", self.channels, self.groups);
+        assert!(self.groups > 0 && self.channels.is_multiple_of(self.groups), "{} channels in {} groups", self.channels, self.groups);
         assert_eq!(x.len(), self.batch * self.channels * self.positions, "input length");
         assert_eq!(a.len(), self.batch * self.channels, "scale length");
         assert_eq!(b.len(), self.batch * self.channels, "shift length");
@@ -169,23 +169,21 @@ pub fn backward(
     if len == 0 {
         return (dx, affine_grads.then(|| (vec![0.0; a.len()], vec![0.0; b.len()])));
     }
-    dx.par_chunks_mut(len).zip(x.par_chunks(len)).zip(dy.par_chunks(len)).zip(sums.par_chunks_mut(cg)).enumerate().for_each(
-        |(ng, (((gg, xg), dg), sg))| {
-            let (mean, r) = (stats[2 * ng], stats[2 * ng + 1]);
-            let (mut s1, mut s2) = (0f64, 0f64);
-            for (k, ((gc, xc), dc)) in gg.chunks_mut(p).zip(xg.chunks(p)).zip(dg.chunks(p)).enumerate() {
-                let ch = ng * cg + k;
-                let (sa, sb) = (a[ch], b[ch]);
-                let (dz, dzx) = channel_grad(gc, xc, dc, mean, r, sa, sb, with_silu);
-                s1 += sa as f64 * dz;
-                s2 += sa as f64 * dzx;
-                sg[k] = (dzx, dz);
-            }
-            let m = len as f64;
-            let (m1, m2) = ((s1 / m) as f32, (s2 / m) as f32);
-            finish_grad(gg, xg, mean, r, m1, m2);
-        },
-    );
+    dx.par_chunks_mut(len).zip(x.par_chunks(len)).zip(dy.par_chunks(len)).zip(sums.par_chunks_mut(cg)).enumerate().for_each(|(ng, (((gg, xg), dg), sg))| {
+        let (mean, r) = (stats[2 * ng], stats[2 * ng + 1]);
+        let (mut s1, mut s2) = (0f64, 0f64);
+        for (k, ((gc, xc), dc)) in gg.chunks_mut(p).zip(xg.chunks(p)).zip(dg.chunks(p)).enumerate() {
+            let ch = ng * cg + k;
+            let (sa, sb) = (a[ch], b[ch]);
+            let (dz, dzx) = channel_grad(gc, xc, dc, mean, r, sa, sb, with_silu);
+            s1 += sa as f64 * dz;
+            s2 += sa as f64 * dzx;
+            sg[k] = (dzx, dz);
+        }
+        let m = len as f64;
+        let (m1, m2) = ((s1 / m) as f32, (s2 / m) as f32);
+        finish_grad(gg, xg, mean, r, m1, m2);
+    });
     let affine = affine_grads.then(|| (sums.iter().map(|s| s.0 as f32).collect(), sums.iter().map(|s| s.1 as f32).collect()));
     (dx, affine)
 }

@@ -20,7 +20,7 @@ pub fn exp(x: f32) -> f32 {
     let n = t - ROUND;
     let r = (x - n * LN2_HI) - n * LN2_LO;
     let r2 = r * r;
-    let p = ((((1.987_569_1e-4_f32 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1) * r + 5.000_000_1e-1;
+    let p = ((((1.987_569_1e-4_f32 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1) * r + 5e-1;
     let er = p * r2 + r + 1.0;
     // The integer n sits in the low mantissa bits of t (offset by 0x4B40_0000); add the bias 127.
     let bits = (t.to_bits().wrapping_sub(0x4B40_0000).wrapping_add(127)) << 23;

@@ -179,11 +179,25 @@ pub fn conv3x3_winograd(x: &[f32], weight: &[f32], bias: Option<&[f32]>, conv: &
                     // SAFETY: the three matrices lie inside `u`, `v` and `m` (sizes above).
                     unsafe {
                         gemm(
-                            dst, tiles, src,
-                            m.as_mut_ptr().add(xi * dst * tiles), 1, tiles as isize, false,
-                            u.as_ptr().add(xi * src * dst), dst as isize, 1,
-                            v.as_ptr().add(xi * src * tiles), 1, tiles as isize,
-                            0.0, 1.0, false, false, false, Parallelism::None,
+                            dst,
+                            tiles,
+                            src,
+                            m.as_mut_ptr().add(xi * dst * tiles),
+                            1,
+                            tiles as isize,
+                            false,
+                            u.as_ptr().add(xi * src * dst),
+                            dst as isize,
+                            1,
+                            v.as_ptr().add(xi * src * tiles),
+                            1,
+                            tiles as isize,
+                            0.0,
+                            1.0,
+                            false,
+                            false,
+                            false,
+                            Parallelism::None,
                         );
                     }
                 }

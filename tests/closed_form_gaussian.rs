@@ -1,5 +1,5 @@
 //! Every sampler against the closed-form posterior of a single Gaussian prior under a linear
-//! Gaussian measurement (the first rung of DESIGN.md's verification ladder).
+//! Gaussian measurement (the first rung of docs/design.md's verification ladder).
 //!
 //! Problem: d = 4, prior N(μ₀, Σ₀) with Σ₀ = Q·diag(4, 1, 0.5, 0.25)·Qᵀ (Q a fixed rotation),
 //! A = 2 × 4 with singular values (1, 0.3), σ_y = 0.2. Then p(x₀ | y) = N(m, C) exactly
@@ -61,13 +61,7 @@ fn setup() -> Setup {
     let y = DVector::from_vec(vec![0.8, -1.3]);
     let post = ExactPosterior::new(&g, &a, sigma_y, &y).unwrap();
     let dev = Default::default();
-    Setup {
-        prior: GaussianMixturePrior::new(g, VpSchedule::mcgdiff_gmm(), &dev),
-        op: DenseOperator::new("A", a, &dev).unwrap(),
-        y,
-        sigma_y,
-        post,
-    }
+    Setup { prior: GaussianMixturePrior::new(g, VpSchedule::mcgdiff_gmm(), &dev), op: DenseOperator::new("A", a, &dev).unwrap(), y, sigma_y, post }
 }
 
 fn moments(x: &[f64], d: usize) -> (DVector<f64>, DMatrix<f64>) {

@@ -1,5 +1,5 @@
 //! The bkse KernelWizard (nonlinear deblur) with golden-fill weights against the reference
-//! (`operators.safetensors`: bkse_k, bkse_y). Tolerance: 1e-4 relative (issue 4; the network is
+//! (`operators.safetensors`: bkse_k, bkse_y). Tolerance: 1e-4 relative (the operators' float32 bound; the network is
 //! 45 layers deep in float32).
 
 use burn::backend::Flex;

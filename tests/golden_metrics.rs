@@ -1,5 +1,5 @@
 //! Metrics against their reference packages (`metrics.safetensors/.json`: skimage 0.26, piq
-//! 0.8.0, lpips 0.1.4, pytorch-fid 0.3.0). Tolerances (issue 5 and the fixture README):
+//! 0.8.0, lpips 0.1.4, pytorch-fid 0.3.0). Tolerances (those the fixtures were written for):
 //! PSNR 1e-4 dB; SSIM 1e-5 (skimage, float64 like the reference) and 1e-4 relative (piq: the
 //! reference computes in float32 and its own rounding is ~1e-5, see `ssim_piq`; measured 8.8e-6);
 //! LPIPS and Inception features 1e-4 relative; Fréchet distance 1e-6 relative.
@@ -35,7 +35,8 @@ fn golden_metrics_psnr_and_ssim_in_both_conventions() {
         let pp = psnr_piq(&r32, &d32) as f64;
         let s = ssim_skimage(&r, d, 3, 256, 256);
         let sp = ssim_piq(&r32, &d32, 3, 256, 256) as f64;
-        let (wp, wpp, ws, wsp) = (json_list(&meta["psnr_skimage"])[i], json_list(&meta["psnr_piq"])[i], json_list(&meta["ssim_skimage"])[i], json_list(&meta["ssim_piq"])[i]);
+        let (wp, wpp, ws, wsp) =
+            (json_list(&meta["psnr_skimage"])[i], json_list(&meta["psnr_piq"])[i], json_list(&meta["ssim_skimage"])[i], json_list(&meta["ssim_piq"])[i]);
         println!("pair {i}: PSNR {p:.6} ({:.1e}) piq {pp:.6} ({:.1e}); SSIM {s:.7} ({:.1e}) piq {sp:.7} ({:.1e})", p - wp, pp - wpp, s - ws, sp - wsp);
         assert!((p - wp).abs() <= 1e-4 && (pp - wpp).abs() <= 1e-4, "pair {i}: PSNR");
         assert!((s - ws).abs() <= 1e-5, "pair {i}: SSIM (skimage)");
@@ -77,7 +78,8 @@ fn golden_metrics_lpips_piq_variant() {
     let y = images(&vec![r; 4]);
     // With the real lpips v0.1 VGG heads, and with golden-fill heads.
     let mut real = MemorySource::from_pytorch(&golden_dir().join("lpips_lin/vgg.pth"), None).unwrap();
-    let golden_heads: Vec<(String, Vec<usize>)> = [64, 128, 256, 512, 512].iter().enumerate().map(|(k, c)| (format!("lin{k}.model.1.weight"), vec![1, *c, 1, 1])).collect();
+    let golden_heads: Vec<(String, Vec<usize>)> =
+        [64, 128, 256, 512, 512].iter().enumerate().map(|(k, c)| (format!("lin{k}.model.1.weight"), vec![1, *c, 1, 1])).collect();
     for (name, heads) in [("real_lpips_vgg_lin", &mut real as &mut dyn dipbench_nn::source::ParamSource), ("golden_lin", &mut GoldenFill::new(golden_heads))] {
         let lp = Lpips::<B>::load(LpipsVariant::PiqVgg, &mut GoldenFill::new(backbone_manifest("vgg")), heads, &Default::default()).unwrap();
         let got: Vec<f64> = lp.distance(x.clone(), y.clone()).into_data().convert::<f32>().to_vec::<f32>().unwrap().into_iter().map(f64::from).collect();

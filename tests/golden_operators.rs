@@ -1,7 +1,7 @@
 //! Image operators against the reference implementations (`operators.safetensors`, noise-free
 //! A(x) of the DPS/DAPS code on the 256×256 test image), and their defining identities.
 //!
-//! Tolerances: 1e-5 relative (issue 4) in ‖·‖₂. Our float32 matrix products sum in another
+//! Tolerances: 1e-5 relative in ‖·‖₂. Our float32 matrix products sum in another
 //! order than PyTorch's convolutions and FFT, which moves values by ~1e-7 relative.
 
 use burn::backend::{Autodiff, Flex};

@@ -1,5 +1,5 @@
 //! Every sampler is a deterministic function of its seed, and a sample does not depend on the
-//! batch it is drawn in (each row has its own random stream): DESIGN.md "Randomness".
+//! batch it is drawn in (each row has its own random stream): docs/design.md "Randomness".
 
 use burn::backend::{Autodiff, Flex};
 use burn::prelude::*;
@@ -184,7 +184,11 @@ fn tape_free_prior_gives_the_taped_samples() {
         let ctx = dipbench_samplers::PresetContext { task, dataset: "ffhq", noise: "gaussian" };
         let cfg = SamplerConfig::preset_in(kind, preset, Some(&ctx)).unwrap();
         if !cfg.build::<B>(None).unwrap().differentiates_prior() {
-            close(run_image_with(kind, preset, overrides, task, 0..2, 3, true), run_image_with(kind, preset, overrides, task, 0..2, 3, false), format!("{kind}/{preset} on the UNet"));
+            close(
+                run_image_with(kind, preset, overrides, task, 0..2, 3, true),
+                run_image_with(kind, preset, overrides, task, 0..2, 3, false),
+                format!("{kind}/{preset} on the UNet"),
+            );
             checked.push(kind);
         }
     }

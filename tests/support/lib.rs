@@ -11,9 +11,7 @@ use std::path::PathBuf;
 /// The golden-fixture folder (`DIPBENCH_GOLDEN`, default `<repo>/../shared/golden`). Panics with
 /// instructions when it does not exist.
 pub fn golden_dir() -> PathBuf {
-    let dir = std::env::var_os("DIPBENCH_GOLDEN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/golden"));
+    let dir = std::env::var_os("DIPBENCH_GOLDEN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/golden"));
     assert!(
         dir.is_dir(),
         "golden fixtures not found at {}: set DIPBENCH_GOLDEN to the folder holding gmm.safetensors, \
@@ -36,8 +34,7 @@ pub struct GoldenTensor {
 pub fn load_tensors(name: &str) -> HashMap<String, GoldenTensor> {
     let path = golden_dir().join(format!("{name}.safetensors"));
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read golden file {}: {e}", path.display()));
-    let st = safetensors::SafeTensors::deserialize(&bytes)
-        .unwrap_or_else(|e| panic!("{} is not a safetensors file: {e}", path.display()));
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap_or_else(|e| panic!("{} is not a safetensors file: {e}", path.display()));
     st.tensors()
         .into_iter()
         .map(|(key, view)| {
@@ -90,10 +87,8 @@ pub fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
 pub fn write_golden_checkpoints(dir: &std::path::Path) {
     use dipbench_nn::source::GoldenFill;
     let write = |name: &str, manifest: Vec<(String, Vec<usize>)>| {
-        let data: Vec<(String, Vec<usize>, Vec<u8>)> = manifest
-            .iter()
-            .map(|(k, s)| (k.clone(), s.clone(), GoldenFill::values(k, s).iter().flat_map(|v| v.to_le_bytes()).collect()))
-            .collect();
+        let data: Vec<(String, Vec<usize>, Vec<u8>)> =
+            manifest.iter().map(|(k, s)| (k.clone(), s.clone(), GoldenFill::values(k, s).iter().flat_map(|v| v.to_le_bytes()).collect())).collect();
         let views: Vec<(String, safetensors::tensor::TensorView<'_>)> =
             data.iter().map(|(k, s, b)| (k.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap())).collect();
         safetensors::serialize_to_file(views, None, &dir.join(name)).unwrap();

@@ -33,7 +33,7 @@ pub struct FeatureStats {
 impl FeatureStats {
     /// Statistics of `rows` (n × d, row-major).
     pub fn from_rows(rows: &[f64], d: usize) -> Self {
-        assert!(d > 0 && rows.len() % d == 0, "feature buffer is not a multiple of d = {d}");
+        assert!(d > 0 && rows.len().is_multiple_of(d), "feature buffer is not a multiple of d = {d}");
         let n = rows.len() / d;
         assert!(n >= 2, "the covariance of {n} feature row(s) is undefined");
         let m = DMatrix::from_row_slice(n, d, rows);

@@ -20,7 +20,7 @@ use dipbench_nn::layers::Loader;
 use dipbench_nn::source::{LoadError, ParamSource, finish, take};
 
 /// Which Inception.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum InceptionVariant {
     /// The TF-FID network of pytorch-fid.
     TfFid,
@@ -81,11 +81,36 @@ fn max3s2<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
 /// The Inception blocks (torchvision layout).
 #[derive(Debug, Clone)]
 enum Mixed<B: Backend> {
-    A { b1: BasicConv<B>, b5: [BasicConv<B>; 2], b3: [BasicConv<B>; 3], pool: BasicConv<B> },
-    B { b3: BasicConv<B>, dbl: [BasicConv<B>; 3] },
-    C { b1: BasicConv<B>, b7: [BasicConv<B>; 3], dbl: [BasicConv<B>; 5], pool: BasicConv<B> },
-    D { b3: [BasicConv<B>; 2], b7: [BasicConv<B>; 4] },
-    E { b1: BasicConv<B>, b3_1: BasicConv<B>, b3_2: [BasicConv<B>; 2], dbl_1: BasicConv<B>, dbl_2: BasicConv<B>, dbl_3: [BasicConv<B>; 2], pool: BasicConv<B>, max_pool: bool },
+    A {
+        b1: BasicConv<B>,
+        b5: [BasicConv<B>; 2],
+        b3: [BasicConv<B>; 3],
+        pool: BasicConv<B>,
+    },
+    B {
+        b3: BasicConv<B>,
+        dbl: [BasicConv<B>; 3],
+    },
+    C {
+        b1: BasicConv<B>,
+        b7: [BasicConv<B>; 3],
+        dbl: [BasicConv<B>; 5],
+        pool: BasicConv<B>,
+    },
+    D {
+        b3: [BasicConv<B>; 2],
+        b7: [BasicConv<B>; 4],
+    },
+    E {
+        b1: BasicConv<B>,
+        b3_1: BasicConv<B>,
+        b3_2: [BasicConv<B>; 2],
+        dbl_1: BasicConv<B>,
+        dbl_2: BasicConv<B>,
+        dbl_3: [BasicConv<B>; 2],
+        pool: BasicConv<B>,
+        max_pool: bool,
+    },
 }
 
 impl<B: Backend> Mixed<B> {
@@ -94,7 +119,11 @@ impl<B: Backend> Mixed<B> {
         Ok(Self::A {
             b1: bc(l, "branch1x1", cin, 64, [1, 1], [0, 0])?,
             b5: [bc(l, "branch5x5_1", cin, 48, [1, 1], [0, 0])?, bc(l, "branch5x5_2", 48, 64, [5, 5], [2, 2])?],
-            b3: [bc(l, "branch3x3dbl_1", cin, 64, [1, 1], [0, 0])?, bc(l, "branch3x3dbl_2", 64, 96, [3, 3], [1, 1])?, bc(l, "branch3x3dbl_3", 96, 96, [3, 3], [1, 1])?],
+            b3: [
+                bc(l, "branch3x3dbl_1", cin, 64, [1, 1], [0, 0])?,
+                bc(l, "branch3x3dbl_2", 64, 96, [3, 3], [1, 1])?,
+                bc(l, "branch3x3dbl_3", 96, 96, [3, 3], [1, 1])?,
+            ],
             pool: bc(l, "branch_pool", cin, pool_features, [1, 1], [0, 0])?,
         })
     }
@@ -160,9 +189,13 @@ impl<B: Backend> Mixed<B> {
     fn forward(&self, x: Tensor<B, 4>, exclude_pad: bool) -> Tensor<B, 4> {
         let chain = |convs: &[BasicConv<B>], x: Tensor<B, 4>| convs.iter().fold(x, |h, c| c.forward(h));
         match self {
-            Self::A { b1, b5, b3, pool } => Tensor::cat(vec![b1.forward(x.clone()), chain(b5, x.clone()), chain(b3, x.clone()), pool.forward(pool3_same(x, exclude_pad))], 1),
+            Self::A { b1, b5, b3, pool } => {
+                Tensor::cat(vec![b1.forward(x.clone()), chain(b5, x.clone()), chain(b3, x.clone()), pool.forward(pool3_same(x, exclude_pad))], 1)
+            }
             Self::B { b3, dbl } => Tensor::cat(vec![b3.forward(x.clone()), chain(dbl, x.clone()), max3s2(x)], 1),
-            Self::C { b1, b7, dbl, pool } => Tensor::cat(vec![b1.forward(x.clone()), chain(b7, x.clone()), chain(dbl, x.clone()), pool.forward(pool3_same(x, exclude_pad))], 1),
+            Self::C { b1, b7, dbl, pool } => {
+                Tensor::cat(vec![b1.forward(x.clone()), chain(b7, x.clone()), chain(dbl, x.clone()), pool.forward(pool3_same(x, exclude_pad))], 1)
+            }
             Self::D { b3, b7 } => Tensor::cat(vec![chain(b3, x.clone()), chain(b7, x.clone()), max3s2(x)], 1),
             Self::E { b1, b3_1, b3_2, dbl_1, dbl_2, dbl_3, pool, max_pool } => {
                 let t = b3_1.forward(x.clone());

@@ -17,12 +17,12 @@
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 use burn::tensor::module::{avg_pool2d, max_pool2d};
-use dipbench_nn::layers::{Conv2d, Loader};
 use dipbench_nn::NnBackend;
+use dipbench_nn::layers::{Conv2d, Loader};
 use dipbench_nn::source::{LoadError, ParamSource, finish};
 
 /// Which LPIPS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum LpipsVariant {
     /// lpips package, AlexNet backbone.
     Alex,
@@ -98,7 +98,21 @@ fn convs(variant: LpipsVariant) -> Vec<(usize, usize, usize, usize, usize, usize
     match variant {
         LpipsVariant::Alex => vec![(0, 3, 64, 11, 4, 2), (3, 64, 192, 5, 1, 2), (6, 192, 384, 3, 1, 1), (8, 384, 256, 3, 1, 1), (10, 256, 256, 3, 1, 1)],
         LpipsVariant::Vgg | LpipsVariant::PiqVgg => {
-            let plan = [(0, 3, 64), (2, 64, 64), (5, 64, 128), (7, 128, 128), (10, 128, 256), (12, 256, 256), (14, 256, 256), (17, 256, 512), (19, 512, 512), (21, 512, 512), (24, 512, 512), (26, 512, 512), (28, 512, 512)];
+            let plan = [
+                (0, 3, 64),
+                (2, 64, 64),
+                (5, 64, 128),
+                (7, 128, 128),
+                (10, 128, 256),
+                (12, 256, 256),
+                (14, 256, 256),
+                (17, 256, 512),
+                (19, 512, 512),
+                (21, 512, 512),
+                (24, 512, 512),
+                (26, 512, 512),
+                (28, 512, 512),
+            ];
             plan.iter().map(|&(i, a, b)| (i, a, b, 3, 1, 1)).collect()
         }
     }
@@ -166,12 +180,8 @@ impl<B: NnBackend> Lpips<B> {
     pub fn load(variant: LpipsVariant, backbone: &mut dyn ParamSource, heads: &mut dyn ParamSource, device: &B::Device) -> Result<Self, LoadError> {
         let net = Backbone::load(variant, backbone, device)?;
         let mut l = Loader::<B> { source: heads, device: device.clone(), config: format!("{} linear heads", variant.name()), dry_run: false };
-        let heads = variant
-            .channels()
-            .iter()
-            .enumerate()
-            .map(|(k, &c)| l.tensor(&format!("lin{k}.model.1.weight"), [1, c, 1, 1]))
-            .collect::<Result<Vec<_>, _>>()?;
+        let heads =
+            variant.channels().iter().enumerate().map(|(k, &c)| l.tensor(&format!("lin{k}.model.1.weight"), [1, c, 1, 1])).collect::<Result<Vec<_>, _>>()?;
         finish(l.source, &l.config)?;
         Ok(Self { variant, backbone: net, heads })
     }

@@ -1,10 +1,11 @@
 //! Sliced Wasserstein distances between two empirical distributions in ℝ^d, as used to score the
-//! Gaussian-mixture benchmark (spec/gmm.md):
+//! Gaussian-mixture benchmark (docs/gmm.md):
 //! - **sliced W1** (MCGdiff paper, `sliced_wasserstein` of the original script): the mean over L
 //!   random unit directions θ (N(0, I) normalised) of the 1-D Wasserstein-1 distance between the
 //!   projected samples ⟨θ, x⟩ (`scipy.stats.wasserstein_distance`);
 //! - **max-sliced W2** (the authors' benchopt repository): the maximum over the same directions
 //!   of the 1-D Wasserstein-2 distance.
+//!
 //! These are different quantities; tables name the one they report.
 //!
 //! Directions come from a seeded ChaCha8 stream, so a distance is a deterministic function of
@@ -144,10 +145,7 @@ mod tests {
         let delta = [1.0, -2.0, 0.5];
         let b: Vec<f64> = a.iter().enumerate().map(|(i, x)| x + delta[i % d]).collect();
         let dirs = directions(d, 50, 9);
-        let expect: f64 = (0..50)
-            .map(|k| (0..d).map(|j| dirs[(k, j)] * delta[j]).sum::<f64>().abs())
-            .sum::<f64>()
-            / 50.0;
+        let expect: f64 = (0..50).map(|k| (0..d).map(|j| dirs[(k, j)] * delta[j]).sum::<f64>().abs()).sum::<f64>() / 50.0;
         assert!((sliced_w1(&a, &b, d, 50, 9) - expect).abs() < 1e-9);
         assert_eq!(sliced_w1(&a, &a, d, 50, 9), 0.0);
         assert!(max_sliced_w2(&a, &b, d, 50, 9) >= expect);

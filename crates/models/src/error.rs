@@ -11,7 +11,7 @@ pub enum ModelError {
         /// The name given.
         name: String,
         /// The names that exist.
-        known: &'static str,
+        known: String,
     },
     /// Inconsistent sizes between parts of a model or between a model and its input.
     #[error("shape mismatch in {context}: expected {expected}, got {got}")]

@@ -1,5 +1,5 @@
 //! The exact posterior of a [`GaussianMixture`] prior under a linear-Gaussian measurement
-//! y = A·x₀ + σ_y·ε — the reference every sampler is measured against (spec/gmm.md).
+//! y = A·x₀ + σ_y·ε — the reference every sampler is measured against (docs/gmm.md).
 //!
 //! With shared prior covariance Σ, S = σ_y²I + AΣAᵀ and gain K = ΣAᵀS⁻¹ (Woodbury), the posterior
 //! is again a mixture with one shared covariance:
@@ -35,12 +35,7 @@ pub struct ExactPosterior {
 
 impl ExactPosterior {
     /// The posterior of `prior` given y = A·x₀ + σ_y·ε (A is m × d, y has m entries).
-    pub fn new(
-        prior: &GaussianMixture,
-        a: &DMatrix<f64>,
-        sigma_y: f64,
-        y: &DVector<f64>,
-    ) -> Result<Self, ModelError> {
+    pub fn new(prior: &GaussianMixture, a: &DMatrix<f64>, sigma_y: f64, y: &DVector<f64>) -> Result<Self, ModelError> {
         let d = prior.dim();
         let m = a.nrows();
         if a.ncols() != d || y.len() != m {
@@ -51,18 +46,13 @@ impl ExactPosterior {
             });
         }
         if !(sigma_y > 0.0) {
-            return Err(ModelError::Invalid {
-                what: "σ_y".into(),
-                why: format!("the exact posterior needs σ_y > 0, got {sigma_y}"),
-            });
+            return Err(ModelError::Invalid { what: "σ_y".into(), why: format!("the exact posterior needs σ_y > 0, got {sigma_y}") });
         }
         let sigma = prior.covariance().matrix(d);
         let sigma_at = &sigma * a.transpose(); // ΣAᵀ, d × m
         let s = a * &sigma_at + DMatrix::identity(m, m) * (sigma_y * sigma_y); // S = σ²I + AΣAᵀ
-        let s_chol = Cholesky::new(s.clone()).ok_or_else(|| ModelError::Invalid {
-            what: "S = σ_y²I + AΣAᵀ".into(),
-            why: "not positive definite".into(),
-        })?;
+        let s_chol =
+            Cholesky::new(s.clone()).ok_or_else(|| ModelError::Invalid { what: "S = σ_y²I + AΣAᵀ".into(), why: "not positive definite".into() })?;
         let s_inv = s_chol.inverse();
         let gain = &sigma_at * &s_inv; // K = ΣAᵀS⁻¹
         let mut covariance = &sigma - &gain * a * &sigma; // C = Σ − KAΣ
@@ -78,10 +68,7 @@ impl ExactPosterior {
             means.set_row(c, &m_k.transpose());
             let quad = (r.transpose() * &s_inv * &r)[(0, 0)];
             // log w_k + log N(y; Aμ_k, S)
-            logits.push(
-                prior.weights()[c].ln()
-                    - 0.5 * (quad + log_det_s + m as f64 * (2.0 * std::f64::consts::PI).ln()),
-            );
+            logits.push(prior.weights()[c].ln() - 0.5 * (quad + log_det_s + m as f64 * (2.0 * std::f64::consts::PI).ln()));
         }
         let weights = softmax_host(&logits);
         let lse = {
@@ -94,18 +81,11 @@ impl ExactPosterior {
                 let svd = a.clone().svd(false, true);
                 let v_t = svd.v_t.expect("requested V");
                 let g = svd.singular_values.map(|s| c * s * s / (sigma_y * sigma_y + c * s * s));
-                CovSqrt::IsotropicLowRank {
-                    scale: c.sqrt(),
-                    v: v_t.transpose(),
-                    h: g.map(|g| 1.0 - (1.0 - g).sqrt()),
-                }
+                CovSqrt::IsotropicLowRank { scale: c.sqrt(), v: v_t.transpose(), h: g.map(|g| 1.0 - (1.0 - g).sqrt()) }
             }
             SharedCovariance::Eigen { .. } => {
                 let l = Cholesky::<f64, Dyn>::new(covariance.clone())
-                    .ok_or_else(|| ModelError::Invalid {
-                        what: "posterior covariance".into(),
-                        why: "not positive definite".into(),
-                    })?
+                    .ok_or_else(|| ModelError::Invalid { what: "posterior covariance".into(), why: "not positive definite".into() })?
                     .l();
                 CovSqrt::Dense(l)
             }
@@ -135,9 +115,7 @@ impl ExactPosterior {
 
     /// Mean of the whole posterior, Σ_k π_k m_k.
     pub fn mean(&self) -> DVector<f64> {
-        (0..self.weights.len()).fold(DVector::zeros(self.means.ncols()), |acc, k| {
-            acc + self.means.row(k).transpose() * self.weights[k]
-        })
+        (0..self.weights.len()).fold(DVector::zeros(self.means.ncols()), |acc, k| acc + self.means.row(k).transpose() * self.weights[k])
     }
 
     /// Covariance of the whole posterior, C + Σ_k π_k (m_k − m̄)(m_k − m̄)ᵀ.

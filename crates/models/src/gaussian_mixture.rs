@@ -1,6 +1,6 @@
 //! Analytic priors: a Gaussian mixture whose components share one covariance Σ, and the single
 //! Gaussian as its one-component case. Their score and denoiser are exact at every noise level,
-//! which makes them the correctness floor of every sampler (spec/gmm.md).
+//! which makes them the correctness floor of every sampler (docs/gmm.md).
 //!
 //! Diffused in the VE view (x = x₀ + σ·n), the mixture stays a mixture with the same weights,
 //! means μ_k and covariance Σ + σ²I, so with P = (Σ + σ²I)⁻¹ and responsibilities
@@ -37,9 +37,7 @@ impl SharedCovariance {
     pub fn matrix(&self, dim: usize) -> DMatrix<f64> {
         match self {
             Self::Isotropic(c) => DMatrix::identity(dim, dim) * *c,
-            Self::Eigen { basis, eigenvalues } => {
-                basis * DMatrix::from_diagonal(eigenvalues) * basis.transpose()
-            }
+            Self::Eigen { basis, eigenvalues } => basis * DMatrix::from_diagonal(eigenvalues) * basis.transpose(),
         }
     }
 
@@ -66,11 +64,7 @@ pub struct GaussianMixture {
 impl GaussianMixture {
     /// A mixture with the given weights (normalised here; must be ≥ 0 with a positive sum),
     /// means (K × d, one row per component) and shared covariance.
-    pub fn new(
-        weights: Vec<f64>,
-        means: DMatrix<f64>,
-        covariance: SharedCovariance,
-    ) -> Result<Self, ModelError> {
+    pub fn new(weights: Vec<f64>, means: DMatrix<f64>, covariance: SharedCovariance) -> Result<Self, ModelError> {
         let (k, d) = means.shape();
         if weights.len() != k || k == 0 {
             return Err(ModelError::Shape {
@@ -88,10 +82,7 @@ impl GaussianMixture {
         }
         match &covariance {
             SharedCovariance::Isotropic(c) if !(*c > 0.0) => {
-                return Err(ModelError::Invalid {
-                    what: "isotropic covariance".into(),
-                    why: format!("c must be > 0, got {c}"),
-                });
+                return Err(ModelError::Invalid { what: "isotropic covariance".into(), why: format!("c must be > 0, got {c}") });
             }
             SharedCovariance::Eigen { basis, eigenvalues } => {
                 if basis.shape() != (d, d) || eigenvalues.len() != d {
@@ -102,10 +93,7 @@ impl GaussianMixture {
                     });
                 }
                 if eigenvalues.iter().any(|l| !(*l > 0.0)) {
-                    return Err(ModelError::Invalid {
-                        what: "covariance".into(),
-                        why: "must be positive definite (an eigenvalue is ≤ 0)".into(),
-                    });
+                    return Err(ModelError::Invalid { what: "covariance".into(), why: "must be positive definite (an eigenvalue is ≤ 0)".into() });
                 }
             }
             _ => {}
@@ -114,16 +102,13 @@ impl GaussianMixture {
         Ok(Self { weights, means, covariance })
     }
 
-    /// The 25-component mixture of the MCGdiff benchmark (spec/gmm.md): means
+    /// The 25-component mixture of the MCGdiff benchmark (docs/gmm.md): means
     /// μ_(i,j) = (−8i, −8j, −8i, −8j, …) for i, j ∈ {−2,…,2} (i outer loop), identity covariance.
     /// `dim` must be even. `weights` are used as given (normalised); the benchmark draws them as
     /// z²/Σz², z ~ N(0, I₂₅).
     pub fn mcgdiff(dim: usize, weights: Vec<f64>) -> Result<Self, ModelError> {
-        if dim == 0 || dim % 2 != 0 {
-            return Err(ModelError::Invalid {
-                what: "MCGdiff mixture dimension".into(),
-                why: format!("must be even and positive, got {dim}"),
-            });
+        if dim == 0 || !dim.is_multiple_of(2) {
+            return Err(ModelError::Invalid { what: "MCGdiff mixture dimension".into(), why: format!("must be even and positive, got {dim}") });
         }
         let mut means = DMatrix::zeros(25, dim);
         for (row, (i, j)) in (-2i32..=2).flat_map(|i| (-2i32..=2).map(move |j| (i, j))).enumerate() {
@@ -138,16 +123,11 @@ impl GaussianMixture {
     pub fn gaussian(mean: DVector<f64>, cov: DMatrix<f64>) -> Result<Self, ModelError> {
         let d = mean.len();
         if cov.shape() != (d, d) {
-            return Err(ModelError::Shape {
-                context: "Gaussian covariance".into(),
-                expected: format!("{d}×{d}"),
-                got: format!("{:?}", cov.shape()),
-            });
+            return Err(ModelError::Shape { context: "Gaussian covariance".into(), expected: format!("{d}×{d}"), got: format!("{:?}", cov.shape()) });
         }
         let sym = (&cov + cov.transpose()) * 0.5;
         let eig = SymmetricEigen::new(sym);
-        let covariance =
-            SharedCovariance::Eigen { basis: eig.eigenvectors, eigenvalues: eig.eigenvalues };
+        let covariance = SharedCovariance::Eigen { basis: eig.eigenvectors, eigenvalues: eig.eigenvalues };
         Self::new(vec![1.0], DMatrix::from_row_slice(1, d, mean.as_slice()), covariance)
     }
 
@@ -207,8 +187,7 @@ impl GaussianMixture {
             })
             .collect();
         let r = softmax_host(&logits);
-        let mbar = (0..self.n_components())
-            .fold(DVector::zeros(self.dim()), |acc, k| acc + self.means.row(k).transpose() * r[k]);
+        let mbar = (0..self.n_components()).fold(DVector::zeros(self.dim()), |acc, k| acc + self.means.row(k).transpose() * r[k]);
         p * (mbar - x)
     }
 }
@@ -250,27 +229,15 @@ impl<B: Backend> GaussianMixturePrior<B> {
         let (k, d) = mixture.means.shape();
         let (means_q, basis, lambda) = match &mixture.covariance {
             SharedCovariance::Isotropic(c) => (mixture.means.clone(), None, vec![*c; d]),
-            SharedCovariance::Eigen { basis, eigenvalues } => (
-                &mixture.means * basis,
-                Some(host_to_tensor::<B>(basis, device)),
-                eigenvalues.iter().copied().collect(),
-            ),
+            SharedCovariance::Eigen { basis, eigenvalues } => {
+                (&mixture.means * basis, Some(host_to_tensor::<B>(basis, device)), eigenvalues.iter().copied().collect())
+            }
         };
         let means_q_t = host_to_tensor::<B>(&means_q.transpose(), device);
         let means_q_sq = host_to_tensor::<B>(&means_q.map(|v| v * v), device);
         let log_w: Vec<f32> = mixture.weights.iter().map(|w| w.ln() as f32).collect();
         let log_w = Tensor::<B, 1>::from_floats(log_w.as_slice(), device).reshape([1, k]);
-        Self {
-            means_q: host_to_tensor::<B>(&means_q, device),
-            means_q_t,
-            means_q_sq,
-            basis,
-            lambda,
-            log_w,
-            mixture,
-            schedule,
-            device: device.clone(),
-        }
+        Self { means_q: host_to_tensor::<B>(&means_q, device), means_q_t, means_q_sq, basis, lambda, log_w, mixture, schedule, device: device.clone() }
     }
 
     /// The host mixture.
@@ -339,4 +306,3 @@ impl<B: Backend> Prior<B> for GaussianMixturePrior<B> {
         self.score(x_t.div_scalar(ab.sqrt()), sigma).mul_scalar(-sigma)
     }
 }
-

@@ -18,7 +18,7 @@ pub struct VpSchedule {
 impl VpSchedule {
     /// DDPM's linear schedule (Ho et al. 2020 §4): β = linspace(β_start, β_end, T) in f64 and
     /// ᾱ_t = Π_{i≤t}(1−β_i). With (1e-4, 0.02, 1000) this is the schedule of the guided-diffusion
-    /// checkpoints used by DPS, MCG and DAPS (spec/protocols.md §3.1): ᾱ_999 ≈ 4.04e-5.
+    /// checkpoints used by DPS, MCG and DAPS (docs/protocols.md §3.1): ᾱ_999 ≈ 4.04e-5.
     pub fn linear(beta_start: f64, beta_end: f64, steps: usize) -> Self {
         let betas = linspace(beta_start, beta_end, steps);
         let mut acc = 1.0;
@@ -32,7 +32,7 @@ impl VpSchedule {
         Self { name: format!("linear({beta_start},{beta_end},{steps})"), alpha_bar }
     }
 
-    /// The schedule of the original MCGdiff Gaussian-mixture script (spec/gmm.md): β =
+    /// The schedule of the original MCGdiff Gaussian-mixture script (docs/gmm.md): β =
     /// linspace(0.02, 1e-4, 999) — note: *decreasing* — and ᾱ = cumprod([1] ++ (1 − β)), so
     /// ᾱ_0 = 1 exactly (t = 0 is the data) and ᾱ_999 ≈ e^−10.
     pub fn mcgdiff_gmm() -> Self {
@@ -53,11 +53,7 @@ impl VpSchedule {
         match name {
             "linear" => Ok(Self::linear(1e-4, 0.02, 1000)),
             "mcgdiff-gmm" => Ok(Self::mcgdiff_gmm()),
-            other => Err(ModelError::UnknownName {
-                what: "noise schedule",
-                name: other.into(),
-                known: "linear, mcgdiff-gmm",
-            }),
+            other => Err(ModelError::UnknownName { what: "noise schedule", name: other.into(), known: "linear, mcgdiff-gmm".into() }),
         }
     }
 
@@ -101,8 +97,7 @@ impl VpSchedule {
     /// the uniform grid of DDIM-style samplers. Returned ascending (t_0 = 0 … t_{n−1} = T−1).
     pub fn grid_uniform(&self, n: usize) -> Vec<usize> {
         let t_max = (self.len() - 1) as f64;
-        let mut grid: Vec<usize> =
-            linspace(0.0, t_max, n).into_iter().map(|v| v.floor() as usize).collect();
+        let mut grid: Vec<usize> = linspace(0.0, t_max, n).into_iter().map(|v| v.floor() as usize).collect();
         grid.dedup();
         grid
     }
@@ -120,18 +115,10 @@ impl VpSchedule {
     pub fn grid_mcgdiff_adapted(&self, n: usize, singular_values: &[f64], var_y: f64) -> Vec<usize> {
         let sqrt_ab: Vec<f64> = self.alpha_bar.iter().map(|a| a.sqrt()).collect();
         // torch.unique(var·ᾱ − (1−ᾱ)·s²) over the whole (s, t) table, sorted ascending.
-        let mut flat: Vec<f64> = singular_values
-            .iter()
-            .flat_map(|s| self.alpha_bar.iter().map(move |a| var_y * a - (1.0 - a) * s * s))
-            .collect();
+        let mut flat: Vec<f64> = singular_values.iter().flat_map(|s| self.alpha_bar.iter().map(move |a| var_y * a - (1.0 - a) * s * s)).collect();
         flat.sort_by(f64::total_cmp);
         flat.dedup();
-        let optimal = flat
-            .iter()
-            .enumerate()
-            .min_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
-            .map(|(i, _)| i)
-            .filter(|&i| i != 0);
+        let optimal = flat.iter().enumerate().min_by(|a, b| a.1.abs().total_cmp(&b.1.abs())).map(|(i, _)| i).filter(|&i| i != 0);
         let end = sqrt_ab.iter().position(|&v| v < 1e-2).unwrap_or(self.len() - 1);
         let n_opt = usize::from(optimal.is_some());
         let target = (sqrt_ab[0] - sqrt_ab[end]) / (n as f64 - 1.0 - n_opt as f64);
@@ -186,13 +173,11 @@ impl Default for ContinuousVp {
 impl ContinuousVp {
     /// t(σ) = (√(β_min² + 2β_d·ln(1+σ²)) − β_min)/β_d (EDM Table 1, VP σ⁻¹).
     pub fn t_of_sigma(&self, sigma: f64) -> f64 {
-        ((self.beta_min * self.beta_min + 2.0 * self.beta_d * (1.0 + sigma * sigma).ln()).sqrt()
-            - self.beta_min)
-            / self.beta_d
+        ((self.beta_min * self.beta_min + 2.0 * self.beta_d * (1.0 + sigma * sigma).ln()).sqrt() - self.beta_min) / self.beta_d
     }
 
     /// c_noise(σ) = (M−1)·t(σ): σ = 100 → 956.15, σ = 1 → 258.70, σ = 0.1 → 26.97
-    /// (spec/protocols.md §3.4).
+    /// (docs/protocols.md §3.4).
     pub fn c_noise(&self, sigma: f64) -> f64 {
         (self.m - 1.0) * self.t_of_sigma(sigma)
     }
@@ -233,7 +218,7 @@ mod tests {
 
     #[test]
     fn linear_schedule_matches_ddpm_end_value() {
-        // spec/protocols.md §3.1: ᾱ_999 = 4.04e-5 for linear(1e-4, 0.02, 1000).
+        // docs/protocols.md §3.1: ᾱ_999 = 4.04e-5 for linear(1e-4, 0.02, 1000).
         let s = VpSchedule::linear(1e-4, 0.02, 1000);
         assert_eq!(s.len(), 1000);
         assert!((s.alpha_bar(999) - 4.04e-5).abs() < 0.01e-5, "{}", s.alpha_bar(999));
@@ -254,14 +239,14 @@ mod tests {
 
     #[test]
     fn continuous_vp_c_noise_matches_daps_values() {
-        // Values printed in spec/protocols.md §3.4 (and samplers.json of the golden fixtures).
+        // Values printed in docs/protocols.md §3.4 (and samplers.json of the golden fixtures).
         let c = ContinuousVp::default();
         assert!((c.c_noise(100.0) - 956.15).abs() < 0.01);
         assert!((c.c_noise(1.0) - 258.70).abs() < 0.01);
         assert!((c.c_noise(0.1) - 26.97).abs() < 0.01);
         // t(σ) inverts σ(t) = √(exp(½β_d t² + β_min t) − 1).
-        for &t in &[0.01, 0.3, 0.9] {
-            let sigma = ((0.5 * 19.9 * t * t + 0.1 * t as f64).exp() - 1.0).sqrt();
+        for &t in &[0.01f64, 0.3, 0.9] {
+            let sigma = ((0.5 * 19.9 * t * t + 0.1 * t).exp() - 1.0).sqrt();
             assert!((c.t_of_sigma(sigma) - t).abs() < 1e-12);
         }
     }
@@ -271,7 +256,7 @@ mod tests {
         let g = karras_grid(100.0, 0.1, 201, 7.0);
         assert_eq!(g.len(), 201);
         assert!((g[0] - 100.0).abs() < 1e-9 && (g[200] - 0.1).abs() < 1e-12);
-        // DAPS main: σ goes 100, 97.83, 95.69, … (spec/protocols.md §3.4).
+        // DAPS main: σ goes 100, 97.83, 95.69, … (docs/protocols.md §3.4).
         assert!((g[1] - 97.83).abs() < 0.005 && (g[2] - 95.69).abs() < 0.005, "{:?}", &g[..3]);
         assert!(g.windows(2).all(|w| w[1] < w[0]));
     }

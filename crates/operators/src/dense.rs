@@ -1,5 +1,5 @@
 //! A dense matrix operator on vectors, y = A·x, with its exact SVD — the operator of the
-//! MCGdiff Gaussian-mixture benchmark (spec/gmm.md).
+//! MCGdiff Gaussian-mixture benchmark (docs/gmm.md).
 
 use burn::prelude::*;
 use nalgebra::DMatrix;
@@ -55,7 +55,7 @@ impl<B: Backend> DenseOperator<B> {
         })
     }
 
-    /// The MCGdiff construction (spec/gmm.md): take the SVD A₀ = U·S·Vᵀ of a Gaussian matrix and
+    /// The MCGdiff construction (docs/gmm.md): take the SVD A₀ = U·S·Vᵀ of a Gaussian matrix and
     /// replace its singular values by `values` (the benchmark draws sorted-descending
     /// Uniform(0,1)): A = U·diag(values)·V[:m]. `a0` is m × d, `values` has m entries.
     pub fn mcgdiff_matrix(a0: &DMatrix<f64>, values: &[f64]) -> Result<DMatrix<f64>, OperatorError> {

@@ -127,6 +127,12 @@ impl SampleRng {
         Self::from_keys(rows.map(|r| key_of(splitmix64(seed ^ splitmix64(r as u64)))).collect())
     }
 
+    /// One row per seed, row k being row 0 of `SampleRng::new(seeds[k], 1)`: a batch of
+    /// independent jobs (each with its own seed) draws exactly what each job draws alone.
+    pub fn from_seeds(seeds: &[u64]) -> Self {
+        Self::from_keys(seeds.iter().map(|&s| key_of(splitmix64(s ^ splitmix64(0)))).collect())
+    }
+
     fn from_keys(keys: Vec<[u32; 2]>) -> Self {
         let raw = keys.iter().map(|&key| RowStream { key, next: 0 }).collect();
         Self { keys, draws: 0, raw, replay: None }
@@ -238,13 +244,13 @@ impl SampleRng {
     pub fn combine<B: NnBackend>(&mut self, terms: Vec<(Tensor<B, 2>, f64)>, noise_scale: f64) -> Tensor<B, 2> {
         let [n, d] = terms.first().expect("at least one term").0.dims();
         assert_eq!(n, self.len(), "one stream per row");
-        if noise_scale != 0.0 {
-            if let Some(eps) = self.replayed(n * d) {
-                let device = terms[0].0.device();
-                let mut all = terms;
-                all.push((Tensor::from_data(TensorData::new(eps, [n, d]), &device), noise_scale));
-                return combine::<B>(all, None);
-            }
+        if noise_scale != 0.0
+            && let Some(eps) = self.replayed(n * d)
+        {
+            let device = terms[0].0.device();
+            let mut all = terms;
+            all.push((Tensor::from_data(TensorData::new(eps, [n, d]), &device), noise_scale));
+            return combine::<B>(all, None);
         }
         let noise = (noise_scale != 0.0).then(|| (noise_scale, self.normal_draw()));
         combine::<B>(terms, noise)
@@ -258,7 +264,7 @@ fn combine<B: NnBackend>(terms: Vec<(Tensor<B, 2>, f64)>, noise: Option<(f64, No
 }
 
 /// Additive Gaussian measurement noise y = A(x) + σ_y·ε, σ_y in the data's own units ([-1, 1]
-/// for images, as the reference code: spec/protocols.md §0).
+/// for images, as the reference code: docs/protocols.md §0).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GaussianNoise {
     /// Standard deviation σ_y.
@@ -293,6 +299,15 @@ mod tests {
         assert_eq!(&full[15..30], &part[..]);
         let single = SampleRng::rows(7, 9..10).normal_f32(5);
         assert_eq!(&full[45..50], &single[..]);
+    }
+
+    #[test]
+    fn a_batch_of_seeds_draws_what_each_seed_draws_alone() {
+        let seeds = [3u64, 99, 7];
+        let batch = SampleRng::from_seeds(&seeds).normal_f32(40);
+        for (k, &s) in seeds.iter().enumerate() {
+            assert_eq!(&batch[40 * k..40 * (k + 1)], &SampleRng::new(s, 1).normal_f32(40)[..]);
+        }
     }
 
     #[test]
@@ -336,7 +351,7 @@ mod tests {
     }
 }
 
-/// Poisson measurement noise of DPS (`PoissonNoise`, spec/protocols.md §1.9): u = clamp((y+1)/2,
+/// Poisson measurement noise of DPS (`PoissonNoise`, docs/protocols.md §1.9): u = clamp((y+1)/2,
 /// 0, 1); y′ = Poisson(255·λ·u)/(255·λ), mapped back to [−1, 1] and clamped.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PoissonNoise {

@@ -10,9 +10,9 @@ use dipbench_operators::operator::scale_columns;
 use dipbench_operators::{LinearOperator, SampleRng};
 use serde::{Deserialize, Serialize};
 
+use crate::Sampler;
 use crate::common::Problem;
 use crate::error::SamplerError;
-use crate::Sampler;
 
 /// Row-wise inner products ⟨a_i, b_i⟩, `[n, 1]`.
 fn dot<B: Backend>(a: Tensor<B, 2>, b: Tensor<B, 2>) -> Tensor<B, 2> {
@@ -65,7 +65,8 @@ pub fn gradient<B: Backend>(x: Tensor<B, 2>, shape: [usize; 3]) -> Tensor<B, 2> 
     let [c, h, w] = shape;
     let img = x.reshape([n, c, h, w]);
     let dev = img.device();
-    let dh = Tensor::cat(vec![img.clone().slice([0..n, 0..c, 0..h, 1..w]) - img.clone().slice([0..n, 0..c, 0..h, 0..w - 1]), Tensor::zeros([n, c, h, 1], &dev)], 3);
+    let dh =
+        Tensor::cat(vec![img.clone().slice([0..n, 0..c, 0..h, 1..w]) - img.clone().slice([0..n, 0..c, 0..h, 0..w - 1]), Tensor::zeros([n, c, h, 1], &dev)], 3);
     let dv = Tensor::cat(vec![img.clone().slice([0..n, 0..c, 1..h, 0..w]) - img.slice([0..n, 0..c, 0..h - 1, 0..w]), Tensor::zeros([n, c, 1, w], &dev)], 2);
     Tensor::cat(vec![dh.reshape([n, c * h * w]), dv.reshape([n, c * h * w])], 1)
 }
@@ -209,7 +210,11 @@ impl<B: NnAutodiffBackend> Sampler<B> for PnpAdmm {
     fn sample(&self, problem: &Problem<'_, B>, _rng: &mut SampleRng) -> Result<Tensor<B, 2>, SamplerError> {
         let c = &self.0;
         if c.iterations == 0 || c.sigma_min <= 0.0 || c.sigma_max < c.sigma_min {
-            return Err(SamplerError::Config { sampler: "pnp-admm".into(), key: "iterations / sigma_min / sigma_max".into(), why: "need iterations > 0 and 0 < sigma_min ≤ sigma_max".into() });
+            return Err(SamplerError::Config {
+                sampler: "pnp-admm".into(),
+                key: "iterations / sigma_min / sigma_max".into(),
+                why: "need iterations > 0 and 0 < sigma_min ≤ sigma_max".into(),
+            });
         }
         let op = problem.operator.require_linear("PnP-ADMM")?;
         // A noiseless measurement would make the data step a hard projection: keep it soft.

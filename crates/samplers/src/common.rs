@@ -2,8 +2,8 @@
 //! norms and input gradients.
 
 use burn::prelude::*;
-use dipbench_nn::NnAutodiffBackend;
 use dipbench_models::Prior;
+use dipbench_nn::NnAutodiffBackend;
 use dipbench_operators::{Operator, SampleRng};
 
 /// An inverse problem: prior p(x₀), forward model A, one measurement row per sample
@@ -21,13 +21,7 @@ pub struct Problem<'a, B: Backend> {
 
 impl<'a, B: Backend> Problem<'a, B> {
     /// A problem whose `n` samples all share one measurement row `y` (`[1, m]` or `[m]`-like).
-    pub fn shared(
-        prior: &'a dyn Prior<B>,
-        operator: &'a dyn Operator<B>,
-        y: Tensor<B, 2>,
-        sigma_y: f64,
-        n: usize,
-    ) -> Self {
+    pub fn shared(prior: &'a dyn Prior<B>, operator: &'a dyn Operator<B>, y: Tensor<B, 2>, sigma_y: f64, n: usize) -> Self {
         let m = y.dims()[1];
         Self { prior, operator, y: y.expand([n, m]), sigma_y }
     }
@@ -106,14 +100,10 @@ pub fn row_norms<B: Backend>(t: Tensor<B, 2>) -> Tensor<B, 2> {
 /// ∇ₓ Σ f(x) for a scalar-valued `f` built from `x` (rows are independent in every prior and
 /// operator here, so row i of the result is the gradient of sample i's own term). Returns the
 /// gradient and the value of whatever else `f` computed (detached).
-pub fn input_grad<B: NnAutodiffBackend, T>(
-    x: Tensor<B, 2>,
-    f: impl FnOnce(Tensor<B, 2>) -> (Tensor<B, 1>, T),
-) -> (Tensor<B, 2>, T) {
+pub fn input_grad<B: NnAutodiffBackend, T>(x: Tensor<B, 2>, f: impl FnOnce(Tensor<B, 2>) -> (Tensor<B, 1>, T)) -> (Tensor<B, 2>, T) {
     let x = x.detach().require_grad();
     let (loss, extra) = f(x.clone());
     let grads = loss.backward();
     let g = x.grad(&grads).expect("x requires grad, so its gradient exists");
     (Tensor::from_inner(g), extra)
 }
-

@@ -1,5 +1,5 @@
 //! DAPS — Decoupled Annealing Posterior Sampling (Zhang et al., CVPR 2025; reference code
-//! `sampler.py`, `cores/scheduler.py`, `cores/mcmc.py`; spec/protocols.md §3.4).
+//! `sampler.py`, `cores/scheduler.py`, `cores/mcmc.py`; docs/protocols.md §3.4).
 //!
 //! VE view throughout. x_T ~ N(0, σ_max²I); for each annealing level σ_k (k = 0…N_A−1):
 //! (a) x̂₀ = Euler PF-ODE dx/dσ = (x − D(x;σ))/σ from σ_k down to σ_min^ODE on a poly-7 grid
@@ -19,15 +19,15 @@
 //! N(x̂₀, σ_k²I)·N(y; Ax₀, σ_y²I) through A's SVD (the variant DDSMC runs on the GMM benchmark).
 
 use burn::prelude::*;
-use dipbench_nn::NnAutodiffBackend;
 use dipbench_models::schedule::karras_grid;
-use dipbench_operators::operator::scale_columns;
+use dipbench_nn::NnAutodiffBackend;
 use dipbench_operators::SampleRng;
+use dipbench_operators::operator::scale_columns;
 use serde::{Deserialize, Serialize};
 
+use crate::Sampler;
 use crate::common::{Problem, input_grad};
 use crate::error::SamplerError;
-use crate::Sampler;
 
 /// Which reference branch DAPS follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,7 +113,7 @@ impl DapsConfig {
     }
 
     /// DAPS-4K: 4000 NFE as 400 annealing levels × 10 ODE steps. The split is second-hand
-    /// (two third-party notes; spec/protocols.md §3.4), the repository ships no 4K config.
+    /// (two third-party notes; docs/protocols.md §3.4), the repository ships no 4K config.
     pub fn daps_4k() -> Self {
         Self { annealing_steps: 400, ode_steps: 10, ..Self::daps_1k() }
     }
@@ -124,7 +124,7 @@ impl DapsConfig {
         Self { variant: DapsVariant::Legacy, ..Self::daps_1k() }
     }
 
-    /// The per-task Langevin settings of `configs/task/*.yaml` (pixel group; spec/protocols.md
+    /// The per-task Langevin settings of `configs/task/*.yaml` (pixel group; docs/protocols.md
     /// §3.4): N_L = 100 and η₀ = 1e-4 (sr4, inpaint_random, deblur_gauss), 5e-5 (inpaint_box,
     /// deblur_motion, phase_retrieval), 2e-5 (hdr); deblur_nonlinear N_L = 200, η₀ = 1e-5 on main
     /// and 100, 5e-5 on legacy. `None` for a task the configs do not have.
@@ -253,12 +253,7 @@ impl Daps {
     /// Exact draw from N(x̂₀, r²I)·N(y; Ax₀, σ_y²I) in A's spectral basis: row-space coordinate i
     /// has precision 1/r² + s_i²/σ_y² and mean var·(x̄̂₀ᵢ/r² + s_i·ȳᵢ/σ_y²); the null space keeps
     /// N(x̂₀, r²).
-    fn exact_x0y<B: NnAutodiffBackend>(
-        problem: &Problem<'_, B>,
-        x0hat: Tensor<B, 2>,
-        r: f64,
-        rng: &mut SampleRng,
-    ) -> Result<Tensor<B, 2>, SamplerError> {
+    fn exact_x0y<B: NnAutodiffBackend>(problem: &Problem<'_, B>, x0hat: Tensor<B, 2>, r: f64, rng: &mut SampleRng) -> Result<Tensor<B, 2>, SamplerError> {
         let svd = problem.operator.require_linear("DAPS x0y = exact")?.require_svd("DAPS x0y = exact")?;
         let s = svd.singular_values();
         let sy2 = problem.sigma_y * problem.sigma_y;
@@ -267,9 +262,7 @@ impl Daps {
         let a_y: Vec<f64> = var.iter().zip(s).map(|(v, si)| v * si / sy2).collect();
         let sd: Vec<f64> = var.iter().map(|v| v.sqrt()).collect();
         let z = rng.normal::<B>(problem.dim(), &problem.device());
-        let coords = scale_columns(svd.vt(x0hat.clone()), &a_x)
-            + scale_columns(svd.ut(problem.y.clone()), &a_y)
-            + scale_columns(svd.vt(z.clone()), &sd);
+        let coords = scale_columns(svd.vt(x0hat.clone()), &a_x) + scale_columns(svd.ut(problem.y.clone()), &a_y) + scale_columns(svd.vt(z.clone()), &sd);
         Ok(svd.v(coords) + svd.null_part(x0hat + z.mul_scalar(r)))
     }
 }
@@ -305,11 +298,7 @@ impl<B: NnAutodiffBackend> Sampler<B> for Daps {
     fn sample(&self, problem: &Problem<'_, B>, rng: &mut SampleRng) -> Result<Tensor<B, 2>, SamplerError> {
         let c = &self.0;
         if c.annealing_steps == 0 || c.ode_steps == 0 {
-            return Err(SamplerError::Config {
-                sampler: "daps".into(),
-                key: "annealing_steps / ode_steps".into(),
-                why: "must be positive".into(),
-            });
+            return Err(SamplerError::Config { sampler: "daps".into(), key: "annealing_steps / ode_steps".into(), why: "must be positive".into() });
         }
         let tau = c.tau_for(problem.sigma_y);
         let lipschitz = match c.step_rule {
@@ -351,7 +340,7 @@ mod tests {
 
     #[test]
     fn main_annealing_grid_matches_the_reference_values() {
-        // spec/protocols.md §3.4: 100, 97.83, 95.69, … ending at 0.1060, then 0.
+        // docs/protocols.md §3.4: 100, 97.83, 95.69, … ending at 0.1060, then 0.
         let s = DapsConfig::daps_1k().annealing_sigmas();
         assert_eq!(s.len(), 201);
         assert!((s[0] - 100.0).abs() < 1e-9 && (s[1] - 97.83).abs() < 5e-3);

@@ -13,15 +13,15 @@
 
 use burn::prelude::*;
 use dipbench_nn::NnAutodiffBackend;
-use dipbench_operators::operator::scale_columns;
 use dipbench_operators::SampleRng;
+use dipbench_operators::operator::scale_columns;
 use serde::{Deserialize, Serialize};
 
+use crate::Sampler;
 use crate::common::{Prediction, Problem};
 use crate::error::SamplerError;
 use crate::grid::{GridKind, problem_chain};
 use crate::transition::{Transition, noise_std, step};
-use crate::Sampler;
 
 /// DDNM settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -6,21 +6,22 @@
 //! - null space (s_i = 0) or s_i·σ_n = σ_y:  x̄₀ᵢ + √(1−η_C²)·σ_n·ε̂ᵢ + η_C·σ_n·z;
 //! - "less noisy than y" (s_i·σ_n < σ_y):   x̄₀ᵢ + √(1−η_A²)·σ_n·(ȳᵢ − s_i x̄₀ᵢ)/σ_y + η_A·σ_n·z;
 //! - "noisier than y"   (s_i·σ_n > σ_y):   η_B·ȳᵢ/s_i + (1−η_B)·x̄₀ᵢ + √(σ_n² − σ_y²η_B²/s_i²)·z.
+//!
 //! x_T is drawn from DDRM's p(x_T | y) (the third case at σ_T for large s_i, N(0, σ_T²) otherwise).
 //! The reference scales x_T by 1/σ_T where √ᾱ_T is exact; the two differ by √(1−ᾱ_T) − 1
 //! (2e-5 at ᾱ_T = 4e-5).
 
 use burn::prelude::*;
-use dipbench_nn::NnAutodiffBackend;
 use dipbench_models::schedule::ve_sigma;
-use dipbench_operators::operator::scale_columns;
+use dipbench_nn::NnAutodiffBackend;
 use dipbench_operators::SampleRng;
+use dipbench_operators::operator::scale_columns;
 use serde::{Deserialize, Serialize};
 
+use crate::Sampler;
 use crate::common::{Problem, x0_from_eps};
 use crate::error::SamplerError;
 use crate::grid::{GridKind, problem_chain};
-use crate::Sampler;
 
 /// DDRM settings (η_B, η_A, η_C in the reference's names etaB, etaA, etaC).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -131,8 +132,7 @@ impl<B: NnAutodiffBackend> Sampler<B> for Ddrm {
             let eps = problem.prior.eps(x.clone(), t);
             let x0 = x0_from_eps(x, eps.clone(), ab_t);
             let k = c.coefficients(&s, sigma_n, sigma_y);
-            let mut coords = scale_columns(svd.vt(x0.clone()), &k.a_x0) + scale_columns(y_bar.clone(), &k.a_y)
-                + scale_columns(svd.vt(eps.clone()), &k.a_eps);
+            let mut coords = scale_columns(svd.vt(x0.clone()), &k.a_x0) + scale_columns(y_bar.clone(), &k.a_y) + scale_columns(svd.vt(eps.clone()), &k.a_eps);
             let mut null = x0 + eps.mul_scalar((1.0 - c.eta_c * c.eta_c).sqrt() * sigma_n);
             if sigma_n > 0.0 {
                 let z = rng.normal::<B>(d, &dev);

@@ -8,14 +8,14 @@
 
 use burn::prelude::*;
 use dipbench_nn::NnAutodiffBackend;
-use dipbench_operators::operator::scale_columns;
 use dipbench_operators::SampleRng;
+use dipbench_operators::operator::scale_columns;
 use serde::{Deserialize, Serialize};
 
+use crate::Sampler;
 use crate::common::{Problem, eps_from_x0, x0_from_eps};
 use crate::error::SamplerError;
 use crate::grid::{GridKind, problem_chain};
-use crate::Sampler;
 
 /// DiffPIR settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

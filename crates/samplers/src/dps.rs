@@ -1,5 +1,5 @@
 //! DPS — Diffusion Posterior Sampling (Chung et al., ICLR 2023, Alg. 1 and 2; reference code
-//! `guided_diffusion/condition_methods.py` PosteriorSampling, spec/protocols.md §3.1–3.2).
+//! `guided_diffusion/condition_methods.py` PosteriorSampling, docs/protocols.md §3.1–3.2).
 //!
 //! Per step t → s: with x_t requiring grad, (ε̂, v) = prior(x_t, t), x̂₀ = Tweedie(x_t, ε̂)
 //! (clamped to [−1, 1] for images, the gradient flowing through the clamp), r = y − A(x̂₀),
@@ -21,13 +21,13 @@ use dipbench_nn::NnAutodiffBackend;
 use dipbench_operators::SampleRng;
 use serde::{Deserialize, Serialize};
 
+use crate::Sampler;
 use crate::common::{Prediction, Problem, input_grad, row_norms};
 use crate::error::SamplerError;
 use crate::grid::{GridKind, problem_chain};
 use crate::transition::{Transition, draws_noise, step};
-use crate::Sampler;
 
-/// The norm DPS differentiates (spec/protocols.md §1.9 for the Poisson forms).
+/// The norm DPS differentiates (docs/protocols.md §1.9 for the Poisson forms).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Likelihood {
@@ -83,7 +83,7 @@ impl DpsConfig {
     }
 
     /// `scale` of the released configs (FFHQ, σ_y = 0.05): SR 0.3, inpainting 0.5, Gaussian
-    /// and motion deblur 0.3, phase retrieval 1.0, nonlinear deblur 0.3 (spec/protocols.md §3.2).
+    /// and motion deblur 0.3, phase retrieval 1.0, nonlinear deblur 0.3 (docs/protocols.md §3.2).
     pub fn repo_scale(task: &str) -> Option<f64> {
         Some(match task {
             "sr4" | "deblur_gauss" | "deblur_motion" | "deblur_nonlinear" => 0.3,

@@ -1,13 +1,13 @@
 //! The exact posterior as a sampler: the reference row of the analytic benchmarks.
 
 use burn::prelude::*;
-use dipbench_nn::NnAutodiffBackend;
 use dipbench_models::ExactPosterior;
+use dipbench_nn::NnAutodiffBackend;
 use dipbench_operators::SampleRng;
 
+use crate::Sampler;
 use crate::common::Problem;
 use crate::error::SamplerError;
-use crate::Sampler;
 
 /// Draws exact posterior samples m_k + C^{1/2}z ([`ExactPosterior::sample_one`]); each row uses
 /// its own stream (one uniform for the component, d normals).

@@ -21,9 +21,9 @@ use dipbench_operators::image::phase::centred_dft;
 use dipbench_operators::{FourierMagnitude, SampleRng};
 use serde::{Deserialize, Serialize};
 
+use crate::Sampler;
 use crate::common::Problem;
 use crate::error::SamplerError;
-use crate::Sampler;
 
 /// Which update runs outside the last `final_er` steps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

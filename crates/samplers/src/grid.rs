@@ -24,12 +24,11 @@ pub enum GridKind {
 /// (g_0, None) unless ᾱ_{g_0} = 1 already (the MCGdiff schedule's t = 0 is the data itself, so a
 /// step there would be a no-op evaluation).
 pub fn chain(schedule: &VpSchedule, grid: &[usize]) -> Vec<(usize, Option<usize>)> {
-    let mut steps: Vec<(usize, Option<usize>)> =
-        grid.windows(2).rev().map(|w| (w[1], Some(w[0]))).collect();
-    if let Some(&g0) = grid.first() {
-        if schedule.alpha_bar(g0) < 1.0 {
-            steps.push((g0, None));
-        }
+    let mut steps: Vec<(usize, Option<usize>)> = grid.windows(2).rev().map(|w| (w[1], Some(w[0]))).collect();
+    if let Some(&g0) = grid.first()
+        && schedule.alpha_bar(g0) < 1.0
+    {
+        steps.push((g0, None));
     }
     steps
 }
@@ -44,11 +43,7 @@ pub fn build_grid(
     sampler: &str,
 ) -> Result<Vec<usize>, SamplerError> {
     if steps < 2 || steps > schedule.len() {
-        return Err(SamplerError::Config {
-            sampler: sampler.into(),
-            key: "steps".into(),
-            why: format!("must be in 2..={}, got {steps}", schedule.len()),
-        });
+        return Err(SamplerError::Config { sampler: sampler.into(), key: "steps".into(), why: format!("must be in 2..={}, got {steps}", schedule.len()) });
     }
     Ok(match kind {
         GridKind::Uniform => schedule.grid_uniform(steps),
@@ -60,19 +55,6 @@ pub fn build_grid(
             schedule.grid_mcgdiff_adapted(steps, sv, sigma_y * sigma_y)
         }
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn chain_skips_the_clean_step_only_when_alpha_bar_is_one() {
-        let gmm = VpSchedule::mcgdiff_gmm();
-        assert_eq!(chain(&gmm, &[0, 500, 999]), vec![(999, Some(500)), (500, Some(0))]);
-        let lin = VpSchedule::linear(1e-4, 0.02, 1000);
-        assert_eq!(chain(&lin, &[0, 500, 999]), vec![(999, Some(500)), (500, Some(0)), (0, None)]);
-    }
 }
 
 /// The step chain of a discrete-time sampler on `problem`: grid of `kind` with `steps` points
@@ -87,4 +69,17 @@ pub fn problem_chain<B: burn::prelude::Backend>(
     let sv = problem.operator.as_linear().and_then(|l| l.svd()).map(|s| s.singular_values().to_vec());
     let grid = build_grid(schedule, kind, steps, sv.as_deref(), problem.sigma_y, sampler)?;
     Ok(chain(schedule, &grid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_skips_the_clean_step_only_when_alpha_bar_is_one() {
+        let gmm = VpSchedule::mcgdiff_gmm();
+        assert_eq!(chain(&gmm, &[0, 500, 999]), vec![(999, Some(500)), (500, Some(0))]);
+        let lin = VpSchedule::linear(1e-4, 0.02, 1000);
+        assert_eq!(chain(&lin, &[0, 500, 999]), vec![(999, Some(500)), (500, Some(0)), (0, None)]);
+    }
 }

@@ -1,5 +1,5 @@
 //! MCG — Manifold Constrained Gradient (Chung et al., NeurIPS 2022; reference
-//! `p_sample_loop_progressive`, spec/protocols.md §3.3), generalised from inpainting masks to
+//! `p_sample_loop_progressive`, docs/protocols.md §3.3), generalised from inpainting masks to
 //! any linear operator with a pseudo-inverse.
 //!
 //! Per step t → s: x′ = Transition(x_t, x̂₀, ε̂); x″ = x′ − α·∇_{x_t}‖y − A·x̂₀‖ (unsquared, per
@@ -20,11 +20,11 @@ use dipbench_nn::NnAutodiffBackend;
 use dipbench_operators::SampleRng;
 use serde::{Deserialize, Serialize};
 
+use crate::Sampler;
 use crate::common::{Prediction, Problem, input_grad, row_norms};
 use crate::error::SamplerError;
 use crate::grid::{GridKind, problem_chain};
 use crate::transition::{Transition, draws_noise, step};
-use crate::Sampler;
 
 /// At which noise level the measurement is re-noised before the projection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,15 +60,7 @@ impl McgConfig {
     /// GMM benchmark: the DPS step of the same benchmark (as the DPS paper ran MCG "with the
     /// same α as DPS"), reference re-noising.
     pub fn gmm() -> Self {
-        Self {
-            steps: 100,
-            grid: GridKind::McgdiffAdapted,
-            transition: Transition::DdpmEta,
-            eta: 0.85,
-            scale: 0.2,
-            clip_x0: 0.0,
-            renoise: Renoise::Current,
-        }
+        Self { steps: 100, grid: GridKind::McgdiffAdapted, transition: Transition::DdpmEta, eta: 0.85, scale: 0.2, clip_x0: 0.0, renoise: Renoise::Current }
     }
 
     /// The image sampler of the reference (1000 DDPM steps, learned variance, x̂₀ clamped to

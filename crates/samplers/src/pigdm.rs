@@ -11,15 +11,15 @@
 
 use burn::prelude::*;
 use dipbench_nn::NnAutodiffBackend;
-use dipbench_operators::operator::scale_columns;
 use dipbench_operators::SampleRng;
+use dipbench_operators::operator::scale_columns;
 use serde::{Deserialize, Serialize};
 
+use crate::Sampler;
 use crate::common::{Problem, input_grad, x0_from_eps};
 use crate::error::SamplerError;
 use crate::grid::{GridKind, problem_chain};
 use crate::transition::{Transition, draws_noise, step};
-use crate::Sampler;
 
 /// ΠGDM settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

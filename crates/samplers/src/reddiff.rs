@@ -14,10 +14,10 @@ use dipbench_nn::NnAutodiffBackend;
 use dipbench_operators::SampleRng;
 use serde::{Deserialize, Serialize};
 
+use crate::Sampler;
 use crate::common::{Problem, input_grad};
 use crate::error::SamplerError;
 use crate::grid::{GridKind, problem_chain};
-use crate::Sampler;
 
 /// How μ starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,7 +15,7 @@ pub enum Transition {
     /// x_s = √(ᾱ_t/ᾱ_s)(1−ᾱ_s)/(1−ᾱ_t)·x_t + √ᾱ_s(1−ᾱ_t/ᾱ_s)/(1−ᾱ_t)·x̂₀ + η·σ̃·z,
     /// σ̃² = (1−ᾱ_s)/(1−ᾱ_t)·(1−ᾱ_t/ᾱ_s) (Ho et al. 2020, eq. 7). Equals DDIM at η = 1.
     DdpmEta,
-    /// guided-diffusion's `p_sample` (spec/protocols.md §3.1): the DDPM posterior mean with the
+    /// guided-diffusion's `p_sample` (docs/protocols.md §3.1): the DDPM posterior mean with the
     /// network's learned-range variance (Nichol & Dhariwal 2021, eq. 15),
     /// log σ² = f·log β_t + (1−f)·log β̃_t, f = (v + 1)/2, β_t = 1 − ᾱ_t/ᾱ_s, β̃_t = σ̃², and no
     /// noise on the step to the clean end. A prior without learned variance (the analytic ones)

@@ -8,8 +8,8 @@ use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 
 use burn::tensor::FloatDType;
 
-use dipbench_nn::layers::{Conv2d, GroupNorm32, Linear, Loader, PointwiseConv1d, WeightMap, cast_like};
 use dipbench_nn::NnBackend;
+use dipbench_nn::layers::{Conv2d, GroupNorm32, Linear, Loader, PointwiseConv1d, WeightMap, cast_like};
 use dipbench_nn::source::LoadError;
 
 /// Resampling inside a residual block (`resblock_updown`): 2×2 average pooling down, nearest ×2
@@ -90,11 +90,7 @@ impl<B: NnBackend> ResBlock<B> {
             emb: Linear::load(l, &format!("{key}.emb_layers.1"), emb_channels, emb_out)?,
             out_norm: GroupNorm32::load(l, &format!("{key}.out_layers.0"), out_channels)?,
             out_conv: Conv2d::load(l, &format!("{key}.out_layers.3"), out_channels, out_channels, 3, 1, 1)?,
-            skip: if out_channels == channels {
-                None
-            } else {
-                Some(Conv2d::load(l, &format!("{key}.skip_connection"), channels, out_channels, 1, 1, 0)?)
-            },
+            skip: if out_channels == channels { None } else { Some(Conv2d::load(l, &format!("{key}.skip_connection"), channels, out_channels, 1, 1, 0)?) },
             resample,
             scale_shift,
             out_channels,
@@ -103,7 +99,14 @@ impl<B: NnBackend> ResBlock<B> {
 
     /// Whether each weight tensor requires a gradient.
     pub fn requires_grad(&self) -> Vec<bool> {
-        let mut v = [self.in_norm.requires_grad(), self.in_conv.requires_grad(), self.emb.requires_grad(), self.out_norm.requires_grad(), self.out_conv.requires_grad()].concat();
+        let mut v = [
+            self.in_norm.requires_grad(),
+            self.in_conv.requires_grad(),
+            self.emb.requires_grad(),
+            self.out_norm.requires_grad(),
+            self.out_conv.requires_grad(),
+        ]
+        .concat();
         if let Some(s) = &self.skip {
             v.extend(s.requires_grad());
         }

@@ -1,4 +1,4 @@
-//! ADM UNet hyper-parameters (guided-diffusion `create_model`; spec/protocols.md §2.1) and the
+//! ADM UNet hyper-parameters (guided-diffusion `create_model`; docs/protocols.md §2.1) and the
 //! presets of the checkpoints dipbench knows.
 
 use serde::{Deserialize, Serialize};
@@ -34,6 +34,9 @@ pub struct UnetConfig {
     /// Resample with residual blocks (`ResBlock(down/up=True)`) rather than plain layers.
     pub resblock_updown: bool,
 }
+
+/// The preset names of [`UnetConfig::by_name`].
+pub const NAMES: &[&str] = &["ffhq256", "imagenet256", "tiny32"];
 
 impl UnetConfig {
     /// FFHQ 256 (`ffhq_10m.pt`, DPS/DAPS `model_config.yaml`): 128 ch, 1 block, mult
@@ -75,19 +78,19 @@ impl UnetConfig {
         }
     }
 
-    /// A preset by name: `ffhq256`, `imagenet256`, `tiny32`.
+    /// A preset by name ([`NAMES`]).
     pub fn by_name(name: &str) -> Result<Self, ModelError> {
         match name {
             "ffhq256" => Ok(Self::ffhq256()),
             "imagenet256" => Ok(Self::imagenet256()),
             "tiny32" => Ok(Self::tiny32()),
-            other => Err(ModelError::UnknownName { what: "UNet config", name: other.into(), known: "ffhq256, imagenet256, tiny32" }),
+            other => Err(ModelError::UnknownName { what: "UNet config", name: other.into(), known: NAMES.join(", ") }),
         }
     }
 
     /// Heads of an attention block with `channels` channels.
     pub fn heads(&self, channels: usize) -> usize {
-        if self.num_head_channels > 0 { channels / self.num_head_channels } else { self.num_heads }
+        channels.checked_div(self.num_head_channels).unwrap_or(self.num_heads)
     }
 
     /// The time-embedding width 4C.

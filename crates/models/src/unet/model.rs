@@ -3,14 +3,14 @@
 //! `unet.py`: `time_embed`, `input_blocks`, `middle_block`, `output_blocks`, `out`).
 
 use burn::prelude::*;
-use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::FloatDType;
 use burn::tensor::activation::silu;
+use burn::tensor::backend::AutodiffBackend;
 
 use super::blocks::{AttentionBlock, ResBlock, Resample};
 use super::config::UnetConfig;
-use dipbench_nn::layers::{Conv2d, GroupNorm32, Linear, Loader, Precision, ToInner, WeightMap};
 use dipbench_nn::NnBackend;
+use dipbench_nn::layers::{Conv2d, GroupNorm32, Linear, Loader, Precision, ToInner, WeightMap};
 use dipbench_nn::source::{LoadError, ParamSource, finish};
 
 /// One element of a `TimestepEmbedSequential`.
@@ -201,7 +201,18 @@ impl<B: NnBackend> AdmUnet<B> {
         let out_norm = GroupNorm32::load(&mut l, "out.0", ch)?;
         let out_conv = Conv2d::load(&mut l, "out.2", input_ch, config.out_channels, 3, 1, 1)?;
         finish(l.source, &config.name)?;
-        Ok(Self { config: config.clone(), time_embed_0, time_embed_2, input_blocks, middle_block, output_blocks, out_norm, out_conv, precision: Precision::F32, device: device.clone() })
+        Ok(Self {
+            config: config.clone(),
+            time_embed_0,
+            time_embed_2,
+            input_blocks,
+            middle_block,
+            output_blocks,
+            out_norm,
+            out_conv,
+            precision: Precision::F32,
+            device: device.clone(),
+        })
     }
 
     /// The network in `precision` ([`Precision`]): for half precision the convolutions of the

@@ -1,7 +1,7 @@
 //! Nonlinear (non-uniform) deblur: the bkse `KernelWizard` of Tran et al. (CVPR 2021,
 //! VinAIResearch/blur-kernel-space-exploring @ f2fe73e, options `GOPRO_wVAE`: nf 64, front_RBs 10,
 //! back_RBs 20, kernel_dim 512, use_vae, norm none), the forward model of the DPS and DAPS
-//! "nonlinear deblur" task (spec/protocols.md §1.7):
+//! "nonlinear deblur" task (docs/protocols.md §1.7):
 //!
 //!   y = clamp(2·adaptKernel((x + 1)/2, k) − 1, −1, 1),
 //!   adaptKernel(u, k) = u + recon(adapter(features(u), k)),
@@ -26,8 +26,8 @@ use burn::prelude::*;
 use burn::tensor::activation::{leaky_relu, relu};
 use burn::tensor::module::conv_transpose2d;
 use burn::tensor::ops::ConvTransposeOptions;
-use dipbench_nn::layers::{Conv2d, Loader};
 use dipbench_nn::NnBackend;
+use dipbench_nn::layers::{Conv2d, Loader};
 use dipbench_nn::source::{LoadError, ParamSource, finish, take};
 
 use super::separable::ImageShape;
@@ -83,10 +83,7 @@ struct ResidualBlock<B: Backend> {
 
 impl<B: NnBackend> ResidualBlock<B> {
     fn load(l: &mut Loader<'_, B>, key: &str, nf: usize) -> Result<Self, LoadError> {
-        Ok(Self {
-            conv1: Conv2d::load(l, &format!("{key}.conv1"), nf, nf, 3, 1, 1)?,
-            conv2: Conv2d::load(l, &format!("{key}.conv2"), nf, nf, 3, 1, 1)?,
-        })
+        Ok(Self { conv1: Conv2d::load(l, &format!("{key}.conv1"), nf, nf, 3, 1, 1)?, conv2: Conv2d::load(l, &format!("{key}.conv2"), nf, nf, 3, 1, 1)? })
     }
 
     fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {

@@ -1,5 +1,5 @@
 //! Blur operators of DPS and DAPS (`Blurkernel`: `ReflectionPad2d(k/2)` then a depthwise k×k
-//! cross-correlation, spec/protocols.md §1.4–1.5).
+//! cross-correlation, docs/protocols.md §1.4–1.5).
 //!
 //! - Gaussian blur (61×61, σ = 3): the kernel is `scipy.ndimage.gaussian_filter` of a centred
 //!   delta, i.e. the outer product g⊗g of the normalised 1-D Gaussian exp(−x²/2σ²) on
@@ -86,7 +86,7 @@ pub struct ConvOperator<B: Backend> {
 impl<B: Backend> ConvOperator<B> {
     /// The operator with kernel `kernel` (k × k, row-major; k odd, k/2 < image size).
     pub fn new(name: impl Into<String>, shape: ImageShape, kernel: &[f32], k: usize, device: &B::Device) -> Result<Self, OperatorError> {
-        if kernel.len() != k * k || k % 2 == 0 || k / 2 >= shape.h.min(shape.w) {
+        if kernel.len() != k * k || k.is_multiple_of(2) || k / 2 >= shape.h.min(shape.w) {
             return Err(OperatorError::Invalid {
                 what: "blur kernel".into(),
                 why: format!("need an odd k×k kernel with k/2 < image size; got {} values for k = {k} on {}×{}", kernel.len(), shape.h, shape.w),

@@ -1,5 +1,5 @@
 //! Inpainting: y = m ⊙ x with a binary mask m (1 = kept), shared by the channels (DPS
-//! `mask_generator`, DAPS `Inpainting`; spec/protocols.md §1.2–1.3). The measurement keeps the
+//! `mask_generator`, DAPS `Inpainting`; docs/protocols.md §1.2–1.3). The measurement keeps the
 //! image layout (zeros where pixels are missing), as both codes do. A = diag(m) is an orthogonal
 //! projection: Aᵀ = A, A⁺ = A, singular values 1 on the kept pixels.
 

@@ -1,4 +1,4 @@
-//! The image forward models of the DPS and DAPS tables (spec/protocols.md §1), each on rows of
+//! The image forward models of the DPS and DAPS tables (docs/protocols.md §1), each on rows of
 //! flattened `[c, h, w]` images in [−1, 1].
 
 pub mod bkse;
@@ -14,4 +14,4 @@ pub use blur::ConvOperator;
 pub use inpaint::{InpaintOperator, Mask};
 pub use phase::{Hdr, PhaseRetrieval, PhaseVariant};
 pub use separable::{ImageShape, SeparableOperator};
-pub use tasks::{Task, build};
+pub use tasks::{Task, TaskName, Variant, build};

@@ -1,5 +1,5 @@
 //! Motion-blur kernels as the `motionblur` package draws them (LeviBorodenko/motionblur @ 5781378,
-//! `Kernel(size, intensity).kernelMatrix`; spec/protocols.md §1.5), with dipbench's RNG.
+//! `Kernel(size, intensity).kernelMatrix`; docs/protocols.md §1.5), with dipbench's RNG.
 //!
 //! On a 2×-supersampled grid of diagonal D:
 //! 1. path length MAX = 0.75·D·(U(0,1) + U(0, I²)); steps beta(1, 30)·(1 − I + 0.1)·D drawn until

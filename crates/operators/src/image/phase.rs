@@ -1,4 +1,4 @@
-//! Phase retrieval with oversampling 2 (spec/protocols.md §1.6): pad each 256×256 channel with
+//! Phase retrieval with oversampling 2 (docs/protocols.md §1.6): pad each 256×256 channel with
 //! 64 zeros per side (384×384), take the centred orthonormal 2-D DFT (fastMRI `fft2c`:
 //! fftshift ∘ fft2(norm = "ortho") ∘ ifftshift) and keep its magnitude. DPS pads the [−1, 1]
 //! image (the zeros are mid-grey); DAPS maps x ↦ x/2 + 1/2 first (the zeros are black).

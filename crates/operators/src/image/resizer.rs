@@ -1,5 +1,5 @@
 //! The MATLAB-`imresize`-style resizer of DPS and DAPS (`util/resizer.py`, from
-//! assafshocher/resizer; spec/protocols.md §1.1), as the 1-D weight matrix it applies along each
+//! assafshocher/resizer; docs/protocols.md §1.1), as the 1-D weight matrix it applies along each
 //! axis. Downscaling by s: antialiased Keys cubic kernel k_s(d) = s·k(s·d) (a = −0.5, support
 //! 4/s input pixels), output j (1-based) centred at p_j = j/s + ½(1 − 1/s), taps
 //! floor(p_j − 2/s) − 1 … (+ ceil(4/s) + 2), weights normalised to sum 1 per output, indices

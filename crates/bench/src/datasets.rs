@@ -1,6 +1,6 @@
 //! The dataset registry (`datasets.toml`, embedded in the binary): what each benchmark's image
 //! set is, where it comes from, and how a local folder is checked and preprocessed
-//! (spec/protocols.md §4). Every problem with a folder is an error naming the file.
+//! (docs/protocols.md §4). Every problem with a folder is an error naming the file.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -127,7 +127,12 @@ pub fn files(name: &str, entry: &DatasetEntry, folder: &Path, n: usize) -> Resul
             let missing: Vec<String> = expected.iter().filter(|p| !p.is_file()).map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
             if !missing.is_empty() {
                 let shown = missing.iter().take(10).cloned().collect::<Vec<_>>().join(", ");
-                bail!("dataset `{name}` in {}: {} of {n} expected files are missing: {shown}{}", folder.display(), missing.len(), if missing.len() > 10 { ", …" } else { "" });
+                bail!(
+                    "dataset `{name}` in {}: {} of {n} expected files are missing: {shown}{}",
+                    folder.display(),
+                    missing.len(),
+                    if missing.len() > 10 { ", …" } else { "" }
+                );
             }
             Ok(expected)
         }

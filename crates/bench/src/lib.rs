@@ -1,29 +1,35 @@
 //! # dipbench — the benchmark runner
 //!
-//! What this crate is for: the `dipbench` command line and the library behind it: reading
-//! experiment files ([`experiment`]), running their jobs resumably ([`runner`]) on a benchmark
-//! ([`gmm`]: the exact-posterior Gaussian-mixture benchmark), and turning per-replicate rows
-//! into tables ([`table`]); checkpoints ([`weights`]), running a network on a tensor file
-//! ([`model_cmd`]), measuring an image with a benchmark operator ([`measure_cmd`]), image
-//! metrics between folders ([`score_cmd`]) and speed benchmarks ([`speed`]).
+//! What this crate is for: the `dipbench` command line and the library behind it.
+//!
+//! - [`experiment`]: experiment files, parsed and validated into typed settings;
+//! - [`benchmarks`]: the GMM and image benchmarks (jobs, one job's work, tables);
+//! - [`pipeline`]: the one runner every benchmark goes through (lock, resume, shards, batches,
+//!   atomic job files) and the results folder on disk;
+//! - [`tables`]: aggregation, CSV / Markdown / LaTeX tables and the regression check;
+//! - [`registry`]: the closed sets of names (metrics, tasks, samplers, networks);
+//! - [`sweep`] (Slurm scripts, merging shards), [`grids`] (image grids), [`weights`]
+//!   (checkpoints), [`datasets`] (the dataset registry), [`network`] (running and verifying the
+//!   UNet), [`measure`] (applying an operator), [`scoring`] (metrics between folders), [`speed`]
+//!   (speed benchmarks against baselines measured in the same run), [`backend`] (CPU, CUDA,
+//!   WebGPU).
 //!
 //! What it is not for: numerics. Priors, operators, samplers and metrics live in their own crates
 //! and know nothing about files or jobs.
 
-pub mod aggregate;
+#![warn(missing_docs)]
+
 pub mod backend;
-pub mod check_cmd;
+pub mod benchmarks;
 pub mod datasets;
 pub mod experiment;
-pub mod gmm;
-pub mod grid_cmd;
-pub mod image_bench;
-pub mod image_table;
-pub mod measure_cmd;
-pub mod model_cmd;
-pub mod runner;
-pub mod score_cmd;
+pub mod grids;
+pub mod measure;
+pub mod network;
+pub mod pipeline;
+pub mod registry;
+pub mod scoring;
 pub mod speed;
-pub mod sweep_cmd;
-pub mod table;
+pub mod sweep;
+pub mod tables;
 pub mod weights;

@@ -16,7 +16,7 @@ use dipbench_nn::{NnAutodiffBackend, NnBackend};
 use dipbench_operators::SampleRng;
 use serde::{Deserialize, Serialize};
 
-use crate::model_cmd::load_net;
+use crate::network::load_net;
 
 /// Minimum, median and every sample of a timed quantity, in seconds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -138,7 +138,7 @@ impl TorchReference {
         }
         let text = std::fs::read_to_string(&json).with_context(|| format!("cannot read {}", json.display()))?;
         let _ = std::fs::remove_dir_all(&dir);
-        Ok(serde_json::from_str(&text).context("the PyTorch reference wrote unexpected JSON")?)
+        serde_json::from_str(&text).context("the PyTorch reference wrote unexpected JSON")
     }
 }
 
@@ -268,7 +268,7 @@ pub fn bench_unet<B: NnAutodiffBackend>(opts: &SpeedOptions, device: &B::Device)
     } else {
         let (f32_forward, f32_dps, _) = time_unet(&net, &x, opts.warmup, opts.repeats);
         let values = |t: Tensor<B, 4>| t.into_data().convert::<f32>().to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"));
-        let rel = crate::model_cmd::rel_err(&values(half.forward(x.clone(), &[500.0]))?, &values(net.forward(x.clone(), &[500.0]))?);
+        let rel = crate::network::rel_err(&values(half.forward(x.clone(), &[500.0]))?, &values(net.forward(x.clone(), &[500.0]))?);
         Some(Float32Baseline { forward: f32_forward, dps_step: f32_dps, output_rel_diff: rel })
     };
     let equiv = 2.0 * forward_macs as f64 / (gemm * 1e9);
@@ -506,7 +506,8 @@ pub fn bench_metrics<B: NnBackend>(size: usize, batch: usize, warmup: usize, rep
     if batch == 0 || repeats == 0 {
         bail!("--batch and --repeats must be at least 1");
     }
-    let lpips = Lpips::<B>::load(LpipsVariant::Vgg, &mut GoldenFill::new(backbone_manifest("vgg16")), &mut GoldenFill::new(heads_manifest(LpipsVariant::Vgg)), device)?;
+    let lpips =
+        Lpips::<B>::load(LpipsVariant::Vgg, &mut GoldenFill::new(backbone_manifest("vgg16")), &mut GoldenFill::new(heads_manifest(LpipsVariant::Vgg)), device)?;
     let inception = Inception::<B>::load(InceptionVariant::TfFid, &mut GoldenFill::new(Inception::<B>::manifest(InceptionVariant::TfFid)), device)?;
     let d = 3 * size * size;
     let image = |seed| SampleRng::new(seed, batch).normal::<B>(d, device).reshape([batch, 3, size, size]).mul_scalar(0.2).add_scalar(0.5).clamp(0.0, 1.0);

@@ -2,7 +2,7 @@
 //! dipbench looks for them, and their verification (keys and shapes against the configuration,
 //! then a sha256 recorded beside the file on the first verified load and checked afterwards).
 //!
-//! The reference repositories publish neither sizes nor hashes (spec/protocols.md §2.1, §8), so
+//! The reference repositories publish neither sizes nor hashes (docs/protocols.md §2.3), so
 //! a checkpoint is verified by its content (every key and shape of the configuration, nothing
 //! else) and its sha256 is pinned locally from then on.
 
@@ -68,9 +68,7 @@ pub const KNOWN: &[KnownWeights] = &[
         aliases: &[],
         config: "bkse",
         description: "bkse KernelWizard (GOPRO, with VAE): the nonlinear-deblur forward model of DPS and DAPS",
-        sources: &[
-            "BKSE README model zoo / DAPS download.sh: Google Drive id 1vRoDpIsrTRYZKsOMPNbPcMtFDpCT6Foy (GOPRO_wVAE.pth)",
-        ],
+        sources: &["BKSE README model zoo / DAPS download.sh: Google Drive id 1vRoDpIsrTRYZKsOMPNbPcMtFDpCT6Foy (GOPRO_wVAE.pth)"],
         params: 115_265_475,
     },
     KnownWeights {
@@ -131,17 +129,16 @@ pub const KNOWN: &[KnownWeights] = &[
 
 /// Looks a checkpoint up by name.
 pub fn known(name: &str) -> Result<&'static KnownWeights> {
-    KNOWN.iter().find(|w| w.name == name).with_context(|| {
-        format!("unknown checkpoint `{name}` (known: {})", KNOWN.iter().map(|w| w.name).collect::<Vec<_>>().join(", "))
-    })
+    KNOWN
+        .iter()
+        .find(|w| w.name == name)
+        .with_context(|| format!("unknown checkpoint `{name}` (known: {})", KNOWN.iter().map(|w| w.name).collect::<Vec<_>>().join(", ")))
 }
 
 /// The folder checkpoints are looked up in: `--dir`, else `$DIPBENCH_CHECKPOINTS`, else
 /// `checkpoints/`.
 pub fn checkpoint_dir(dir: Option<&Path>) -> PathBuf {
-    dir.map(Path::to_path_buf)
-        .or_else(|| std::env::var_os("DIPBENCH_CHECKPOINTS").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("checkpoints"))
+    dir.map(Path::to_path_buf).or_else(|| std::env::var_os("DIPBENCH_CHECKPOINTS").map(PathBuf::from)).unwrap_or_else(|| PathBuf::from("checkpoints"))
 }
 
 /// Where `w` is in `dir` (its file name or an alias), or an error saying where to get it and
@@ -173,10 +170,7 @@ pub fn resolve_checkpoint(spec: &str) -> Result<PathBuf> {
     }
     let p = PathBuf::from(spec);
     if !p.is_file() {
-        bail!(
-            "checkpoint `{spec}` is neither a known name ({}) nor an existing file",
-            KNOWN.iter().map(|w| w.name).collect::<Vec<_>>().join(", ")
-        );
+        bail!("checkpoint `{spec}` is neither a known name ({}) nor an existing file", KNOWN.iter().map(|w| w.name).collect::<Vec<_>>().join(", "));
     }
     Ok(p)
 }
@@ -272,6 +266,7 @@ pub fn pytorch_manifest(path: &Path) -> Result<Vec<(String, Vec<usize>)>> {
     if !is_zip {
         return Ok(dipbench_nn::source::MemorySource::open(path)?.manifest());
     }
+    dipbench_nn::torch_records::check_zip_checkpoint(path)?;
     let reader = burn_store::pytorch::PytorchReader::new(path)
         .map_err(|e| anyhow::anyhow!("cannot read {}: not a readable PyTorch checkpoint: {e:?}", path.display()))?;
     let mut m: Vec<(String, Vec<usize>)> = reader.tensors().iter().map(|(k, s)| (k.clone(), s.shape.to_vec())).collect();

@@ -39,11 +39,7 @@ fn read(path: &Path) -> String {
 
 /// rows.csv without the (non-deterministic) wall-time column.
 fn rows_without_time(out: &Path) -> String {
-    read(&out.join("rows.csv"))
-        .lines()
-        .map(|l| l.rsplit_once(',').map(|(a, _)| a).unwrap_or(l).to_string())
-        .collect::<Vec<_>>()
-        .join("\n")
+    read(&out.join("rows.csv")).lines().map(|l| l.rsplit_once(',').map(|(a, _)| a).unwrap_or(l).to_string()).collect::<Vec<_>>().join("\n")
 }
 
 #[test]
@@ -185,7 +181,9 @@ fn slurm_writes_a_job_array_and_merge_joins_shards() {
     let o = dipbench(&["slurm", exp.to_str().unwrap(), "--shards", "3", "--out", "res", "--partition", "gpu"], None);
     let script = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    for needle in ["#SBATCH --array=0-2", "#SBATCH --gres=gpu:1", "#SBATCH --partition=gpu", "--shard \"${SLURM_ARRAY_TASK_ID}/3\"", "--device cuda", "dipbench table"] {
+    for needle in
+        ["#SBATCH --array=0-2", "#SBATCH --gres=gpu:1", "#SBATCH --partition=gpu", "--shard \"${SLURM_ARRAY_TASK_ID}/3\"", "--device cuda", "dipbench table"]
+    {
         assert!(script.contains(needle), "script lacks `{needle}`:\n{script}");
     }
     // Shards run into separate folders, merged, give the one-run table.
@@ -210,13 +208,19 @@ fn slurm_writes_a_job_array_and_merge_joins_shards() {
     assert_eq!(read(&whole.join("table.csv")).lines().count(), read(&merged.join("table.csv")).lines().count());
     let o = dipbench(&["check", merged.to_str().unwrap(), "--against", whole.to_str().unwrap()], None);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
-    // A conflicting job file stops the merge, naming it.
+    // A well-formed job file (digest and fingerprint right) whose rows differ from the merged
+    // folder's stops the merge, naming both files.
     let job = std::fs::read_dir(whole.join("runs")).unwrap().next().unwrap().unwrap().path();
-    let text = read(&job).replace(",DPS,", ",DPS,").replacen("0.", "9.", 1);
+    let file: serde_json::Value = serde_json::from_str(&read(&job)).unwrap();
+    let mut rows = file["rows"].as_array().unwrap().clone();
+    rows[1]["sw1"] = serde_json::json!(rows[1]["sw1"].as_f64().unwrap() + 1.0);
     let conflict = dir.join("conflict");
-    std::fs::create_dir_all(conflict.join("runs")).unwrap();
-    std::fs::write(conflict.join("runs").join(job.file_name().unwrap()), text).unwrap();
+    std::fs::create_dir_all(&conflict).unwrap();
+    std::fs::copy(whole.join("experiment.toml"), conflict.join("experiment.toml")).unwrap();
+    // Typed rows: the digest covers the rows as the benchmark serialises them.
+    let rows: Vec<dipbench::benchmarks::gmm::GmmRow> = serde_json::from_value(serde_json::Value::Array(rows)).unwrap();
+    dipbench::pipeline::store::write_job(&conflict, file["job"].as_str().unwrap(), file["fingerprint"].as_str().unwrap(), &rows).unwrap();
     let o = dipbench(&["merge", conflict.to_str().unwrap(), "--out", merged.to_str().unwrap()], None);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("different results for the same job"), "{err}");
+    assert!(!o.status.success() && err.contains("different results for the same job") && err.contains(job.file_name().unwrap().to_str().unwrap()), "{err}");
 }

@@ -2,6 +2,7 @@
 //! (every method × every task on 8 images of 32×32 made here, tiny UNet config), resume after
 //! kill -9, sharding, and dataset errors.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -198,7 +199,10 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 /// its `metrics` are the per-metric best (max PSNR, max SSIM), and the table's mean is the mean
 /// over images of those bests — checked here from the row files, independently of the table code.
 fn best_of_n_is_applied_per_image_and_metric(out: &Path) {
-    let rows: Vec<serde_json::Value> = walk(&out.join("runs").join("inpaint_box").join("DPS")).iter().map(|p| serde_json::from_str(&read(p)).unwrap()).collect();
+    let rows: Vec<serde_json::Value> = walk(&out.join("runs").join("inpaint_box").join("DPS"))
+        .iter()
+        .map(|p| serde_json::from_str::<serde_json::Value>(&read(p)).unwrap()["rows"][0].clone())
+        .collect();
     assert_eq!(rows.len(), 4);
     let mut best_psnr = vec![];
     for r in &rows {
@@ -260,7 +264,11 @@ fn killed_and_sharded_sweeps_give_the_uninterrupted_table() {
     ok(&rerun);
     let stderr = String::from_utf8_lossy(&rerun.stderr);
     assert!(stderr.contains(&format!("({} run now, {done} already done)", 24 - done)), "{stderr}");
-    assert_eq!(reference, (without_seconds(&read(&killed.join("table.csv"))), without_seconds(&read(&killed.join("rows.csv")))), "killed + resumed ≠ uninterrupted");
+    assert_eq!(
+        reference,
+        (without_seconds(&read(&killed.join("table.csv"))), without_seconds(&read(&killed.join("rows.csv")))),
+        "killed + resumed ≠ uninterrupted"
+    );
     // No temporary files are left behind.
     assert!(walk(&killed).iter().all(|p| !p.to_string_lossy().ends_with(".tmp")), "leftover temporary files");
 
@@ -268,10 +276,19 @@ fn killed_and_sharded_sweeps_give_the_uninterrupted_table() {
     // Table 6: PSNR/SSIM on FFHQ) and the paper's other methods on rows of their own.
     let with_paper = dir.join("mini-paper.toml");
     let paper_file = repo_file("results/paper/dps.csv");
-    std::fs::write(&with_paper, format!("{}\n[paper]\nfile = {:?}\ntables = [\"6\"]\ndataset = \"ffhq256-1k\"\n", read(&exp), paper_file.to_str().unwrap())).unwrap();
+    std::fs::write(&with_paper, format!("{}\n[paper]\nfile = {:?}\ntables = [\"6\"]\ndataset = \"ffhq256-1k\"\n", read(&exp), paper_file.to_str().unwrap()))
+        .unwrap();
     let md = ok(&dipbench(&["table", with_paper.to_str().unwrap(), "--out", whole.to_str().unwrap()]));
     let paper_csv = read(&paper_file);
-    let dps_sr4_psnr = paper_csv.lines().find(|l| l.starts_with("DPS,6,ffhq256-1k,sr4,DPS,pixel,psnr,")).expect("DPS Table 6 SR PSNR").split(',').nth(7).unwrap().parse::<f64>().unwrap();
+    let dps_sr4_psnr = paper_csv
+        .lines()
+        .find(|l| l.starts_with("DPS,6,ffhq256-1k,sr4,DPS,pixel,psnr,"))
+        .expect("DPS Table 6 SR PSNR")
+        .split(',')
+        .nth(7)
+        .unwrap()
+        .parse::<f64>()
+        .unwrap();
     assert!(md.contains(&format!("(paper {dps_sr4_psnr:.2}")), "{md}");
     assert!(md.contains("Score-SDE (paper only)") && md.contains("Paper numbers in parentheses"), "{md}");
     let tex = read(&whole.join("table.tex"));
@@ -311,7 +328,8 @@ fn a_bad_dataset_folder_names_the_file() {
     let exp = mini_experiment(&dir);
     let images = dir.join("images");
     make_images(&images, 4, 32);
-    let run = |out: &str| dipbench(&["run", exp.to_str().unwrap(), "--out", dir.join(out).to_str().unwrap(), "--dataset", images.to_str().unwrap(), "--no-progress"]);
+    let run =
+        |out: &str| dipbench(&["run", exp.to_str().unwrap(), "--out", dir.join(out).to_str().unwrap(), "--dataset", images.to_str().unwrap(), "--no-progress"]);
     // Wrong size.
     image::RgbImage::new(48, 32).save(images.join("00001.png")).unwrap();
     let out = run("a");
@@ -368,7 +386,7 @@ iterations = 2"#;
     assert_eq!(fid_rows.len(), 2, "one FID per method");
     for row in fid_rows {
         let table: f64 = row[at("mean")].parse().unwrap();
-        let method_dir = out.join("images").join("sr4").join(dipbench::image_bench::slug(&row[at("method")]));
+        let method_dir = out.join("images").join("sr4").join(dipbench::experiment::slug(&row[at("method")]));
         let score = Command::new(env!("CARGO_BIN_EXE_dipbench"))
             .args(["score", method_dir.to_str().unwrap(), out.join("images").join("gt").to_str().unwrap(), "--metrics", "fid"])
             .env("RUST_LOG", "warn")
@@ -379,4 +397,54 @@ iterations = 2"#;
         let fid: f64 = text.lines().find_map(|l| l.strip_prefix("fid: ")).unwrap_or_else(|| panic!("{text}")).trim().parse().unwrap();
         assert!(table > 0.0 && (table - fid).abs() <= 1e-6 * fid, "{}: table FID {table} vs score {fid}", &row[at("method")]);
     }
+}
+
+/// rows.csv as (task, method, image, metric) → value.
+fn row_values(out: &Path) -> BTreeMap<(String, String, String, String), f64> {
+    let mut rdr = csv::Reader::from_path(out.join("rows.csv")).unwrap();
+    let header = rdr.headers().unwrap().clone();
+    let at = |name: &str| header.iter().position(|h| h == name).unwrap();
+    rdr.records()
+        .map(|r| r.unwrap())
+        .map(|r| {
+            ((r[at("task")].to_string(), r[at("method")].to_string(), r[at("image")].to_string(), r[at("metric")].to_string()), r[at("value")].parse().unwrap())
+        })
+        .collect()
+}
+
+/// `[image] batch = 4` runs the 4 images of a (task, method) with a shared operator (sr4) through
+/// the sampler at once, and gives the rows of batch 1 within 1e-3 relative: every row draws its
+/// noise from its own stream, so only the UNet's float sums differ (its convolutions block their
+/// sums by batch size, ≤ 5e-4 relative on the samples in `tests/sampler_invariance.rs`). A run
+/// stopped between batches resumes: the missing jobs run, in a smaller batch, and the rows agree.
+#[test]
+fn batched_images_give_the_rows_of_batch_one_and_resume() {
+    let dir = temp_dir("batch");
+    let one = mini_experiment(&dir);
+    let text = read(&one).replace("runs = { inpaint_box = 2 }", "runs = { inpaint_box = 2 }\nbatch = 4");
+    let four = dir.join("mini-batch4.toml");
+    std::fs::write(&four, text).unwrap();
+    let (out1, out4) = (dir.join("one"), dir.join("four"));
+    ok(&dipbench(&["run", one.to_str().unwrap(), "--out", out1.to_str().unwrap(), "--no-progress"]));
+    ok(&dipbench(&["run", four.to_str().unwrap(), "--out", out4.to_str().unwrap(), "--no-progress"]));
+    let close = |a: &BTreeMap<_, f64>, b: &BTreeMap<_, f64>, what: &str| {
+        assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>(), "{what}: the same rows");
+        for (k, x) in a {
+            let y = b[k];
+            assert!((x - y).abs() <= 1e-3 * y.abs().max(1.0), "{what}: {k:?}: {x} vs {y}");
+        }
+    };
+    let (rows1, rows4) = (row_values(&out1), row_values(&out4));
+    close(&rows4, &rows1, "batch 4 vs batch 1");
+
+    // As if killed after some batches: two sr4 job files of one method are gone.
+    let gone: Vec<PathBuf> = walk(&out4.join("runs").join("sr4").join("DPS")).into_iter().take(2).collect();
+    assert_eq!(gone.len(), 2);
+    for p in &gone {
+        std::fs::remove_file(p).unwrap();
+    }
+    let again = dipbench(&["run", four.to_str().unwrap(), "--out", out4.to_str().unwrap(), "--no-progress"]);
+    ok(&again);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("(2 run now"), "{}", String::from_utf8_lossy(&again.stderr));
+    close(&row_values(&out4), &rows1, "resumed batch 4 vs batch 1");
 }

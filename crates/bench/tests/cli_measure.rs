@@ -27,7 +27,17 @@ fn golden_measure_applies_the_reference_operator_to_a_png() {
     let dir = temp_dir("sr4");
     let png = golden_dir().join("test_image_256.png");
     let out = dir.join("y.safetensors");
-    let o = dipbench(&["measure", "--task", "sr4", "--input", png.to_str().unwrap(), "--output", out.to_str().unwrap(), "--png", dir.join("y.png").to_str().unwrap()]);
+    let o = dipbench(&[
+        "measure",
+        "--task",
+        "sr4",
+        "--input",
+        png.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--png",
+        dir.join("y.png").to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let t = load_tensors("operators");
     // The PNG decodes to the reference x exactly (q/255·2 − 1), and y_clean is the reference SR.

@@ -65,7 +65,18 @@ fn per_image_means_are_right_for_every_set_size() {
         let dir = temp_dir(&format!("n{n}"));
         write_set(&dir.join("a"), n, 5, 24);
         write_set(&dir.join("b"), n, 0, 24);
-        let o = dipbench(&["score", dir.join("a").to_str().unwrap(), dir.join("b").to_str().unwrap(), "--metrics", "psnr,psnr-piq,ssim", "--per-image", dir.join("rows.csv").to_str().unwrap()], None);
+        let o = dipbench(
+            &[
+                "score",
+                dir.join("a").to_str().unwrap(),
+                dir.join("b").to_str().unwrap(),
+                "--metrics",
+                "psnr,psnr-piq,ssim",
+                "--per-image",
+                dir.join("rows.csv").to_str().unwrap(),
+            ],
+            None,
+        );
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let psnr = summary(&o, "psnr");
         // Pixels are held as f32 x/255: each 5/255 difference carries ≤ 6e-8 absolute error
@@ -102,7 +113,9 @@ fn score_refuses_mismatched_folders_and_unknown_metrics() {
     let dir = temp_dir("bad");
     write_set(&dir.join("a"), 3, 0, 24);
     std::fs::create_dir_all(dir.join("b")).unwrap();
-    image::RgbImage::new(10, 10).save(dir.join("b/00000.png")).unwrap();
+    for i in 0..3 {
+        image::RgbImage::new(10, 10).save(dir.join(format!("b/{i:05}.png"))).unwrap();
+    }
     // LPIPS-alex refuses images smaller than AlexNet's receptive field.
     let o = dipbench(&["score", dir.join("a").to_str().unwrap(), dir.join("a").to_str().unwrap(), "--metrics", "lpips-alex"], None);
     let err = String::from_utf8_lossy(&o.stderr);
@@ -132,7 +145,10 @@ fn golden_lpips_and_fid_of_identical_sets_are_zero_and_fid_is_symmetric() {
     assert!(same.status.success(), "{}", String::from_utf8_lossy(&same.stderr));
     assert!(summary(&same, "lpips-alex").abs() < 1e-7, "LPIPS(A, A)");
     assert!(summary(&same, "fid").abs() < 1e-6, "FID(A, A)");
-    let ab = dipbench(&["score", a.to_str().unwrap(), b.to_str().unwrap(), "--metrics", "lpips-alex,fid", "--features", dir.join("f.safetensors").to_str().unwrap()], Some(&dir));
+    let ab = dipbench(
+        &["score", a.to_str().unwrap(), b.to_str().unwrap(), "--metrics", "lpips-alex,fid", "--features", dir.join("f.safetensors").to_str().unwrap()],
+        Some(&dir),
+    );
     let ba = dipbench(&["score", b.to_str().unwrap(), a.to_str().unwrap(), "--metrics", "fid"], Some(&dir));
     assert!(ab.status.success() && ba.status.success());
     let (fab, fba) = (summary(&ab, "fid"), summary(&ba, "fid"));

@@ -8,9 +8,11 @@
 use std::path::{Path, PathBuf};
 
 use burn::backend::{Autodiff, Flex};
-use dipbench::experiment::{Experiment, LoadedExperiment};
-use dipbench::image_bench::{ImageRow, collect_rows, run};
-use dipbench::runner::RunOptions;
+use dipbench::benchmarks::image::ImageRow;
+use dipbench::experiment::Experiment;
+use dipbench::pipeline::RunOptions;
+
+mod support;
 
 type B = Autodiff<Flex>;
 
@@ -19,10 +21,9 @@ fn experiment(dir: &Path, precision: &str) -> PathBuf {
     dipbench_tests::write_tiny_image_experiment(dir, precision, 21, &image, "[[method]]\nlabel = \"DDRM\"\nsampler = \"ddrm\"\npreset = \"paper\"\nsteps = 5")
 }
 
-fn rows(exp: &LoadedExperiment, out: &Path) -> anyhow::Result<Vec<ImageRow>> {
+fn rows(exp: &Experiment, out: &Path) -> anyhow::Result<Vec<ImageRow>> {
     let opts = RunOptions { progress: false, jobs: Some(1), shard: None, dataset: None };
-    run::<B>(exp, out, &[Default::default()], &opts)?;
-    collect_rows(exp, out)
+    Ok(support::run_image_rows::<B>(exp, out, &[Default::default()], &opts)?.1)
 }
 
 #[test]

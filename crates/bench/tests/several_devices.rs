@@ -6,9 +6,11 @@
 use std::path::{Path, PathBuf};
 
 use burn::backend::{Autodiff, Flex};
-use dipbench::experiment::{Experiment, LoadedExperiment};
-use dipbench::image_bench::{ImageRow, collect_rows, run};
-use dipbench::runner::RunOptions;
+use dipbench::benchmarks::image::ImageRow;
+use dipbench::experiment::Experiment;
+use dipbench::pipeline::RunOptions;
+
+mod support;
 
 type B = Autodiff<Flex>;
 
@@ -28,11 +30,11 @@ steps = 4"#;
     dipbench_tests::write_tiny_image_experiment(dir, "devices", 11, "tasks = [\"sr4\", \"inpaint_box\"]\nmetrics = [\"psnr\"]", methods)
 }
 
-fn rows(exp: &LoadedExperiment, out: &Path, devices: usize) -> Vec<ImageRow> {
+fn rows(exp: &Experiment, out: &Path, devices: usize) -> Vec<ImageRow> {
     let opts = RunOptions { progress: false, jobs: Some(3), shard: None, dataset: None };
-    let summary = run::<B>(exp, out, &vec![Default::default(); devices], &opts).unwrap();
+    let (summary, rows) = support::run_image_rows::<B>(exp, out, &vec![Default::default(); devices], &opts).unwrap();
     assert_eq!((summary.total, summary.ran), (12, 12));
-    collect_rows(exp, out).unwrap().into_iter().map(|r| ImageRow { seconds: 0.0, ..r }).collect()
+    rows.into_iter().map(|r| ImageRow { seconds: 0.0, ..r }).collect()
 }
 
 #[test]

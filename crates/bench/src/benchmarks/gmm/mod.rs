@@ -1,4 +1,4 @@
-//! The MCGdiff Gaussian-mixture benchmark (spec/gmm.md): one job per (d, d_y, budget,
+//! The MCGdiff Gaussian-mixture benchmark (`docs/gmm.md`): one job per (d, d_y, budget,
 //! replicate) builds a random problem with a known posterior, runs every method on it and scores
 //! each against exact posterior draws.
 //!
@@ -8,20 +8,24 @@
 //! how many threads, run beside it. Instances are drawn with dipbench's RNG, not torch's, so they
 //! are not the original script's instances; the construction and the statistics are.
 
+pub mod table;
+
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use burn::prelude::*;
-use dipbench_nn::NnAutodiffBackend;
 use dipbench_metrics::{max_sliced_w2, sliced_w1};
 use dipbench_models::{ExactPosterior, GaussianMixture, GaussianMixturePrior, Prior, TapeFree, VpSchedule};
+use dipbench_nn::NnAutodiffBackend;
 use dipbench_operators::{DenseOperator, SampleRng, derive_seed};
 use dipbench_samplers::exact::Exact;
 use dipbench_samplers::{Problem, SamplerConfig, sample_in_chunks};
 use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
 
-use crate::experiment::{Budget, GmmGrid, LoadedExperiment};
+use crate::experiment::{Budget, Experiment, GmmExperiment, GmmGrid};
+use crate::pipeline::{Benchmark, JobOutput, RunOptions};
 
 /// One job of the grid.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -39,9 +43,9 @@ pub struct GmmJob {
 }
 
 impl GmmJob {
-    /// A stable file-name-safe identifier.
+    /// A stable file-name-safe identifier: every coordinate of the job, η included.
     pub fn id(&self) -> String {
-        format!("d{}-dy{}-steps{}-r{:03}", self.d, self.d_y, self.budget.steps, self.replicate)
+        format!("d{}-dy{}-steps{}-eta{}-r{:03}", self.d, self.d_y, self.budget.steps, self.budget.eta, self.replicate)
     }
 }
 
@@ -86,9 +90,11 @@ pub struct GmmRow {
     pub sampler: String,
     /// Denoiser evaluations per sample.
     pub nfe: usize,
-    /// Sliced W1 to the exact reference draws (the paper's metric).
+    /// Sliced W1 to the exact reference draws (the paper's metric; NaN when the samples diverged).
+    #[serde(with = "crate::pipeline::floats")]
     pub sw1: f64,
     /// Max-sliced W2 to the same draws.
+    #[serde(with = "crate::pipeline::floats")]
     pub max_sw2: f64,
     /// Wall time of the method on this replicate, seconds.
     pub seconds: f64,
@@ -97,21 +103,16 @@ pub struct GmmRow {
 /// A hex fingerprint of what a job's rows depend on: the seed, schedule, sample count, metric,
 /// the budget and every method's resolved configuration. The grid's lists (dims, replicates)
 /// are not part of it, so growing the grid reuses finished jobs.
-pub fn fingerprint(exp: &LoadedExperiment, budget: &Budget) -> String {
-    let e = &exp.experiment;
-    let g = e.gmm.as_ref().expect("validated gmm experiment");
-    let methods: Vec<(String, String)> = e
-        .methods
-        .iter()
-        .zip(&exp.configs)
-        .map(|(m, c)| (m.label.clone(), toml::to_string(c).expect("configs serialise")))
-        .collect();
+pub fn fingerprint(exp: &Experiment, gmm: &GmmExperiment, budget: &Budget) -> String {
+    let g = &gmm.grid;
+    let methods: Vec<(String, String)> =
+        exp.methods.iter().zip(&gmm.configs).map(|(m, c)| (m.label.clone(), toml::to_string(c).expect("configs serialise"))).collect();
     let text = format!(
         "{}|{}|{}|{}|{:?}|{:?}|noise v{}",
-        e.experiment.seed,
+        exp.header.seed,
         g.schedule,
         g.samples,
-        e.metric.projections,
+        exp.metric.projections,
         budget,
         methods,
         dipbench_operators::noise::NOISE_VERSION
@@ -133,7 +134,7 @@ pub struct Instance {
     pub posterior: ExactPosterior,
 }
 
-/// Draws the instance of spec/gmm.md from one stream: weights w = z²/Σz² (z ~ N(0, I₂₅)); A₀ ~
+/// Draws the instance of `docs/gmm.md` from one stream: weights w = z²/Σz² (z ~ N(0, I₂₅)); A₀ ~
 /// N(0,1)^{d_y×d} whose singular values are replaced by sorted-descending Uniform(0,1) draws s;
 /// x* ~ prior; σ_y = u·max(s), u ~ U(0,1); y = A·x* + σ_y·ε.
 pub fn instance(d: usize, d_y: usize, seed: u64) -> Result<Instance> {
@@ -163,10 +164,9 @@ fn chunk_rows(d: usize) -> usize {
 }
 
 /// Runs every method of `exp` on one job and returns its rows (in method order).
-pub fn run_job<B: NnAutodiffBackend>(exp: &LoadedExperiment, job: &GmmJob, device: &B::Device) -> Result<Vec<GmmRow>> {
-    let e = &exp.experiment;
-    let g = e.gmm.as_ref().expect("validated gmm experiment");
-    let seed_text = e.experiment.seed.to_string();
+pub fn run_job<B: NnAutodiffBackend>(exp: &Experiment, gmm: &GmmExperiment, job: &GmmJob, device: &B::Device) -> Result<Vec<GmmRow>> {
+    let g = &gmm.grid;
+    let seed_text = exp.header.seed.to_string();
     let (d_s, dy_s, steps_s, r_s) = (job.d.to_string(), job.d_y.to_string(), job.budget.steps.to_string(), job.replicate.to_string());
     let job_seed = derive_seed(&["gmm", &seed_text, &d_s, &dy_s, &steps_s, &r_s]);
     let sub = |purpose: &str| derive_seed(&[&job_seed.to_string(), purpose]);
@@ -181,10 +181,10 @@ pub fn run_job<B: NnAutodiffBackend>(exp: &LoadedExperiment, job: &GmmJob, devic
     let y_row: Vec<f32> = inst.y.iter().map(|v| *v as f32).collect();
     let y = Tensor::<B, 1>::from_floats(y_row.as_slice(), device).reshape([1, job.d_y]);
     let metric_seed = sub("metric");
-    let config = fingerprint(exp, &job.budget);
+    let config = fingerprint(exp, gmm, &job.budget);
 
-    let mut rows = Vec::with_capacity(e.methods.len());
-    for (method, base) in e.methods.iter().zip(&exp.configs) {
+    let mut rows = Vec::with_capacity(exp.methods.len());
+    for (method, base) in exp.methods.iter().zip(&gmm.configs) {
         let mut cfg: SamplerConfig = base.clone();
         cfg.set_budget(job.budget.steps, job.budget.eta);
         let sampler = cfg.build::<B>(Some(&inst.posterior)).with_context(|| format!("method `{}`", method.label))?;
@@ -197,7 +197,7 @@ pub fn run_job<B: NnAutodiffBackend>(exp: &LoadedExperiment, job: &GmmJob, devic
         let seconds = start.elapsed().as_secs_f64();
         let finite = x.iter().all(|v| v.is_finite());
         let (sw1, max_sw2) = if finite {
-            (sliced_w1(&x, &reference, job.d, e.metric.projections, metric_seed), max_sliced_w2(&x, &reference, job.d, e.metric.projections, metric_seed))
+            (sliced_w1(&x, &reference, job.d, exp.metric.projections, metric_seed), max_sliced_w2(&x, &reference, job.d, exp.metric.projections, metric_seed))
         } else {
             tracing::warn!(method = %method.label, job = %job.id(), "non-finite samples; scored as NaN");
             (f64::NAN, f64::NAN)
@@ -220,6 +220,62 @@ pub fn run_job<B: NnAutodiffBackend>(exp: &LoadedExperiment, job: &GmmJob, devic
         });
     }
     Ok(rows)
+}
+
+/// The GMM benchmark of one experiment.
+pub struct GmmBenchmark<'a> {
+    exp: &'a Experiment,
+    gmm: &'a GmmExperiment,
+}
+
+impl<'a> GmmBenchmark<'a> {
+    /// The benchmark of `exp`, a GMM experiment.
+    pub fn new(exp: &'a Experiment, gmm: &'a GmmExperiment) -> Self {
+        Self { exp, gmm }
+    }
+}
+
+impl Benchmark for GmmBenchmark<'_> {
+    type Job = GmmJob;
+    type Row = GmmRow;
+    type Worker<B: NnAutodiffBackend> = ();
+
+    fn experiment(&self) -> &Experiment {
+        self.exp
+    }
+
+    fn jobs(&self) -> Result<Vec<GmmJob>> {
+        Ok(jobs(&self.gmm.grid))
+    }
+
+    fn job_id(&self, job: &GmmJob) -> String {
+        job.id()
+    }
+
+    fn fingerprint(&self, job: &GmmJob) -> Result<String> {
+        Ok(fingerprint(self.exp, self.gmm, &job.budget))
+    }
+
+    fn rows_per_job(&self, _job: &GmmJob) -> usize {
+        self.exp.methods.len()
+    }
+
+    /// Longest first, so that the last jobs to finish are short ones.
+    fn cost(&self, job: &GmmJob) -> u64 {
+        (job.d * job.budget.steps * 16 + job.d_y) as u64
+    }
+
+    fn prepare<B: NnAutodiffBackend>(&self, _device: &B::Device, _opts: &RunOptions) -> Result<()> {
+        Ok(())
+    }
+
+    fn run_batch<B: NnAutodiffBackend>(&self, _worker: &(), jobs: &[GmmJob], device: &B::Device) -> Result<Vec<JobOutput<GmmRow>>> {
+        jobs.iter().map(|job| Ok(JobOutput { rows: run_job::<B>(self.exp, self.gmm, job, device)?, files: vec![] })).collect()
+    }
+
+    fn write_tables(&self, rows: &[GmmRow], out: &Path) -> Result<String> {
+        table::write_all(self.exp, self.gmm, rows, out)
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 //! The rules (the papers' protocols):
 //! - a value that is not finite (a sampler that diverged) is counted as *failed* and left out of
 //!   the mean and the standard deviation;
-//! - the standard deviation is the sample one (divisor n − 1; 0 for n = 1);
+//! - the standard deviation is the sample one (divisor n − 1); with fewer than two finite values
+//!   there is none (NaN), and the tables print no interval but the count;
 //! - best-of-N (DAPS §5, phase retrieval: "the best of four independent runs"): per image and
 //!   metric the best run counts — the largest PSNR/SSIM, the smallest LPIPS — before the mean over
 //!   images. NaN runs are skipped unless every run is NaN.
@@ -26,7 +27,7 @@ pub struct Stat {
     pub failed: usize,
     /// Mean (NaN when no value is finite).
     pub mean: f64,
-    /// Standard deviation with n − 1 (0 for n ≤ 1).
+    /// Standard deviation with n − 1 (NaN for n ≤ 1: one value says nothing about the spread).
     pub std: f64,
     /// 1.96·std/√n.
     pub ci95: f64,
@@ -36,7 +37,7 @@ impl Stat {
     /// From the finite count, the group size, the mean and the std (`None` where polars gives
     /// null: an empty group's mean, a single value's std).
     fn new(n: usize, rows: usize, mean: Option<f64>, std: Option<f64>) -> Self {
-        let std = if n > 1 { std.unwrap_or(f64::NAN) } else { 0.0 };
+        let std = if n > 1 { std.unwrap_or(f64::NAN) } else { f64::NAN };
         Self { n, failed: rows - n, mean: mean.unwrap_or(f64::NAN), std, ci95: 1.96 * std / (n as f64).sqrt() }
     }
 
@@ -128,7 +129,7 @@ mod tests {
         assert_eq!(s.mean, 2.5);
         assert!((s.std - (5.0f64 / 3.0).sqrt()).abs() < 1e-15);
         assert!((s.ci95 - 1.96 * (5.0f64 / 3.0).sqrt() / 2.0).abs() < 1e-15);
-        assert_eq!(Stat::of(&[7.0]).std, 0.0);
+        assert!(Stat::of(&[7.0]).std.is_nan() && Stat::of(&[7.0]).ci95.is_nan(), "one value has no interval");
         let none = Stat::of(&[f64::NAN, f64::INFINITY]);
         assert_eq!((none.n, none.failed), (0, 2));
         assert!(none.mean.is_nan());

@@ -1,6 +1,7 @@
 //! Aggregation of per-replicate rows into the benchmark's tables: per (budget, d, d_y, method)
 //! the mean ± 1.96·std/√n over replicates (std with n − 1), as the MCGdiff paper reports them;
-//! the group-by is polars' ([`crate::aggregate`]).
+//! the group-by is polars' ([`crate::tables::aggregate`]). Fewer than two finite replicates give no
+//! interval; a cell with diverged replicates says how many and is never marked best.
 //!
 //! Outputs: `rows.csv` (every replicate), `table.csv` (the aggregated metrics; a deterministic
 //! function of the seed), `timing.csv` (wall time, which is not deterministic), and
@@ -14,10 +15,10 @@ use anyhow::{Context, Result};
 use polars::prelude::{IntoLazy, SortMultipleOptions, col, df};
 use serde::Serialize;
 
-use crate::aggregate::{floats, integers, read_stats, strings};
-
-use crate::experiment::LoadedExperiment;
-use crate::gmm::GmmRow;
+use super::GmmRow;
+use crate::experiment::{Experiment, GmmExperiment};
+use crate::pipeline::machine::{self, MachineRecord};
+use crate::tables::aggregate::{self, floats, integers, read_stats, strings};
 
 /// One aggregated cell group: a method on a (budget, d, d_y).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -53,7 +54,7 @@ pub struct Aggregate {
     pub seconds: f64,
 }
 
-/// Groups `rows` by (steps, d, d_y, method) with polars ([`crate::aggregate`]), in the order
+/// Groups `rows` by (steps, d, d_y, method) with polars ([`crate::tables::aggregate`]), in the order
 /// (steps, d, d_y, the experiment's method order).
 pub fn aggregate(rows: &[GmmRow], method_order: &[String]) -> Result<Vec<Aggregate>> {
     let rank = |m: &str| method_order.iter().position(|x| x == m).unwrap_or(method_order.len()) as u64;
@@ -71,13 +72,15 @@ pub fn aggregate(rows: &[GmmRow], method_order: &[String]) -> Result<Vec<Aggrega
         "max_sw2" => rows.iter().map(|r| r.max_sw2).collect::<Vec<f64>>(),
         "seconds" => rows.iter().map(|r| r.seconds).collect::<Vec<f64>>()
     )?;
-    let keys = ["steps", "d", "d_y", "rank"];
-    let firsts = ["eta", "method", "sampler", "nfe"].map(|c| col(c).first());
-    let out = crate::aggregate::finite_stats(df.lazy(), &keys, &["sw1", "max_sw2"], [firsts.to_vec(), vec![col("seconds").mean()]].concat())
+    // A budget is (steps, η): two budgets with the same steps are different rows.
+    let keys = ["steps", "eta", "d", "d_y", "rank"];
+    let firsts = ["method", "sampler", "nfe"].map(|c| col(c).first());
+    let out = aggregate::finite_stats(df.lazy(), &keys, &["sw1", "max_sw2"], [firsts.to_vec(), vec![col("seconds").mean()]].concat())
         .sort(keys, SortMultipleOptions::default())
         .collect()?;
     let (sw1, msw2) = (read_stats(&out, "sw1")?, read_stats(&out, "max_sw2")?);
-    let (steps, d, d_y, nfe, replicates) = (integers(&out, "steps")?, integers(&out, "d")?, integers(&out, "d_y")?, integers(&out, "nfe")?, integers(&out, "rows")?);
+    let (steps, d, d_y, nfe, replicates) =
+        (integers(&out, "steps")?, integers(&out, "d")?, integers(&out, "d_y")?, integers(&out, "nfe")?, integers(&out, "rows")?);
     let (eta, seconds) = (floats(&out, "eta")?, floats(&out, "seconds")?);
     let (method, sampler) = (strings(&out, "method")?, strings(&out, "sampler")?);
     Ok((0..out.height())
@@ -100,51 +103,6 @@ pub fn aggregate(rows: &[GmmRow], method_order: &[String]) -> Result<Vec<Aggrega
         .collect())
 }
 
-/// Where and how a run measured its wall times (`machine.json` in the results folder, one entry
-/// per `dipbench run` that ran jobs): the wall-time table is only meaningful with them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct MachineRecord {
-    /// The CPU model (`/proc/cpuinfo` on Linux, else "unknown").
-    pub cpu: String,
-    /// Logical cores of the machine.
-    pub cores: usize,
-    /// Worker threads of the run (`--threads`).
-    pub threads: usize,
-    /// Jobs run at the same time (`--jobs`).
-    pub jobs: usize,
-    /// The random-stream version the results were drawn with.
-    pub noise_version: u32,
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| t.lines().find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, m)| m.trim().to_string())))
-        .unwrap_or_else(|| "unknown".into())
-}
-
-/// Adds this run's [`MachineRecord`] to `machine.json` in `out` (kept once per distinct record).
-pub fn record_machine(out: &Path, opts: &crate::runner::RunOptions) -> Result<()> {
-    let path = out.join("machine.json");
-    let mut records: Vec<MachineRecord> = match std::fs::read_to_string(&path) {
-        Ok(text) => serde_json::from_str(&text).with_context(|| format!("malformed {}", path.display()))?,
-        Err(_) => vec![],
-    };
-    let threads = rayon::current_num_threads();
-    let record = MachineRecord {
-        cpu: cpu_model(),
-        cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        threads,
-        jobs: opts.jobs.unwrap_or(threads),
-        noise_version: dipbench_operators::noise::NOISE_VERSION,
-    };
-    if !records.contains(&record) {
-        records.push(record);
-        std::fs::write(&path, serde_json::to_string_pretty(&records)? + "\n").with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    Ok(())
-}
-
 /// Three significant digits, plain notation for the table.
 fn sig(x: f64) -> String {
     if !x.is_finite() {
@@ -158,8 +116,8 @@ fn sig(x: f64) -> String {
 }
 
 /// Writes `rows.csv`, `table.csv`, `timing.csv` and `table.md` into `out`; returns the Markdown.
-pub fn write_all(exp: &LoadedExperiment, rows: &[GmmRow], out: &Path) -> Result<String> {
-    let order: Vec<String> = exp.experiment.methods.iter().map(|m| m.label.clone()).collect();
+pub fn write_all(exp: &Experiment, gmm: &GmmExperiment, rows: &[GmmRow], out: &Path) -> Result<String> {
+    let order = exp.labels();
     let agg = aggregate(rows, &order)?;
 
     let mut w = csv::Writer::from_path(out.join("rows.csv")).context("cannot write rows.csv")?;
@@ -173,58 +131,83 @@ pub fn write_all(exp: &LoadedExperiment, rows: &[GmmRow], out: &Path) -> Result<
     }
     w.flush()?;
     let mut w = csv::Writer::from_path(out.join("timing.csv")).context("cannot write timing.csv")?;
-    w.write_record(["steps", "d", "d_y", "method", "nfe", "seconds_per_replicate"])?;
+    w.write_record(["steps", "eta", "d", "d_y", "method", "nfe", "seconds_per_replicate"])?;
     for a in &agg {
-        w.write_record([a.steps.to_string(), a.d.to_string(), a.d_y.to_string(), a.method.clone(), a.nfe.to_string(), format!("{:.4}", a.seconds)])?;
+        w.write_record([
+            a.steps.to_string(),
+            a.eta.to_string(),
+            a.d.to_string(),
+            a.d_y.to_string(),
+            a.method.clone(),
+            a.nfe.to_string(),
+            format!("{:.4}", a.seconds),
+        ])?;
     }
     w.flush()?;
 
-    let machines: Vec<MachineRecord> = match std::fs::read_to_string(out.join("machine.json")) {
-        Ok(text) => serde_json::from_str(&text).with_context(|| format!("malformed {}", out.join("machine.json").display()))?,
-        Err(_) => vec![],
-    };
-    let md = markdown(exp, &agg, &order, &machines);
+    let md = markdown(exp, gmm, &agg, &order, &machine::read(out)?);
     std::fs::write(out.join("table.md"), &md).context("cannot write table.md")?;
     Ok(md)
 }
 
+/// One cell of a distance table: `mean ± ci95`, or `mean (n = k)` when there are too few
+/// replicates for an interval; bold when it is the row's best, which a cell with a diverged
+/// replicate never is (its mean is over the survivors only); the diverged count is spelled out.
+fn cell_text(mean: f64, ci: f64, replicates: usize, failed: usize, is_best: bool) -> String {
+    let n = replicates - failed;
+    let mut text = if ci.is_finite() { format!("{} ± {}", sig(mean), sig(ci)) } else { format!("{} (n = {n})", sig(mean)) };
+    if is_best && failed == 0 {
+        text = format!("**{text}**");
+    }
+    if failed > 0 {
+        text = format!("{text} ({failed} of {replicates} diverged)");
+    }
+    text
+}
+
 /// The Markdown report: per budget, one sliced-W1 table (rows (d, d_y), columns methods, best
 /// non-exact method in bold), the max-sliced-W2 variant, and a wall-time table.
-pub fn markdown(exp: &LoadedExperiment, agg: &[Aggregate], order: &[String], machines: &[MachineRecord]) -> String {
-    let e = &exp.experiment;
-    let g = e.gmm.as_ref().expect("validated gmm experiment");
+pub fn markdown(exp: &Experiment, gmm: &GmmExperiment, agg: &[Aggregate], order: &[String], machines: &[MachineRecord]) -> String {
+    let g = &gmm.grid;
     let mut s = String::new();
-    let _ = writeln!(s, "# {} — distance to the exact posterior\n", e.experiment.name);
-    if !e.experiment.description.is_empty() {
-        let _ = writeln!(s, "{}\n", e.experiment.description.trim());
+    let _ = writeln!(s, "# {} — distance to the exact posterior\n", exp.header.name);
+    if !exp.header.description.is_empty() {
+        let _ = writeln!(s, "{}\n", exp.header.description.trim());
     }
     let _ = writeln!(
         s,
-        "Protocol: MCGdiff Gaussian-mixture benchmark (spec/gmm.md): 25-component mixture, identity covariances, \
+        "Protocol: the MCGdiff Gaussian-mixture benchmark (docs/gmm.md): 25-component mixture, identity covariances, \
          random A with Uniform(0,1) singular values, σ_y = u·max(s); schedule `{}`; {} samples per method vs {} exact \
          posterior draws; {} random directions; mean ± 1.96·std/√n over {} replicates; lower is better. \
          The *exact* row compares two independent exact sample sets: it is the noise floor. Seed {}, random streams v{}.\n",
-        g.schedule, g.samples, g.samples, e.metric.projections, g.replicates, e.experiment.seed, dipbench_operators::noise::NOISE_VERSION
+        g.schedule,
+        g.samples,
+        g.samples,
+        exp.metric.projections,
+        g.replicates,
+        exp.header.seed,
+        dipbench_operators::noise::NOISE_VERSION
     );
     let mut budgets: Vec<(usize, f64)> = agg.iter().map(|a| (a.steps, a.eta)).collect();
     budgets.dedup();
-    let exact_labels: Vec<&str> = e.methods.iter().filter(|m| m.sampler == "exact").map(|m| m.label.as_str()).collect();
+    let exact_labels: Vec<&str> = exp.methods.iter().filter(|m| m.sampler == "exact").map(|m| m.label.as_str()).collect();
     for &(steps, eta) in &budgets {
         for (title, pick) in [
-            ("sliced W1 (paper metric)", (|a: &Aggregate| (a.sw1_mean, a.sw1_ci95, a.failed)) as fn(&Aggregate) -> (f64, f64, usize)),
-            ("max-sliced W2 (variant)", |a: &Aggregate| (a.max_sw2_mean, a.max_sw2_ci95, a.failed)),
+            ("sliced W1 (paper metric)", (|a: &Aggregate| (a.sw1_mean, a.sw1_ci95)) as fn(&Aggregate) -> (f64, f64)),
+            ("max-sliced W2 (variant)", |a: &Aggregate| (a.max_sw2_mean, a.max_sw2_ci95)),
         ] {
             let _ = writeln!(s, "## {steps} steps (η = {eta}) — {title}\n");
             let _ = writeln!(s, "| d | d_y | {} |", order.join(" | "));
             let _ = writeln!(s, "|---|---|{}", "---|".repeat(order.len()));
             let mut cells: BTreeMap<(usize, usize), Vec<&Aggregate>> = BTreeMap::new();
-            for a in agg.iter().filter(|a| a.steps == steps) {
+            for a in agg.iter().filter(|a| a.steps == steps && a.eta == eta) {
                 cells.entry((a.d, a.d_y)).or_default().push(a);
             }
             for ((d, d_y), list) in cells {
+                // The best cell: among the non-exact methods without a diverged replicate.
                 let best = list
                     .iter()
-                    .filter(|a| !exact_labels.contains(&a.method.as_str()))
+                    .filter(|a| !exact_labels.contains(&a.method.as_str()) && a.failed == 0)
                     .map(|a| pick(a).0)
                     .filter(|v| v.is_finite())
                     .fold(f64::INFINITY, f64::min);
@@ -232,15 +215,8 @@ pub fn markdown(exp: &LoadedExperiment, agg: &[Aggregate], order: &[String], mac
                     .iter()
                     .map(|m| match list.iter().find(|a| &a.method == m) {
                         Some(a) => {
-                            let (mean, ci, failed) = pick(a);
-                            let mut text = format!("{} ± {}", sig(mean), sig(ci));
-                            if mean == best {
-                                text = format!("**{text}**");
-                            }
-                            if failed > 0 {
-                                text = format!("{text} ({failed} diverged)");
-                            }
-                            text
+                            let (mean, ci) = pick(a);
+                            cell_text(mean, ci, a.replicates, a.failed, mean == best)
                         }
                         None => "–".into(),
                     })
@@ -263,19 +239,17 @@ pub fn markdown(exp: &LoadedExperiment, agg: &[Aggregate], order: &[String], mac
             m.cpu, m.cores, m.threads, m.jobs, m.noise_version
         );
     }
-    let header: Vec<String> = budgets.iter().flat_map(|(st, _)| dims.iter().map(move |d| format!("{st} steps, d={d}"))).collect();
+    let header: Vec<String> = budgets.iter().flat_map(|(st, eta)| dims.iter().map(move |d| format!("{st} steps (η = {eta}), d={d}"))).collect();
     let _ = writeln!(s, "| method | NFE | {} |", header.join(" | "));
     let _ = writeln!(s, "|---|---|{}", "---|".repeat(header.len()));
     for m in order {
-        let nfe: Vec<String> = budgets
-            .iter()
-            .filter_map(|(st, _)| agg.iter().find(|a| &a.method == m && a.steps == *st).map(|a| a.nfe.to_string()))
-            .collect();
+        let nfe: Vec<String> =
+            budgets.iter().filter_map(|(st, eta)| agg.iter().find(|a| &a.method == m && a.steps == *st && a.eta == *eta).map(|a| a.nfe.to_string())).collect();
         let times: Vec<String> = budgets
             .iter()
-            .flat_map(|(st, _)| {
+            .flat_map(|(st, eta)| {
                 dims.iter().map(move |d| {
-                    let v: Vec<f64> = agg.iter().filter(|a| &a.method == m && a.steps == *st && a.d == *d).map(|a| a.seconds).collect();
+                    let v: Vec<f64> = agg.iter().filter(|a| &a.method == m && a.steps == *st && a.eta == *eta && a.d == *d).map(|a| a.seconds).collect();
                     if v.is_empty() { "–".to_string() } else { format!("{:.3}", v.iter().sum::<f64>() / v.len() as f64) }
                 })
             })
@@ -295,5 +269,14 @@ mod tests {
         assert_eq!(sig(0.012345), "0.0123");
         assert_eq!(sig(1234.5), "1234");
         assert_eq!(sig(f64::NAN), "NaN");
+    }
+
+    #[test]
+    fn cells_say_what_the_replicates_support() {
+        assert_eq!(cell_text(0.5, 0.1, 20, 0, true), "**0.500 ± 0.100**");
+        // Diverged replicates: never bold, however small the surviving mean, and counted.
+        assert_eq!(cell_text(0.01, 0.001, 20, 10, true), "0.0100 ± 0.00100 (10 of 20 diverged)");
+        // One replicate: no interval.
+        assert_eq!(cell_text(0.5, f64::NAN, 1, 0, false), "0.500 (n = 1)");
     }
 }

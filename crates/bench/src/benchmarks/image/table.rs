@@ -9,9 +9,37 @@ use anyhow::{Context, Result};
 use polars::prelude::{IntoLazy, df};
 use serde::Serialize;
 
-use crate::experiment::LoadedExperiment;
-use crate::image_bench::ImageRow;
-use crate::aggregate::{Stat, best_run, finite_stats, read_stats, strings};
+use super::ImageRow;
+use crate::experiment::{Experiment, ImageExperiment, NoiseSpec};
+use crate::tables::aggregate::{Stat, best_run, finite_stats, read_stats, strings};
+
+/// The experiment as the image tables print it: task and metric names in table order.
+pub struct View<'a> {
+    /// The experiment.
+    pub exp: &'a Experiment,
+    /// Its image settings.
+    pub img: &'a ImageExperiment,
+    /// Task names.
+    pub tasks: Vec<String>,
+    /// Per-image metric names.
+    pub metrics: Vec<String>,
+    /// Set metric names.
+    pub set_metrics: Vec<String>,
+}
+
+impl<'a> View<'a> {
+    /// The view of `exp`.
+    pub fn new(exp: &'a Experiment, img: &'a ImageExperiment) -> Self {
+        let g = &img.grid;
+        Self {
+            exp,
+            img,
+            tasks: g.tasks.iter().map(|t| t.name().to_string()).collect(),
+            metrics: g.metrics.iter().map(|m| m.name().to_string()).collect(),
+            set_metrics: g.set_metrics.iter().map(|m| m.name().to_string()).collect(),
+        }
+    }
+}
 
 /// One (task, method, metric) cell.
 #[derive(Debug, Clone, Serialize)]
@@ -57,8 +85,8 @@ pub fn metric_family(metric: &str) -> &str {
 
 impl PaperNumbers {
     /// Reads the `[paper]` file of `exp` (`None` without a `[paper]` table).
-    pub fn load(exp: &LoadedExperiment) -> Result<Option<Self>> {
-        let Some(r) = &exp.experiment.paper else { return Ok(None) };
+    pub fn load(exp: &Experiment) -> Result<Option<Self>> {
+        let Some(r) = &exp.paper else { return Ok(None) };
         let mut rdr = csv::Reader::from_path(&r.file).with_context(|| format!("key `paper.file`: cannot read {}", r.file.display()))?;
         let header: Vec<String> = rdr.headers()?.iter().map(String::from).collect();
         let col = |name: &str| header.iter().position(|h| h == name).with_context(|| format!("{}: no column `{name}`", r.file.display()));
@@ -89,8 +117,8 @@ impl PaperNumbers {
     }
 
     /// The paper's methods that are not rows of ours (printed with the paper's numbers only).
-    pub fn other_methods(&self, exp: &LoadedExperiment) -> Vec<String> {
-        let ours: Vec<&str> = exp.experiment.methods.iter().map(|m| self.reference.methods.get(&m.label).map(String::as_str).unwrap_or(m.label.as_str())).collect();
+    pub fn other_methods(&self, exp: &Experiment) -> Vec<String> {
+        let ours: Vec<&str> = exp.methods.iter().map(|m| self.reference.methods.get(&m.label).map(String::as_str).unwrap_or(m.label.as_str())).collect();
         self.methods.iter().filter(|m| !ours.contains(&m.as_str())).cloned().collect()
     }
 
@@ -101,13 +129,13 @@ impl PaperNumbers {
     }
 }
 
-/// Whether larger is better for `metric` (PSNR, SSIM) or smaller (LPIPS).
+/// Whether larger is better for `metric` (PSNR, SSIM) or smaller (LPIPS, FID).
 pub fn higher_is_better(metric: &str) -> bool {
-    metric.starts_with("psnr") || metric.starts_with("ssim")
+    metric.parse::<crate::registry::Metric>().is_ok_and(crate::registry::Metric::higher_is_better)
 }
 
 /// Per (task, method, metric) the statistics over images of the `ok` rows, computed with polars
-/// ([`crate::aggregate`]): each image's best run first (best-of-N; one run is its own best), then
+/// ([`crate::tables::aggregate`]): each image's best run first (best-of-N; one run is its own best), then
 /// mean ± std over images. A metric a row lacks counts as a failed image.
 pub fn metric_stats(rows: &[ImageRow], metrics: &[String]) -> Result<BTreeMap<(String, String, String), Stat>> {
     let (mut task, mut method, mut image, mut metric, mut value, mut higher) = (vec![], vec![], vec![], vec![], vec![], vec![]);
@@ -132,20 +160,31 @@ pub fn metric_stats(rows: &[ImageRow], metrics: &[String]) -> Result<BTreeMap<(S
 }
 
 /// Aggregates rows into cells, in (task, method, metric) order of the experiment.
-pub fn aggregate(exp: &LoadedExperiment, rows: &[ImageRow], paper: Option<&PaperNumbers>) -> Result<Vec<Cell>> {
-    let grid = exp.experiment.image.as_ref().expect("validated image experiment");
-    let stats = metric_stats(rows, &grid.metrics)?;
+pub fn aggregate(v: &View<'_>, rows: &[ImageRow], paper: Option<&PaperNumbers>) -> Result<Vec<Cell>> {
+    let stats = metric_stats(rows, &v.metrics)?;
     let mut out = vec![];
-    for task in &grid.tasks {
-        for m in &exp.experiment.methods {
+    for task in &v.tasks {
+        for m in &v.exp.methods {
             let mine: Vec<&ImageRow> = rows.iter().filter(|r| &r.task == task && r.method == m.label).collect();
             let status = mine.iter().find(|r| r.status != "ok").map(|r| r.status.clone()).unwrap_or_else(|| "ok".into());
             let seconds = mine.iter().map(|r| r.seconds).sum::<f64>() / mine.len().max(1) as f64;
             let nfe = mine.first().map_or(0, |r| r.nfe);
-            for metric in &grid.metrics {
+            for metric in &v.metrics {
                 let s = stats.get(&(task.clone(), m.label.clone(), metric.clone())).copied().unwrap_or_else(|| Stat::of(&[]));
                 let paper = paper.and_then(|p| p.get(task, &m.label, metric)).unwrap_or(f64::NAN);
-                out.push(Cell { task: task.clone(), method: m.label.clone(), metric: metric.clone(), mean: s.mean, std: s.std, n: s.n, failed: s.failed, nfe, seconds, status: status.clone(), paper });
+                out.push(Cell {
+                    task: task.clone(),
+                    method: m.label.clone(),
+                    metric: metric.clone(),
+                    mean: s.mean,
+                    std: s.std,
+                    n: s.n,
+                    failed: s.failed,
+                    nfe,
+                    seconds,
+                    status: status.clone(),
+                    paper,
+                });
             }
         }
     }
@@ -153,9 +192,11 @@ pub fn aggregate(exp: &LoadedExperiment, rows: &[ImageRow], paper: Option<&Paper
 }
 
 /// The rank of each method's value in a column (0 = best), by the metric's direction; cells
-/// without a value get none.
+/// without a value, or with failed images, get none (a method that diverged on some images is
+/// never marked best).
 fn ranks(cells: &[&Cell]) -> BTreeMap<String, usize> {
-    let mut vals: Vec<(String, f64)> = cells.iter().filter(|c| c.status == "ok" && c.mean.is_finite()).map(|c| (c.method.clone(), c.mean)).collect();
+    let mut vals: Vec<(String, f64)> =
+        cells.iter().filter(|c| c.status == "ok" && c.failed == 0 && c.mean.is_finite()).map(|c| (c.method.clone(), c.mean)).collect();
     let hi = cells.first().is_some_and(|c| higher_is_better(&c.metric));
     vals.sort_by(|a, b| if hi { b.1.total_cmp(&a.1) } else { a.1.total_cmp(&b.1) });
     vals.into_iter().enumerate().map(|(i, (m, _))| (m, i)).collect()
@@ -168,18 +209,14 @@ fn cell<'a>(cells: &'a [Cell], task: &str, method: &str, metric: &str) -> &'a Ce
 
 /// For one metric, per method (experiment order): per task (experiment order) the cell and its
 /// rank in the task's column (`None` when it has no value). Markdown and LaTeX format this.
-fn ranked_rows<'a>(exp: &'a LoadedExperiment, cells: &'a [Cell], metric: &str) -> Vec<(&'a str, Vec<(&'a Cell, Option<usize>)>)> {
-    let grid = exp.experiment.image.as_ref().expect("validated image experiment");
-    let column_ranks: Vec<BTreeMap<String, usize>> = grid
-        .tasks
-        .iter()
-        .map(|t| ranks(&cells.iter().filter(|c| &c.task == t && c.metric == metric).collect::<Vec<_>>()))
-        .collect();
-    exp.experiment
+fn ranked_rows<'a>(v: &'a View<'_>, cells: &'a [Cell], metric: &str) -> Vec<(&'a str, Vec<(&'a Cell, Option<usize>)>)> {
+    let column_ranks: Vec<BTreeMap<String, usize>> =
+        v.tasks.iter().map(|t| ranks(&cells.iter().filter(|c| &c.task == t && c.metric == metric).collect::<Vec<_>>())).collect();
+    v.exp
         .methods
         .iter()
         .map(|m| {
-            let row = grid.tasks.iter().zip(&column_ranks).map(|(t, r)| (cell(cells, t, &m.label, metric), r.get(&m.label).copied())).collect();
+            let row = v.tasks.iter().zip(&column_ranks).map(|(t, r)| (cell(cells, t, &m.label, metric), r.get(&m.label).copied())).collect();
             (m.label.as_str(), row)
         })
         .collect()
@@ -190,28 +227,31 @@ fn fmt_value(metric: &str, v: f64) -> String {
 }
 
 /// Markdown: one table per metric, methods × tasks.
-pub fn markdown(exp: &LoadedExperiment, cells: &[Cell], paper: Option<&PaperNumbers>) -> String {
-    let e = &exp.experiment;
-    let grid = e.image.as_ref().expect("validated image experiment");
+pub fn markdown(v: &View<'_>, cells: &[Cell], paper: Option<&PaperNumbers>) -> String {
+    let e = v.exp;
     let mut s = String::new();
-    let _ = writeln!(s, "# {}\n", e.experiment.name);
-    if !e.experiment.description.is_empty() {
-        let _ = writeln!(s, "{}\n", e.experiment.description.trim());
+    let _ = writeln!(s, "# {}\n", e.header.name);
+    if !e.header.description.is_empty() {
+        let _ = writeln!(s, "{}\n", e.header.description.trim());
     }
-    let _ = writeln!(s, "{}\n", caption(exp));
-    for metric in grid.metrics.iter().chain(&grid.set_metrics) {
+    let _ = writeln!(s, "{}\n", caption(v));
+    for metric in v.metrics.iter().chain(&v.set_metrics) {
         let arrow = if higher_is_better(metric) { "↑" } else { "↓" };
         let _ = writeln!(s, "## {metric} {arrow} (mean ± std over images; best **bold**, second <u>underlined</u>)\n");
-        let _ = writeln!(s, "| method | {} |", grid.tasks.join(" | "));
-        let _ = writeln!(s, "|---|{}", "---|".repeat(grid.tasks.len()));
-        for (label, ranked) in ranked_rows(exp, cells, metric) {
+        let _ = writeln!(s, "| method | {} |", v.tasks.join(" | "));
+        let _ = writeln!(s, "|---|{}", "---|".repeat(v.tasks.len()));
+        for (label, ranked) in ranked_rows(v, cells, metric) {
             let row: Vec<String> = ranked
                 .into_iter()
                 .map(|(c, rank)| {
                     if c.status != "ok" {
                         return "–".into();
                     }
-                    let mut text = if c.std.is_nan() { fmt_value(metric, c.mean) } else { format!("{} ± {}", fmt_value(metric, c.mean), fmt_value(metric, c.std)) };
+                    let mut text = if c.std.is_nan() {
+                        if c.n < 2 && c.mean.is_finite() { format!("{} (n = {})", fmt_value(metric, c.mean), c.n) } else { fmt_value(metric, c.mean) }
+                    } else {
+                        format!("{} ± {}", fmt_value(metric, c.mean), fmt_value(metric, c.std))
+                    };
                     match rank {
                         Some(0) => text = format!("**{text}**"),
                         Some(1) => text = format!("<u>{text}</u>"),
@@ -229,8 +269,9 @@ pub fn markdown(exp: &LoadedExperiment, cells: &[Cell], paper: Option<&PaperNumb
             let _ = writeln!(s, "| {label} | {} |", row.join(" | "));
         }
         if let Some(p) = paper {
-            for pm in p.other_methods(exp) {
-                let row: Vec<String> = grid.tasks.iter().map(|t| p.get_paper_method(t, &pm, metric).map_or("–".into(), |v| format!("(paper {})", fmt_value(metric, v)))).collect();
+            for pm in p.other_methods(e) {
+                let row: Vec<String> =
+                    v.tasks.iter().map(|t| p.get_paper_method(t, &pm, metric).map_or("–".into(), |v| format!("(paper {})", fmt_value(metric, v)))).collect();
                 if row.iter().any(|c| c != "–") {
                     let _ = writeln!(s, "| {pm} (paper only) | {} |", row.join(" | "));
                 }
@@ -239,11 +280,11 @@ pub fn markdown(exp: &LoadedExperiment, cells: &[Cell], paper: Option<&PaperNumb
         let _ = writeln!(s);
     }
     let _ = writeln!(s, "## NFE and seconds per image\n");
-    let _ = writeln!(s, "| method | {} |", grid.tasks.join(" | "));
-    let _ = writeln!(s, "|---|{}", "---|".repeat(grid.tasks.len()));
-    let first = &grid.metrics[0];
+    let _ = writeln!(s, "| method | {} |", v.tasks.join(" | "));
+    let _ = writeln!(s, "|---|{}", "---|".repeat(v.tasks.len()));
+    let first = &v.metrics[0];
     for m in &e.methods {
-        let row: Vec<String> = grid
+        let row: Vec<String> = v
             .tasks
             .iter()
             .map(|t| {
@@ -272,16 +313,16 @@ pub fn markdown(exp: &LoadedExperiment, cells: &[Cell], paper: Option<&PaperNumb
 }
 
 /// The protocol in one paragraph (Markdown and LaTeX captions).
-pub fn caption(exp: &LoadedExperiment) -> String {
-    let e = &exp.experiment;
-    let g = e.image.as_ref().expect("validated image experiment");
+pub fn caption(v: &View<'_>) -> String {
+    let e = v.exp;
+    let g = &v.img.grid;
     let weights = match &g.checkpoint {
         Some(c) => format!("checkpoint `{c}`"),
         None => "UNTRAINED golden-fill weights (a plumbing check, not a benchmark)".into(),
     };
-    let noise = match g.noise.kind.as_str() {
-        "poisson" => format!("Poisson noise, rate λ = {}", g.noise.rate),
-        _ => format!("Gaussian noise σ_y = {} in [−1, 1] units", g.noise.sigma),
+    let noise = match g.noise {
+        NoiseSpec::Poisson { rate, .. } => format!("Poisson noise, rate λ = {rate}"),
+        NoiseSpec::Gaussian { sigma } => format!("Gaussian noise σ_y = {sigma} in [−1, 1] units"),
     };
     let runs = if g.runs.is_empty() {
         String::new()
@@ -294,15 +335,16 @@ pub fn caption(exp: &LoadedExperiment) -> String {
     };
     format!(
         "Protocol: {} images of {}×{} from `{}`; prior `{}` with {weights}; {} operator definitions; {noise}; \
-         metrics {} (skimage conventions on 8-bit images for psnr/ssim, piq on [0, 1] for the -piq variants); seed {}.{runs}{paper}",
+         metrics {} (skimage conventions on 8-bit images for psnr/ssim, piq on [0, 1] for the -piq variants); seed {}, random streams v{}.{runs}{paper}",
         g.images,
         g.side,
         g.side,
         g.dataset,
         g.model,
-        g.variant.to_uppercase(),
-        g.metrics.join(", "),
-        e.experiment.seed
+        g.variant.name().to_uppercase(),
+        v.metrics.join(", "),
+        e.header.seed,
+        dipbench_operators::noise::NOISE_VERSION
     )
 }
 
@@ -331,18 +373,17 @@ pub fn latex_escape(text: &str) -> String {
 }
 
 /// LaTeX: one `table` per metric, methods × tasks, best `\textbf`, second `\underline`.
-pub fn latex(exp: &LoadedExperiment, cells: &[Cell]) -> String {
-    let e = &exp.experiment;
-    let grid = e.image.as_ref().expect("validated image experiment");
+pub fn latex(v: &View<'_>, cells: &[Cell]) -> String {
+    let e = v.exp;
     let mut s = String::new();
-    for metric in grid.metrics.iter().chain(&grid.set_metrics) {
+    for metric in v.metrics.iter().chain(&v.set_metrics) {
         let arrow = if higher_is_better(metric) { "$\\uparrow$" } else { "$\\downarrow$" };
         let _ = writeln!(s, "\\begin{{table}}[t]\n\\centering\n\\small");
-        let _ = writeln!(s, "\\caption{{{} -- {} {arrow}. {}}}", latex_escape(&e.experiment.name), latex_escape(metric), latex_escape(&caption(exp)));
-        let _ = writeln!(s, "\\begin{{tabular}}{{l{}}}\n\\hline", "c".repeat(grid.tasks.len()));
-        let head: Vec<String> = grid.tasks.iter().map(|t| latex_escape(t)).collect();
+        let _ = writeln!(s, "\\caption{{{} -- {} {arrow}. {}}}", latex_escape(&e.header.name), latex_escape(metric), latex_escape(&caption(v)));
+        let _ = writeln!(s, "\\begin{{tabular}}{{l{}}}\n\\hline", "c".repeat(v.tasks.len()));
+        let head: Vec<String> = v.tasks.iter().map(|t| latex_escape(t)).collect();
         let _ = writeln!(s, "Method & {} \\\\\n\\hline", head.join(" & "));
-        for (label, ranked) in ranked_rows(exp, cells, metric) {
+        for (label, ranked) in ranked_rows(v, cells, metric) {
             let row: Vec<String> = ranked
                 .into_iter()
                 .map(|(c, rank)| {
@@ -368,26 +409,25 @@ pub fn latex(exp: &LoadedExperiment, cells: &[Cell]) -> String {
 /// The set metrics (FID, KID) of every (task, method) that ran, between
 /// `images/<task>/<method>/` and `images/gt/` (written by the run), on the CPU backend. Each
 /// Inception network is loaded once and the ground truth's features computed once.
-fn set_metric_cells(exp: &LoadedExperiment, cells: &[Cell], out: &Path, paper: Option<&PaperNumbers>) -> Result<Vec<Cell>> {
-    use crate::score_cmd::{Metric, cached_features, load_inception, read_folder};
-    let grid = exp.experiment.image.as_ref().expect("validated image experiment");
+fn set_metric_cells(v: &View<'_>, cells: &[Cell], out: &Path, paper: Option<&PaperNumbers>) -> Result<Vec<Cell>> {
+    use crate::scoring::{cached_features, load_inception, read_folder};
     let mut extra = vec![];
-    let first = &grid.metrics[0];
+    let first = &v.metrics[0];
     let device = Default::default();
-    for metric in &grid.set_metrics {
-        let m = Metric::parse(metric)?;
+    for &m in &v.img.grid.set_metrics {
+        let metric = m.name().to_string();
         let net = load_inception::<burn::backend::Flex>(m.inception_variant(), &device)?;
         let gt_dir = out.join("images").join("gt");
         let gt = cached_features(&net, &gt_dir, &read_folder(&gt_dir)?, &device)?;
         for c in cells.iter().filter(|c| &c.metric == first) {
             let value = if c.status == "ok" {
-                let dir = out.join("images").join(&c.task).join(crate::image_bench::slug(&c.method));
+                let dir = out.join("images").join(&c.task).join(crate::experiment::slug(&c.method));
                 let ours = cached_features(&net, &dir, &read_folder(&dir)?, &device).with_context(|| format!("{metric} of {} on {}", c.method, c.task))?;
                 m.from_features(&ours, &gt)
             } else {
                 f64::NAN
             };
-            let paper = paper.and_then(|p| p.get(&c.task, &c.method, metric)).unwrap_or(f64::NAN);
+            let paper = paper.and_then(|p| p.get(&c.task, &c.method, &metric)).unwrap_or(f64::NAN);
             extra.push(Cell { metric: metric.clone(), mean: value, std: f64::NAN, paper, ..c.clone() });
         }
     }
@@ -396,7 +436,8 @@ fn set_metric_cells(exp: &LoadedExperiment, cells: &[Cell], out: &Path, paper: O
 
 /// Writes `rows.csv` (one row per image and metric), `table.csv`, `table.md` and `table.tex`
 /// into `out`; returns the Markdown.
-pub fn write_all(exp: &LoadedExperiment, rows: &[ImageRow], out: &Path) -> Result<String> {
+pub fn write_all(exp: &Experiment, img: &ImageExperiment, rows: &[ImageRow], out: &Path) -> Result<String> {
+    let v = View::new(exp, img);
     let mut w = csv::Writer::from_path(out.join("rows.csv")).context("cannot write rows.csv")?;
     w.write_record(["task", "method", "sampler", "image", "metric", "value", "nfe", "seconds", "status"])?;
     for r in rows {
@@ -409,15 +450,15 @@ pub fn write_all(exp: &LoadedExperiment, rows: &[ImageRow], out: &Path) -> Resul
     }
     w.flush()?;
     let paper = PaperNumbers::load(exp)?;
-    let mut cells = aggregate(exp, rows, paper.as_ref())?;
-    cells.extend(set_metric_cells(exp, &cells, out, paper.as_ref())?);
+    let mut cells = aggregate(&v, rows, paper.as_ref())?;
+    cells.extend(set_metric_cells(&v, &cells, out, paper.as_ref())?);
     let mut w = csv::Writer::from_path(out.join("table.csv")).context("cannot write table.csv")?;
     for c in &cells {
         w.serialize(c)?;
     }
     w.flush()?;
-    let md = markdown(exp, &cells, paper.as_ref());
+    let md = markdown(&v, &cells, paper.as_ref());
     std::fs::write(out.join("table.md"), &md).context("cannot write table.md")?;
-    std::fs::write(out.join("table.tex"), latex(exp, &cells)).context("cannot write table.tex")?;
+    std::fs::write(out.join("table.tex"), latex(&v, &cells)).context("cannot write table.tex")?;
     Ok(md)
 }

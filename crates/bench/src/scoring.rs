@@ -1,6 +1,6 @@
-//! `dipbench score DIR_A DIR_B --metrics …`: metrics between two folders of images, like the
-//! pytorch-fid command line. Per-image metrics (PSNR, SSIM, LPIPS) pair the files by name;
-//! distribution metrics (FID, KID) compare the two sets. Feature statistics of a folder are
+//! Metrics between two folders of images (`dipbench score`), like the pytorch-fid command line.
+//! Per-image metrics (PSNR, SSIM, LPIPS) pair the files by name, and both folders must hold the
+//! same names; distribution metrics (FID, KID) compare the two sets. Feature statistics of a folder are
 //! cached beside it (`.dipbench-stats-<metric>-<hash>.safetensors`), keyed by the file names and
 //! sizes, so a reference set is computed once.
 //!
@@ -15,92 +15,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use burn::prelude::*;
+use dipbench_metrics::{Inception, InceptionVariant, Lpips, LpipsVariant};
 use dipbench_nn::NnBackend;
-use dipbench_metrics::{FeatureStats, Inception, InceptionVariant, Lpips, LpipsVariant, frechet_distance, kid, psnr_piq, psnr_skimage, ssim_piq, ssim_skimage};
 use dipbench_nn::source::MemorySource;
 
+use crate::registry::Metric;
 use crate::weights;
-
-/// A metric by name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Metric {
-    /// skimage PSNR (float64).
-    Psnr,
-    /// piq PSNR (float32, +1e-8).
-    PsnrPiq,
-    /// skimage SSIM.
-    Ssim,
-    /// piq SSIM.
-    SsimPiq,
-    /// LPIPS of a variant.
-    Lpips(LpipsVariant),
-    /// FID with an Inception variant.
-    Fid(InceptionVariant),
-    /// KID (TF-FID Inception features).
-    Kid,
-}
-
-impl Metric {
-    /// Parses a metric name.
-    pub fn parse(s: &str) -> Result<Self> {
-        Ok(match s {
-            "psnr" => Self::Psnr,
-            "psnr-piq" => Self::PsnrPiq,
-            "ssim" => Self::Ssim,
-            "ssim-piq" => Self::SsimPiq,
-            "lpips-alex" => Self::Lpips(LpipsVariant::Alex),
-            "lpips-vgg" => Self::Lpips(LpipsVariant::Vgg),
-            "lpips-vgg-piq" => Self::Lpips(LpipsVariant::PiqVgg),
-            "fid" => Self::Fid(InceptionVariant::TfFid),
-            "fid-torchvision" => Self::Fid(InceptionVariant::Torchvision),
-            "kid" => Self::Kid,
-            other => bail!("unknown metric `{other}` (known: psnr, psnr-piq, ssim, ssim-piq, lpips-alex, lpips-vgg, lpips-vgg-piq, fid, fid-torchvision, kid)"),
-        })
-    }
-
-    /// The metrics of a protocol preset.
-    pub fn preset(name: &str) -> Result<Vec<Self>> {
-        Ok(match name {
-            "dps" => vec![Self::Psnr, Self::Ssim, Self::Lpips(LpipsVariant::Vgg), Self::Fid(InceptionVariant::TfFid)],
-            "daps" => vec![Self::PsnrPiq, Self::SsimPiq, Self::Lpips(LpipsVariant::PiqVgg), Self::Fid(InceptionVariant::Torchvision)],
-            other => bail!("unknown protocol `{other}` (known: dps, daps)"),
-        })
-    }
-
-    /// The metric's name.
-    pub fn name(self) -> String {
-        match self {
-            Self::Psnr => "psnr".into(),
-            Self::PsnrPiq => "psnr-piq".into(),
-            Self::Ssim => "ssim".into(),
-            Self::SsimPiq => "ssim-piq".into(),
-            Self::Lpips(v) => v.name().into(),
-            Self::Fid(InceptionVariant::TfFid) => "fid".into(),
-            Self::Fid(InceptionVariant::Torchvision) => "fid-torchvision".into(),
-            Self::Kid => "kid".into(),
-        }
-    }
-
-    /// The Inception network a set metric uses (KID: the TF-FID one).
-    pub fn inception_variant(self) -> InceptionVariant {
-        match self {
-            Self::Fid(v) => v,
-            _ => InceptionVariant::TfFid,
-        }
-    }
-
-    /// A set metric (FID, KID) from the pool3 features of two sets (rows of 2048).
-    pub fn from_features(self, fa: &[f64], fb: &[f64]) -> f64 {
-        match self {
-            Self::Kid => kid(fa, fb, 2048),
-            _ => frechet_distance(&FeatureStats::from_rows(fa, 2048), &FeatureStats::from_rows(fb, 2048)).value,
-        }
-    }
-
-    fn per_image(self) -> bool {
-        !matches!(self, Self::Fid(_) | Self::Kid)
-    }
-}
 
 /// An image in [0, 1], CHW, float32, with its name.
 #[derive(Debug, Clone)]
@@ -219,10 +139,13 @@ pub fn cached_features<B: NnBackend>(inception: &LoadedInception<B>, dir: &Path,
     }
     let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
     let key = dipbench_operators::derive_seed(&refs);
-    let cache = dir.join(format!(".dipbench-features-{}-{key:016x}.safetensors", match variant {
-        InceptionVariant::TfFid => "tf-fid",
-        InceptionVariant::Torchvision => "torchvision",
-    }));
+    let cache = dir.join(format!(
+        ".dipbench-features-{}-{key:016x}.safetensors",
+        match variant {
+            InceptionVariant::TfFid => "tf-fid",
+            InceptionVariant::Torchvision => "torchvision",
+        }
+    ));
     if cache.is_file() {
         let mut src = MemorySource::from_safetensors(&cache)?;
         let shape = vec![imgs.len(), 2048];
@@ -235,7 +158,7 @@ pub fn cached_features<B: NnBackend>(inception: &LoadedInception<B>, dir: &Path,
     let f = features(&inception.net, imgs, device)?;
     let f32s: Vec<f32> = f.iter().map(|v| *v as f32).collect();
     // A cache that cannot be written (read-only folder) is not an error.
-    if let Err(e) = crate::measure_cmd::write_tensors(&cache, vec![("features", vec![imgs.len(), 2048], &f32s)]) {
+    if let Err(e) = crate::measure::write_tensors(&cache, vec![("features", vec![imgs.len(), 2048], &f32s)]) {
         tracing::warn!("feature cache not written: {e:#}");
     }
     Ok(f32s.into_iter().map(f64::from).collect())
@@ -257,10 +180,28 @@ pub fn score<B: NnBackend>(a: &Path, b: &Path, metrics: &[Metric], features_out:
     let per_image: Vec<Metric> = metrics.iter().copied().filter(|m| m.per_image()).collect();
     if !per_image.is_empty() {
         let by_name: BTreeMap<&str, &Image01> = xb.iter().map(|i| (i.name.as_str(), i)).collect();
-        let paired: Vec<(&Image01, &Image01)> = xa.iter().filter_map(|i| by_name.get(i.name.as_str()).map(|r| (i, *r))).collect();
-        if paired.is_empty() {
-            bail!("no file names in common between {} and {}: per-image metrics pair images by name", a.display(), b.display());
+        let names_a: std::collections::BTreeSet<&str> = xa.iter().map(|i| i.name.as_str()).collect();
+        let only_a: Vec<&str> = names_a.iter().copied().filter(|n| !by_name.contains_key(n)).collect();
+        let only_b: Vec<&str> = by_name.keys().copied().filter(|n| !names_a.contains(n)).collect();
+        if !only_a.is_empty() || !only_b.is_empty() {
+            let list = |v: &[&str]| {
+                if v.is_empty() {
+                    "none".to_string()
+                } else {
+                    v.iter().take(10).copied().collect::<Vec<_>>().join(", ") + if v.len() > 10 { ", …" } else { "" }
+                }
+            };
+            bail!(
+                "per-image metrics pair images by file name, and the folders differ: only in {}: {} ({}); only in {}: {} ({})",
+                a.display(),
+                list(&only_a),
+                only_a.len(),
+                b.display(),
+                list(&only_b),
+                only_b.len()
+            );
         }
+        let paired: Vec<(&Image01, &Image01)> = xa.iter().filter_map(|i| by_name.get(i.name.as_str()).map(|r| (i, *r))).collect();
         for (x, r) in &paired {
             if (x.h, x.w) != (r.h, r.w) {
                 bail!("{} is {}×{} in {} but {}×{} in {}", x.name, x.w, x.h, a.display(), r.w, r.h, b.display());
@@ -280,22 +221,18 @@ pub fn score<B: NnBackend>(a: &Path, b: &Path, metrics: &[Metric], features_out:
                 _ => None,
             };
             for (x, r) in &paired {
-                let v = match m {
-                    Metric::Psnr => psnr_skimage(&r.values.iter().map(|v| f64::from(*v)).collect::<Vec<_>>(), &x.values.iter().map(|v| f64::from(*v)).collect::<Vec<_>>()),
-                    Metric::PsnrPiq => f64::from(psnr_piq(&r.values, &x.values)),
-                    Metric::Ssim => ssim_skimage(&r.values.iter().map(|v| f64::from(*v)).collect::<Vec<_>>(), &x.values.iter().map(|v| f64::from(*v)).collect::<Vec<_>>(), 3, x.h, x.w),
-                    Metric::SsimPiq => f64::from(ssim_piq(&r.values, &x.values, 3, x.h, x.w)),
-                    Metric::Lpips(_) => {
-                        let lp = lpips.as_ref().expect("loaded");
+                let v = match m.pixel_score(&r.values, &x.values, x.h, x.w) {
+                    Some(v) => v,
+                    None => {
+                        let lp = lpips.as_ref().expect("LPIPS is the per-image metric without a pixel score");
                         f64::from(lp.distance(batch::<B>(&[x], device), batch::<B>(&[r], device)).into_scalar().elem::<f32>())
                     }
-                    Metric::Fid(_) | Metric::Kid => unreachable!(),
                 };
                 rows.push((x.name.clone(), v));
             }
             let mean = rows.iter().map(|(_, v)| v).sum::<f64>() / rows.len() as f64;
-            report.summary.insert(m.name(), mean);
-            report.per_image.insert(m.name(), rows);
+            report.summary.insert(m.name().to_string(), mean);
+            report.per_image.insert(m.name().to_string(), rows);
         }
     }
     for m in metrics.iter().filter(|m| !m.per_image()) {
@@ -306,9 +243,9 @@ pub fn score<B: NnBackend>(a: &Path, b: &Path, metrics: &[Metric], features_out:
             let sh_b = vec![xb.len(), 2048];
             let a32: Vec<f32> = fa.iter().map(|v| *v as f32).collect();
             let b32: Vec<f32> = fb.iter().map(|v| *v as f32).collect();
-            crate::measure_cmd::write_tensors(path, vec![("features_a", sh_a, &a32), ("features_b", sh_b, &b32)])?;
+            crate::measure::write_tensors(path, vec![("features_a", sh_a, &a32), ("features_b", sh_b, &b32)])?;
         }
-        report.summary.insert(m.name(), m.from_features(&fa, &fb));
+        report.summary.insert(m.name().to_string(), m.from_features(&fa, &fb));
     }
     Ok(report)
 }

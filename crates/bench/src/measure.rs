@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use burn::prelude::*;
 use dipbench_nn::NnBackend;
-use dipbench_operators::image::{ImageShape, Task, build};
+use dipbench_operators::image::{ImageShape, Task, TaskName, Variant, build};
 use dipbench_operators::{GaussianNoise, Operator, PoissonNoise, SampleRng, derive_seed};
 
 /// The image size every benchmark operator is defined on.
@@ -45,7 +45,7 @@ pub fn read_image(path: &Path) -> Result<Vec<f32>> {
         );
     }
     if let Some(bad) = values.iter().find(|v| !v.is_finite() || v.abs() > 1.0 + 1e-6) {
-        bail!("{}: values must lie in [-1, 1] (images are mapped as q/255·2 − 1); found {bad}", path.display());
+        bail!("{}: values must be finite and lie in [-1, 1] (images are mapped as q/255·2 − 1); found {bad}", path.display());
     }
     Ok(values)
 }
@@ -62,10 +62,10 @@ pub enum Noise {
 /// What to measure.
 #[derive(Debug, Clone)]
 pub struct MeasureRequest {
-    /// Task name.
-    pub task: String,
-    /// `dps` or `daps`.
-    pub variant: String,
+    /// Task.
+    pub task: TaskName,
+    /// Whose definition.
+    pub variant: Variant,
     /// Seed of the job (masks and noise derive from it).
     pub seed: u64,
     /// Noise model.
@@ -82,33 +82,32 @@ pub struct MeasureRequest {
     pub png: Option<PathBuf>,
 }
 
-/// The task of `name`: `deblur_motion` with `kernel` reads the kernel from that file (else it is
-/// drawn from the seed); `deblur_nonlinear` loads the bkse checkpoint (`--variant dps` redraws
-/// the kernel code at every call as DPS does, `daps` fixes it).
-pub fn task(name: &str, variant: &str, kernel: Option<&Path>) -> Result<Task> {
-    task_with_checkpoint(name, variant, kernel, None)
-}
-
-/// [`task`] with an explicit bkse checkpoint.
-pub fn task_with_checkpoint(name: &str, variant: &str, kernel: Option<&Path>, checkpoint: Option<&Path>) -> Result<Task> {
-    if matches!(name, "deblur_nonlinear" | "nonlinear_deblur") {
+/// The task `name` as `variant`'s code defines it: `deblur_motion` with `kernel` reads the
+/// kernel from that file (else it is drawn from the seed); `deblur_nonlinear` loads the bkse
+/// checkpoint `checkpoint` (default: looked up in the checkpoint folder; `dps` redraws the kernel
+/// code at every call as DPS does, `daps` fixes it).
+pub fn task(name: TaskName, variant: Variant, kernel: Option<&Path>, checkpoint: Option<&Path>) -> Result<Task> {
+    if name == TaskName::DeblurNonlinear {
         let path = match checkpoint {
             Some(p) => p.to_path_buf(),
             None => crate::weights::locate(crate::weights::known("bkse")?, &crate::weights::checkpoint_dir(None))?,
         };
-        return Ok(Task::NonlinearDeblur { checkpoint: path, redraw: variant == "dps" });
+        return Ok(Task::new(name, variant, Some(&path))?);
     }
-    if name == "deblur_motion" && kernel.is_some() {
-        let path = kernel.expect("checked");
+    if let (TaskName::DeblurMotion, Some(path)) = (name, kernel) {
         let mut src = dipbench_nn::source::MemorySource::from_safetensors_floats(path)?;
-        let shape = src.manifest().into_iter().find(|(k, _)| k == "kernel").map(|(_, s)| s).with_context(|| format!("{}: no tensor `kernel`", path.display()))?;
-        if shape.len() != 2 || shape[0] != shape[1] {
-            bail!("{}: `kernel` must be square [k, k], got {shape:?}", path.display());
+        let shape =
+            src.manifest().into_iter().find(|(k, _)| k == "kernel").map(|(_, s)| s).with_context(|| format!("{}: no tensor `kernel`", path.display()))?;
+        if shape.len() != 2 || shape[0] != shape[1] || shape[0] % 2 == 0 {
+            bail!("{}: `kernel` must be square with an odd side, [k, k], got {shape:?}", path.display());
         }
         let kernel = dipbench_nn::source::ParamSource::take_values(&mut src, "kernel", &shape)?;
+        if kernel.iter().any(|v| !v.is_finite()) {
+            bail!("{}: `kernel` has values that are not finite", path.display());
+        }
         return Ok(Task::DeblurKernel { size: shape[0], kernel });
     }
-    Ok(Task::by_name(name, variant)?)
+    Ok(Task::new(name, variant, None)?)
 }
 
 fn to_vec<B: NnBackend>(t: Tensor<B, 2>) -> Result<Vec<f32>> {
@@ -175,13 +174,10 @@ pub fn render(y: &[f32], min_side: usize) -> image::RgbImage {
 /// `dipbench measure`: returns a summary line.
 pub fn run_measure<B: NnBackend>(req: &MeasureRequest, device: &B::Device) -> Result<String> {
     let x = read_image(&req.input)?;
-    let task = task_with_checkpoint(&req.task, &req.variant, req.kernel.as_deref(), req.checkpoint.as_deref())?;
+    let task = task(req.task, req.variant, req.kernel.as_deref(), req.checkpoint.as_deref())?;
     let (op, clean, noisy) = measure::<B>(&task, &x, req.seed, req.noise, device)?;
     let side = side_of(clean.len());
-    write_tensors(
-        &req.output,
-        vec![("x", vec![1, 3, SIDE, SIDE], &x), ("y", vec![1, 3, side, side], &noisy), ("y_clean", vec![1, 3, side, side], &clean)],
-    )?;
+    write_tensors(&req.output, vec![("x", vec![1, 3, SIDE, SIDE], &x), ("y", vec![1, 3, side, side], &noisy), ("y_clean", vec![1, 3, side, side], &clean)])?;
     if let Some(png) = &req.png {
         render(&noisy, 0).save(png).with_context(|| format!("cannot write {}", png.display()))?;
     }
@@ -194,19 +190,21 @@ pub fn run_measure<B: NnBackend>(req: &MeasureRequest, device: &B::Device) -> Re
 pub fn grid<B: NnBackend>(input: &Path, out: &Path, kernel: Option<&Path>, seed: u64, device: &B::Device) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let x = read_image(input)?;
-    let mut tasks = vec![
-        ("sr4", "dps"),
-        ("inpaint_box", "dps"),
-        ("inpaint_random", "dps"),
-        ("deblur_gauss", "dps"),
-        ("phase_retrieval", "dps"),
-        ("phase_retrieval", "daps"),
-        ("hdr", "daps"),
+    use TaskName::*;
+    use Variant::{Daps, Dps};
+    let tasks = [
+        (Sr4, Dps),
+        (InpaintBox, Dps),
+        (InpaintRandom, Dps),
+        (DeblurGauss, Dps),
+        (PhaseRetrieval, Dps),
+        (PhaseRetrieval, Daps),
+        (Hdr, Daps),
+        (DeblurMotion, Dps),
     ];
-    tasks.push(("deblur_motion", "dps"));
     let mut written = vec![];
     for (name, variant) in tasks {
-        let t = task(name, variant, kernel)?;
+        let t = task(name, variant, kernel, None)?;
         let (op, clean, _) = measure::<B>(&t, &x, seed, Noise::Gaussian(0.0), device)?;
         let mut panels = vec![render(&x, SIDE), render(&clean, SIDE)];
         if let Some(lin) = op.as_linear() {
@@ -221,7 +219,7 @@ pub fn grid<B: NnBackend>(input: &Path, out: &Path, kernel: Option<&Path>, seed:
             image::imageops::overlay(&mut canvas, p, i64::from(left), 0);
             left += p.width() + 8;
         }
-        let path = out.join(format!("{name}-{variant}.png"));
+        let path = out.join(format!("{name}-{}.png", variant.name()));
         canvas.save(&path).with_context(|| format!("cannot write {}", path.display()))?;
         written.push(path);
     }

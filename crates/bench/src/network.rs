@@ -1,16 +1,17 @@
-//! `dipbench model eval`: runs a UNet checkpoint on a tensor file, so a user can check a port or
-//! a converted checkpoint against their own reference outputs.
+//! The ADM UNet as the benchmarks and the `model` commands use it: building it from a checkpoint
+//! or the golden fill ([`load_net`]), running it on a tensor file (`dipbench model eval`), and
+//! checking the port on a backend against the reference outputs (`dipbench model verify`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use burn::prelude::*;
-use dipbench_nn::{NnAutodiffBackend, NnBackend};
 use dipbench_models::Prior;
 use dipbench_models::unet::{AdmUnet, UnetConfig, UnetPrior};
-use dipbench_nn::source::{GoldenFill, ParamSource};
 use dipbench_nn::layers::Precision;
+use dipbench_nn::source::{GoldenFill, ParamSource};
+use dipbench_nn::{NnAutodiffBackend, NnBackend};
 
 use crate::weights;
 
@@ -59,16 +60,6 @@ fn read_input(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
     Ok((shape, values))
 }
 
-fn write_output(path: &Path, tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)>) -> Result<()> {
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> =
-        tensors.into_iter().map(|(k, (s, v))| (k, s, v.iter().flat_map(|x| x.to_le_bytes()).collect())).collect();
-    let views = bytes
-        .iter()
-        .map(|(k, s, b)| Ok((k.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)?)))
-        .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()?;
-    safetensors::serialize_to_file(views, None, path).with_context(|| format!("cannot write {}", path.display()))
-}
-
 /// Runs the request; returns a one-line summary.
 pub fn eval<B: NnBackend>(req: &EvalRequest, device: &B::Device) -> Result<String> {
     if req.t.is_some() == req.sigma.is_some() {
@@ -79,6 +70,18 @@ pub fn eval<B: NnBackend>(req: &EvalRequest, device: &B::Device) -> Result<Strin
     let want = [config.in_channels, config.image_size, config.image_size];
     if shape.len() != 4 || shape[1..] != want {
         bail!("{}: `x` has shape {shape:?}; config `{}` takes [n, {}, {}, {}]", req.input.display(), config.name, want[0], want[1], want[2]);
+    }
+    if shape[0] == 0 {
+        bail!("{}: `x` is empty (a batch of 0 images)", req.input.display());
+    }
+    if shape[0] > 4096 {
+        bail!("{}: `x` holds {} images; run at most 4096 at a time", req.input.display(), shape[0]);
+    }
+    if let Some(bad) = x.iter().find(|v| !v.is_finite()) {
+        bail!("{}: `x` has values that are not finite ({bad})", req.input.display());
+    }
+    if let Some(v) = req.t.map(f64::from).or(req.sigma).filter(|v| !v.is_finite() || *v < 0.0) {
+        bail!("--t / --sigma must be finite and ≥ 0, got {v}");
     }
     let net = load_net::<B>(&config, req.checkpoint.as_deref(), device)?.with_precision(req.precision);
     let n = shape[0];
@@ -98,7 +101,7 @@ pub fn eval<B: NnBackend>(req: &EvalRequest, device: &B::Device) -> Result<Strin
         out.insert("denoised".to_string(), to_vec(d.reshape([n, want[0], want[1], want[2]]))?);
         format!("wrote `denoised` = D(x; σ = {sigma}) (c_noise = {}) to {}", prior.c_noise(sigma), req.output.display())
     };
-    write_output(&req.output, out)?;
+    crate::measure::write_tensors(&req.output, out.iter().map(|(k, (shape, v))| (k.as_str(), shape.clone(), v.as_slice())).collect())?;
     Ok(summary)
 }
 
@@ -171,7 +174,10 @@ pub fn verify<B: NnAutodiffBackend>(golden: &Path, precision: Precision, imagene
     let file = |name: &str| -> Result<PathBuf> {
         let p = golden.join(name);
         if !p.is_file() {
-            bail!("{} is missing: --golden must name the folder of the golden fixtures (unet_tiny.pt, unet_tiny_io.safetensors, unet_ffhq_goldenfill_io.safetensors)", p.display());
+            bail!(
+                "{} is missing: --golden must name the folder of the golden fixtures (unet_tiny.pt, unet_tiny_io.safetensors, unet_ffhq_goldenfill_io.safetensors)",
+                p.display()
+            );
         }
         Ok(p)
     };
@@ -208,7 +214,12 @@ pub fn verify<B: NnAutodiffBackend>(golden: &Path, precision: Precision, imagene
     }
     if precision != Precision::F32 {
         let (full, half) = sampler_psnr_check(&tiny_f32, precision, device)?;
-        checks.push(VerifyCheck { name: format!("DDRM-20 SR×4 PSNR {full:.3} dB (f32)"), measure: "|ΔPSNR| dB", value: (half - full).abs(), tol: Some(HALF_PSNR_TOLERANCE_DB) });
+        checks.push(VerifyCheck {
+            name: format!("DDRM-20 SR×4 PSNR {full:.3} dB (f32)"),
+            measure: "|ΔPSNR| dB",
+            value: (half - full).abs(),
+            tol: Some(HALF_PSNR_TOLERANCE_DB),
+        });
     }
     Ok(checks)
 }

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use image::{Rgb, RgbImage, imageops};
 
-use crate::experiment::LoadedExperiment;
-use crate::image_bench::{load_images, slug};
+use crate::benchmarks::image::load_images;
+use crate::experiment::slug;
+use crate::experiment::{Experiment, Kind};
 
 fn to_rgb(chw: &[f32], side: usize) -> RgbImage {
     let n = side * side;
@@ -20,12 +21,13 @@ fn to_rgb(chw: &[f32], side: usize) -> RgbImage {
 
 /// Writes `grid-<task>.png` per task into `out/grids/`; returns the files. `images` rows;
 /// `dataset` overrides the experiment's dataset folder (for the ground truth).
-pub fn grids(exp: &LoadedExperiment, out: &Path, images: usize, dataset: Option<&Path>) -> Result<Vec<PathBuf>> {
-    let grid = exp.experiment.image.as_ref().context("`dipbench grid` is for image experiments")?;
-    let gt = load_images(grid, dataset)?;
+pub fn grids(exp: &Experiment, out: &Path, images: usize, dataset: Option<&Path>) -> Result<Vec<PathBuf>> {
+    let Kind::Image(img) = &exp.kind else { anyhow::bail!("`dipbench grid` is for image experiments; {} is a GMM experiment", exp.path.display()) };
+    let grid = &img.grid;
+    let gt = load_images(img, dataset)?;
     let side = grid.side;
     let panel = side.max(128) as u32;
-    let labels: Vec<String> = exp.experiment.methods.iter().map(|m| m.label.clone()).collect();
+    let labels = exp.labels();
     let rows = images.min(gt.len()).max(1);
     std::fs::create_dir_all(out.join("grids"))?;
     let mut written = vec![];
@@ -38,7 +40,7 @@ pub fn grids(exp: &LoadedExperiment, out: &Path, images: usize, dataset: Option<
                 imageops::replace(&mut canvas, &scaled, (col as u32 * panel) as i64, (r as u32 * panel) as i64);
             };
             put(0, &to_rgb(x, side));
-            let dir = out.join("images").join(task);
+            let dir = out.join("images").join(task.name());
             let y = dir.join("y").join(format!("{name}.png"));
             if let Ok(img) = image::open(&y) {
                 put(1, &img.to_rgb8());

@@ -3,7 +3,8 @@
 //! columns (benchmark coordinates: task, method, metric, d, d_y, steps, …); every other numeric
 //! column except wall time is compared with |ours − baseline| ≤ abs + rel·|baseline| (NaN
 //! matches NaN). Any value beyond tolerance, and any row present in only one file, is reported
-//! in a readable diff and makes the command fail.
+//! in a readable diff and makes the command fail. A table holding the same key twice is refused:
+//! which of the two rows would be compared is not defined.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -66,8 +67,16 @@ pub fn check(results: &Path, baseline: &Path, tol: Tolerance) -> Result<CheckRep
         bail!("{}: no key columns (expected some of {})", base_path.display(), KEY_COLUMNS.join(", "));
     }
     let key_of = |row: &[String]| keys.iter().map(|&i| format!("{}={}", header[i], row[i])).collect::<Vec<_>>().join(" ");
-    let index = |rows: &[Vec<String>]| -> BTreeMap<String, Vec<String>> { rows.iter().map(|r| (key_of(r), r.clone())).collect() };
-    let (ours, base) = (index(&ours), index(&base));
+    let index = |rows: &[Vec<String>], path: &Path| -> Result<BTreeMap<String, Vec<String>>> {
+        let mut map = BTreeMap::new();
+        for r in rows {
+            if map.insert(key_of(r), r.clone()).is_some() {
+                bail!("{}: the row {} appears twice; a table has one row per key", path.display(), key_of(r));
+            }
+        }
+        Ok(map)
+    };
+    let (ours, base) = (index(&ours, &ours_path)?, index(&base, &base_path)?);
     let mut report = CheckReport::default();
     for (key, b) in &base {
         let Some(o) = ours.get(key) else {
@@ -105,7 +114,14 @@ impl CheckReport {
         if self.differences.is_empty() {
             let _ = write!(s, "{}: {} values match {} within tolerance", results.display(), self.compared, baseline.display());
         } else {
-            let _ = writeln!(s, "{}: {} difference(s) against {} ({} values compared):", results.display(), self.differences.len(), baseline.display(), self.compared);
+            let _ = writeln!(
+                s,
+                "{}: {} difference(s) against {} ({} values compared):",
+                results.display(),
+                self.differences.len(),
+                baseline.display(),
+                self.compared
+            );
             for d in &self.differences {
                 let _ = writeln!(s, "  {d}");
             }

@@ -1,0 +1,275 @@
+//! `[image]`: the image benchmark's grid (method × task × image on an ADM UNet prior), typed and
+//! validated, with every (task, method) configuration resolved once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use dipbench_models::unet::UnetConfig;
+use dipbench_nn::layers::Precision;
+use dipbench_operators::image::{TaskName, Variant};
+use dipbench_samplers::{PresetContext, SamplerConfig};
+use serde::{Deserialize, Serialize};
+
+use super::{Method, check_finite};
+use crate::registry::Metric;
+
+/// The dataset family, for presets that depend on it (DPS's ζ′).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    /// FFHQ.
+    #[default]
+    Ffhq,
+    /// ImageNet.
+    Imagenet,
+}
+
+impl Family {
+    /// The name the presets read.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ffhq => "ffhq",
+            Self::Imagenet => "imagenet",
+        }
+    }
+}
+
+/// `[image.noise]`: Gaussian y = A(x) + σ_y·ε, or DPS's Poisson noise (for which σ_y is what the
+/// samplers assume).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum NoiseSpec {
+    /// Gaussian noise of standard deviation `sigma` in [−1, 1] units (the papers' 0.05).
+    Gaussian {
+        /// σ_y.
+        #[serde(default = "default_sigma_y")]
+        sigma: f64,
+    },
+    /// Poisson noise of rate `rate` (DPS; docs/protocols.md §1.9).
+    Poisson {
+        /// σ_y the samplers assume.
+        #[serde(default = "default_sigma_y")]
+        sigma: f64,
+        /// λ.
+        #[serde(default = "default_rate")]
+        rate: f64,
+    },
+}
+
+impl Default for NoiseSpec {
+    fn default() -> Self {
+        Self::Gaussian { sigma: default_sigma_y() }
+    }
+}
+
+impl NoiseSpec {
+    /// σ_y.
+    pub fn sigma(self) -> f64 {
+        match self {
+            Self::Gaussian { sigma } | Self::Poisson { sigma, .. } => sigma,
+        }
+    }
+
+    /// The name the presets read.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Gaussian { .. } => "gaussian",
+            Self::Poisson { .. } => "poisson",
+        }
+    }
+}
+
+fn default_sigma_y() -> f64 {
+    0.05
+}
+
+fn default_rate() -> f64 {
+    1.0
+}
+
+/// `[image]` as written.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageGrid {
+    /// `synthetic` (deterministic test pictures, no download), a dataset of the registry
+    /// (`datasets.toml`) or a folder of PNG/JPEG images (sorted by name; the first `images`).
+    pub dataset: String,
+    /// Dataset family, for the presets that depend on it.
+    #[serde(default)]
+    pub family: Family,
+    /// Number of images.
+    pub images: usize,
+    /// Image side in pixels (the model's).
+    pub side: usize,
+    /// UNet configuration (`ffhq256`, `imagenet256`, `tiny32`).
+    pub model: String,
+    /// Checkpoint: a known name (`dipbench weights`) or a file. Absent: the golden fill, i.e.
+    /// untrained weights, for plumbing checks only (the table says so).
+    pub checkpoint: Option<String>,
+    /// Tasks.
+    pub tasks: Vec<TaskName>,
+    /// Whose operator definitions where DPS and DAPS differ.
+    #[serde(default)]
+    pub variant: Variant,
+    /// Measurement noise.
+    #[serde(default)]
+    pub noise: NoiseSpec,
+    /// Per-image metrics.
+    #[serde(default = "default_image_metrics")]
+    pub metrics: Vec<Metric>,
+    /// Set metrics computed when the tables are written, per (task, method), between the saved
+    /// reconstructions and the ground truth (`fid`, `fid-torchvision`, `kid`).
+    #[serde(default)]
+    pub set_metrics: Vec<Metric>,
+    /// Runs per (task, image) where the protocol reports the best of N (DAPS: phase retrieval
+    /// 4), e.g. `runs = { phase_retrieval = 4 }`; 1 elsewhere.
+    #[serde(default)]
+    pub runs: BTreeMap<TaskName, usize>,
+    /// Arithmetic precision of the UNet prior (`f32`, or mixed precision `f16` / `bf16`).
+    #[serde(default)]
+    pub precision: Precision,
+    /// Images of one (task, method) run through the sampler together (results do not depend on
+    /// it beyond float rounding; a GPU needs it to be busy).
+    #[serde(default = "one")]
+    pub batch: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn default_image_metrics() -> Vec<Metric> {
+    vec![Metric::Psnr, Metric::Ssim]
+}
+
+/// `[paper]`: where the published numbers of this experiment's table are
+/// (`results/paper/*.csv`, columns paper,table,dataset,task,method,prior,metric,value,std).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaperReference {
+    /// The CSV file, relative to the working directory.
+    pub file: PathBuf,
+    /// Which of its tables (column `table`).
+    pub tables: Vec<String>,
+    /// Its dataset name (column `dataset`).
+    pub dataset: String,
+    /// Our task name → the paper's, where they differ.
+    #[serde(default)]
+    pub tasks: BTreeMap<String, String>,
+    /// Our method label → the paper's, where they differ.
+    #[serde(default)]
+    pub methods: BTreeMap<String, String>,
+}
+
+/// A validated image experiment.
+#[derive(Debug, Clone)]
+pub struct ImageExperiment {
+    /// The grid.
+    pub grid: ImageGrid,
+    /// The UNet configuration of `grid.model`.
+    pub model: UnetConfig,
+    /// Each (task, method index)'s resolved sampler configuration.
+    pub configs: BTreeMap<(TaskName, usize), SamplerConfig>,
+}
+
+/// Labels that name folders of the results besides the methods' (`images/<task>/y`,
+/// `images/gt`), compared case-insensitively.
+const RESERVED_LABELS: &[&str] = &["y", "gt"];
+
+impl ImageExperiment {
+    /// Checks the grid and resolves every (task, method) configuration.
+    pub fn validate(grid: ImageGrid, methods: &[Method]) -> Result<Self> {
+        if grid.images == 0 || grid.tasks.is_empty() {
+            bail!("keys `image.images` ≥ 1 and `image.tasks` (non-empty) are required");
+        }
+        if grid.batch == 0 || grid.batch > 4096 {
+            bail!("key `image.batch` = {}: must be in 1..=4096", grid.batch);
+        }
+        let model = UnetConfig::by_name(&grid.model).with_context(|| format!("key `image.model`: `{}`", grid.model))?;
+        if model.image_size != grid.side {
+            bail!("key `image.side` = {} but model `{}` takes {}×{} images", grid.side, grid.model, model.image_size, model.image_size);
+        }
+        let (sigma, rate) = match grid.noise {
+            NoiseSpec::Gaussian { sigma } => (sigma, 1.0),
+            NoiseSpec::Poisson { sigma, rate } => (sigma, rate),
+        };
+        if !(sigma.is_finite() && sigma >= 0.0 && rate.is_finite() && rate > 0.0) {
+            bail!("key `image.noise`: sigma must be finite and ≥ 0, rate finite and > 0 (got {:?})", grid.noise);
+        }
+        if grid.metrics.is_empty() {
+            bail!("key `image.metrics` must name at least one metric");
+        }
+        if let Some(m) = grid.metrics.iter().find(|m| !m.per_image()) {
+            bail!("key `image.metrics`: `{m}` is a set metric; list it in `image.set_metrics`");
+        }
+        if let Some(m) = grid.set_metrics.iter().find(|m| m.per_image()) {
+            bail!("key `image.set_metrics`: `{m}` is a per-image metric; list it in `image.metrics`");
+        }
+        let tasks: BTreeSet<TaskName> = grid.tasks.iter().copied().collect();
+        if tasks.len() != grid.tasks.len() {
+            bail!("key `image.tasks`: a task appears twice");
+        }
+        for (t, n) in &grid.runs {
+            if !tasks.contains(t) || *n == 0 || *n > 1000 {
+                bail!("key `image.runs.{t}`: must name a task of `image.tasks`, with 1 to 1000 runs");
+            }
+        }
+        let mut slugs: BTreeMap<String, &str> = BTreeMap::new();
+        for m in methods {
+            if m.preset == "gmm" && m.sampler != "exact" {
+                bail!("method `{}`: image experiments need an explicit `preset` (the default `gmm` is the Gaussian-mixture setting)", m.label);
+            }
+            let slug = super::slug(&m.label).to_lowercase();
+            if RESERVED_LABELS.contains(&slug.as_str()) {
+                bail!("method label `{}` is reserved (the results keep the measurements in `y/` and the ground truth in `gt/`)", m.label);
+            }
+            if let Some(other) = slugs.insert(slug, &m.label) {
+                bail!("method labels `{other}` and `{}` name the same results folder; rename one", m.label);
+            }
+            for t in m.per_task.keys() {
+                let name: TaskName = t.parse().with_context(|| format!("method `{}`: key `per_task.{t}`", m.label))?;
+                if !tasks.contains(&name) {
+                    bail!("method `{}`: key `per_task.{t}` names a task the experiment does not run", m.label);
+                }
+            }
+        }
+        let mut configs = BTreeMap::new();
+        for &task in &grid.tasks {
+            for (i, m) in methods.iter().enumerate() {
+                configs.insert((task, i), Self::resolve(&grid, m, task)?);
+            }
+        }
+        Ok(Self { grid, model, configs })
+    }
+
+    /// The resolved configuration of `method` on `task` (preset for the task + overrides;
+    /// `per_task.<task>` may replace the preset and add overrides of its own).
+    fn resolve(grid: &ImageGrid, method: &Method, task: TaskName) -> Result<SamplerConfig> {
+        let mut extra = method.per_task.iter().find(|(k, _)| k.parse::<TaskName>().ok() == Some(task)).map(|(_, v)| v.clone()).unwrap_or_default();
+        let preset = match extra.remove("preset") {
+            Some(toml::Value::String(p)) => p,
+            Some(other) => bail!("method `{}`: key `per_task.{task}.preset` must be a string, got {other}", method.label),
+            None => method.preset.clone(),
+        };
+        let context = PresetContext { task: task.name(), dataset: grid.family.name(), noise: grid.noise.name() };
+        let config = SamplerConfig::preset_in(&method.sampler, &preset, Some(&context))
+            .and_then(|c| c.with_overrides(&method.settings))
+            .and_then(|c| c.with_overrides(&extra))
+            .with_context(|| format!("method `{}` on task `{task}`", method.label))?;
+        check_finite(&config, &format!("method `{}` on task `{task}`", method.label))?;
+        Ok(config)
+    }
+
+    /// Runs per (task, image) of `task`.
+    pub fn runs(&self, task: TaskName) -> usize {
+        self.grid.runs.get(&task).copied().unwrap_or(1)
+    }
+
+    /// The settings of the folder fingerprint (all but the grid's extent; tasks, images, runs,
+    /// set metrics and the batch size are per job or table-time).
+    pub fn folder_key(&self) -> String {
+        let g = &self.grid;
+        format!("image|{}|{}|{}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}", g.dataset, g.side, g.model, g.checkpoint, g.variant, g.family, g.noise, g.metrics, g.precision)
+    }
+}

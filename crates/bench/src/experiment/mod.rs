@@ -1,0 +1,267 @@
+//! Experiment files (`experiments/*.toml`), parsed then validated into a typed [`Experiment`]:
+//! every table and key is known, every closed set is an enum, and an unknown key, a wrong type
+//! or a bad value is an error naming the file, the key and, from the TOML parser, the line.
+//! Nothing downstream re-checks a string.
+
+pub mod gmm;
+pub mod image;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use dipbench_operators::derive_seed;
+use dipbench_samplers::SamplerConfig;
+use serde::{Deserialize, Serialize};
+
+pub use gmm::{Budget, GmmExperiment, GmmGrid};
+pub use image::{ImageExperiment, ImageGrid, NoiseSpec, PaperReference};
+
+/// The benchmarks an experiment can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BenchmarkKind {
+    /// The exact-posterior Gaussian-mixture benchmark (`docs/gmm.md`).
+    Gmm,
+    /// Method × task × image on an ADM UNet prior.
+    Image,
+}
+
+/// An experiment file as written (every key known).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentFile {
+    /// Identity and seed.
+    pub experiment: Header,
+    /// The GMM grid (with `benchmark = "gmm"`).
+    pub gmm: Option<GmmGrid>,
+    /// The image grid (with `benchmark = "image"`).
+    pub image: Option<ImageGrid>,
+    /// How samples are scored.
+    #[serde(default)]
+    pub metric: MetricSettings,
+    /// The methods, in table order.
+    #[serde(rename = "method")]
+    pub methods: Vec<Method>,
+    /// The papers' numbers to print beside ours (image benchmark).
+    pub paper: Option<PaperReference>,
+}
+
+/// `[experiment]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Header {
+    /// Name: letters, digits, `.`, `_`, `-` (it names `results/<name>/`).
+    pub name: String,
+    /// Which benchmark.
+    pub benchmark: BenchmarkKind,
+    /// Seed of the whole experiment; every job's seed is derived from it and the job's identity.
+    pub seed: u64,
+    /// Free text for the table caption.
+    #[serde(default)]
+    pub description: String,
+}
+
+/// `[metric]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricSettings {
+    /// Random directions of the sliced distances (the paper: 100).
+    #[serde(default = "default_projections")]
+    pub projections: usize,
+}
+
+impl Default for MetricSettings {
+    fn default() -> Self {
+        Self { projections: default_projections() }
+    }
+}
+
+fn default_projections() -> usize {
+    100
+}
+
+/// One `[[method]]`: a table row. `sampler` and `preset` pick the configuration; every other key
+/// overrides a field of that sampler's configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Method {
+    /// Row label (unique).
+    pub label: String,
+    /// Sampler name (`dps`, `daps`, …, `exact`).
+    pub sampler: String,
+    /// Preset of that sampler (default `gmm`).
+    #[serde(default = "default_preset")]
+    pub preset: String,
+    /// Image benchmark: per-task changes, `per_task.<task> = { preset = …, key = value }`, applied
+    /// after the method's own.
+    #[serde(default)]
+    pub per_task: std::collections::BTreeMap<String, toml::Table>,
+    /// Overrides of the preset's fields.
+    #[serde(flatten)]
+    pub settings: toml::Table,
+}
+
+fn default_preset() -> String {
+    "gmm".into()
+}
+
+/// What an experiment runs, per benchmark.
+#[derive(Debug, Clone)]
+pub enum Kind {
+    /// The GMM benchmark, its grid and resolved sampler configurations.
+    Gmm(GmmExperiment),
+    /// The image benchmark, its grid and resolved per-task configurations.
+    Image(ImageExperiment),
+}
+
+/// A validated experiment.
+#[derive(Debug, Clone)]
+pub struct Experiment {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// `[experiment]`.
+    pub header: Header,
+    /// The benchmark and its settings.
+    pub kind: Kind,
+    /// `[metric]`.
+    pub metric: MetricSettings,
+    /// The methods, in table order.
+    pub methods: Vec<Method>,
+    /// `[paper]`.
+    pub paper: Option<PaperReference>,
+}
+
+/// A file-name-safe form of a method label (ASCII letters and digits kept, the rest `_`,
+/// non-ASCII spelled out so `ΠGDM` and `PGDM` stay apart).
+pub fn slug(label: &str) -> String {
+    label
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '-' | '_' | '.' => c.to_string(),
+            c if c.is_ascii() => "_".into(),
+            c => format!("u{:x}", c as u32),
+        })
+        .collect()
+}
+
+/// Whether a name is in the safe set: ASCII letters, digits, `.`, `_`, `-`, not starting with
+/// `.` or `-` (names become folder names and words of shell scripts).
+pub fn is_safe_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 100 && !name.starts_with(['.', '-']) && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// Checks that every float of a sampler configuration is finite, naming the key.
+pub fn check_finite(config: &SamplerConfig, what: &str) -> Result<()> {
+    fn walk(v: &toml::Value, key: &str, what: &str) -> Result<()> {
+        match v {
+            toml::Value::Float(f) if !f.is_finite() => bail!("{what}: key `{key}` = {f} is not finite"),
+            toml::Value::Table(t) => t.iter().try_for_each(|(k, v)| walk(v, k, what)),
+            toml::Value::Array(a) => a.iter().try_for_each(|v| walk(v, key, what)),
+            _ => Ok(()),
+        }
+    }
+    walk(&toml::Value::try_from(config).context("configs serialise")?, "", what)
+}
+
+/// The dotted key written at byte `offset` of a TOML document (`image.precision`,
+/// `method.preset`): the `key =` of that line under the last `[table]` or `[[array]]` header
+/// above it, for naming the key in a parse error. `None` where the line has no key.
+pub fn key_at(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].lines().next().unwrap_or_default();
+    let key = line.split_once('=').map(|(k, _)| k.trim().trim_matches('"').to_string()).filter(|k| !k.is_empty() && !k.starts_with('#'));
+    let table = text[..start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_start_matches('[').split(']').next().unwrap_or_default().trim().to_string());
+    match (table, key) {
+        (Some(t), Some(k)) if !t.is_empty() => Some(format!("{t}.{k}")),
+        (_, Some(k)) => Some(k),
+        (Some(t), None) if !t.is_empty() => Some(t),
+        _ => None,
+    }
+}
+
+impl Experiment {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read experiment file {}", path.display()))?;
+        let file: ExperimentFile = toml::from_str(&text).map_err(|e| {
+            let key = e.span().and_then(|span| key_at(&text, span.start)).map(|k| format!(" (key `{k}`)")).unwrap_or_default();
+            anyhow::Error::new(e).context(format!("invalid experiment file {}{key}", path.display()))
+        })?;
+        Self::validate(file, path).with_context(|| format!("invalid experiment file {}", path.display()))
+    }
+
+    /// Checks what the schema cannot and resolves every method's configuration.
+    pub fn validate(file: ExperimentFile, path: &Path) -> Result<Self> {
+        let ExperimentFile { experiment: header, gmm, image, metric, methods, paper } = file;
+        if !is_safe_name(&header.name) {
+            bail!("key `experiment.name` = {:?}: use letters, digits, `.`, `_` and `-` only (it names a folder)", header.name);
+        }
+        if metric.projections == 0 {
+            bail!("key `metric.projections` must be positive");
+        }
+        if methods.is_empty() {
+            bail!("no [[method]] tables: nothing to run");
+        }
+        let mut labels = BTreeSet::new();
+        for m in &methods {
+            if !labels.insert(m.label.as_str()) {
+                bail!("two methods are labelled `{}`", m.label);
+            }
+            if m.label.trim().is_empty() || m.label.contains([',', '"', '\n', '|', '\\']) {
+                bail!("method label `{}` is empty or contains a character not allowed in tables (, \" | \\ newline)", m.label);
+            }
+        }
+        let kind = match (header.benchmark, gmm, image) {
+            (BenchmarkKind::Gmm, Some(g), None) => Kind::Gmm(GmmExperiment::validate(g, &methods)?),
+            (BenchmarkKind::Image, None, Some(g)) => Kind::Image(ImageExperiment::validate(g, &methods)?),
+            (BenchmarkKind::Gmm, _, _) => bail!("`experiment.benchmark = \"gmm\"` needs a [gmm] table and no [image] table"),
+            (BenchmarkKind::Image, _, _) => bail!("`experiment.benchmark = \"image\"` needs an [image] table and no [gmm] table"),
+        };
+        Ok(Self { path: path.to_path_buf(), header, kind, metric, methods, paper })
+    }
+
+    /// The method labels, in table order.
+    pub fn labels(&self) -> Vec<String> {
+        self.methods.iter().map(|m| m.label.clone()).collect()
+    }
+
+    /// The fingerprint of the settings every job of a results folder shares: everything but the
+    /// grid's extent (dimensions, replicates, budgets; tasks, images), so that growing a grid
+    /// keeps it and any other change is a different configuration.
+    pub fn folder_fingerprint(&self) -> String {
+        let methods: Vec<String> = self.methods.iter().map(|m| format!("{m:?}")).collect();
+        let kind = match &self.kind {
+            Kind::Gmm(g) => g.folder_key(),
+            Kind::Image(g) => g.folder_key(),
+        };
+        let text = format!(
+            "{}|{}|{:?}|{}|{:?}|noise v{}",
+            self.header.seed,
+            self.metric.projections,
+            self.header.benchmark,
+            kind,
+            methods,
+            dipbench_operators::noise::NOISE_VERSION
+        );
+        format!("{:016x}", derive_seed(&["folder", &text]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_errors_name_the_key_of_their_line() {
+        let text = "[experiment]\nname = \"x\"\n\n[image]\nprecision = \"f8\"\n\n[[method]]\nlabel = \"a\"\n";
+        assert_eq!(key_at(text, text.find("\"f8\"").unwrap()).as_deref(), Some("image.precision"));
+        assert_eq!(key_at(text, text.find("\"a\"").unwrap()).as_deref(), Some("method.label"));
+        assert_eq!(key_at("", 0), None);
+    }
+}

@@ -1,0 +1,110 @@
+//! Helpers shared by the command-line tests: running the binary, scratch folders, small
+//! experiment files.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Runs `dipbench` with `args` (logging at warn level); `threads` sets `--threads`.
+pub fn dipbench_with(args: &[&str], threads: Option<usize>, envs: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dipbench"));
+    if let Some(n) = threads {
+        cmd.arg("--threads").arg(n.to_string());
+    }
+    cmd.args(args).env("RUST_LOG", "warn").env_remove("RUST_BACKTRACE");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("dipbench runs")
+}
+
+/// Runs `dipbench` with `args`.
+pub fn dipbench(args: &[&str]) -> Output {
+    dipbench_with(args, None, &[])
+}
+
+/// Standard output of a run that must succeed (panics with both streams otherwise).
+pub fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Standard error of a run that must fail with exit status 1 and no panic.
+pub fn refused(out: &Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "expected a clean refusal (exit 1)\nstdout:\n{}\nstderr:\n{err}", String::from_utf8_lossy(&out.stdout));
+    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "a panic reached the user:\n{err}");
+    err
+}
+
+/// A fresh scratch folder named after the test.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("dipbench-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A file of the repository.
+pub fn repo_file(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel)
+}
+
+/// The text of a file (panics naming it).
+pub fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A small but complete GMM experiment (every sampler of the list, 2 × 2 jobs) at `dir/name.toml`,
+/// with extra lines in `[gmm]` and extra method tables.
+pub fn gmm_experiment(dir: &Path, name: &str, extra_gmm: &str, extra_method: &str) -> PathBuf {
+    let methods: String = ["exact", "dps", "mcg", "ddrm", "pigdm", "diffpir", "reddiff", "daps"]
+        .iter()
+        .map(|s| format!("[[method]]\nlabel = \"{s}\"\nsampler = \"{s}\"\n"))
+        .collect();
+    let text = format!(
+        "[experiment]\nname = \"{name}\"\nbenchmark = \"gmm\"\nseed = 3\n\n[gmm]\ndims = [8]\nobs_dims = [1, 2]\nreplicates = 2\n\
+         samples = 200\nbudgets = [{{ steps = 20, eta = 0.6 }}]\n{extra_gmm}\n\n{methods}{extra_method}"
+    );
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A one-job GMM experiment with two cheap methods, for the integrity tests.
+pub fn small_gmm(dir: &Path, name: &str, header: &str, grid: &str, methods: &str) -> PathBuf {
+    let text = format!("[experiment]\nname = \"{name}\"\nbenchmark = \"gmm\"\nseed = 1\n{header}\n\n[gmm]\n{grid}\n\n{methods}");
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The default grid and methods of [`small_gmm`].
+pub const SMALL_GRID: &str = "dims = [4]\nobs_dims = [1]\nreplicates = 1\nsamples = 50\nbudgets = [{ steps = 5, eta = 0.6 }]";
+/// Two cheap methods.
+pub const SMALL_METHODS: &str = "[[method]]\nlabel = \"exact\"\nsampler = \"exact\"\n\n[[method]]\nlabel = \"DDRM\"\nsampler = \"ddrm\"\n";
+
+/// Runs the image experiment `exp` into `out` in process on `devices` and reads its rows back
+/// (every job file checked), as `dipbench run` does.
+pub fn run_image_rows<B: dipbench_nn::NnAutodiffBackend>(
+    exp: &dipbench::experiment::Experiment,
+    out: &Path,
+    devices: &[B::Device],
+    opts: &dipbench::pipeline::RunOptions,
+) -> anyhow::Result<(dipbench::pipeline::RunSummary, Vec<dipbench::benchmarks::image::ImageRow>)>
+where
+    B::Device: Sync,
+{
+    use dipbench::pipeline::runner;
+    let dipbench::experiment::Kind::Image(img) = &exp.kind else { anyhow::bail!("{} is not an image experiment", exp.path.display()) };
+    let bench = dipbench::benchmarks::image::ImageBenchmark::for_run(exp, img, opts.dataset.as_deref())?;
+    let summary = runner::run::<_, B>(&bench, out, devices, opts)?;
+    Ok((summary, runner::collect(&bench, out)?))
+}

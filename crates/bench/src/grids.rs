@@ -23,6 +23,7 @@ fn to_rgb(chw: &[f32], side: usize) -> RgbImage {
 /// `dataset` overrides the experiment's dataset folder (for the ground truth).
 pub fn grids(exp: &Experiment, out: &Path, images: usize, dataset: Option<&Path>) -> Result<Vec<PathBuf>> {
     let Kind::Image(img) = &exp.kind else { anyhow::bail!("`dipbench grid` is for image experiments; {} is a GMM experiment", exp.path.display()) };
+    crate::pipeline::runner::check_folder_configuration(exp, out)?;
     let grid = &img.grid;
     let gt = load_images(img, dataset)?;
     let side = grid.side;

@@ -169,7 +169,7 @@ pub fn merge(sources: &[PathBuf], out: &Path) -> Result<usize> {
             experiments.push((dir.clone(), exp));
         }
     }
-    let _lock = store::FolderLock::acquire(out)?;
+    let _lock = store::FolderLock::acquire(out, None)?;
     let mut copied = 0;
     for (src, exp) in &experiments {
         copied += match &exp.kind {

@@ -29,20 +29,10 @@ fn read_tensor(path: &Path, key: &str) -> Vec<f64> {
     st.tensor(key).unwrap().data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect()
 }
 
-/// `dipbench model eval --config tiny32 --checkpoint CKPT --input X --output OUT EXTRA…`.
-fn eval_tiny32(ckpt: &Path, input: &Path, out: &Path, extra: &[&str]) -> Output {
-    let mut args = vec![
-        "model",
-        "eval",
-        "--config",
-        "tiny32",
-        "--checkpoint",
-        ckpt.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-    ];
+/// `dipbench model eval --config CONFIG --checkpoint CKPT --input X --output OUT EXTRA…`.
+fn model_eval(config: &str, ckpt: &Path, input: &Path, out: &Path, extra: &[&str]) -> Output {
+    let (ckpt, input, out) = (ckpt.to_str().unwrap(), input.to_str().unwrap(), out.to_str().unwrap());
+    let mut args = vec!["model", "eval", "--config", config, "--checkpoint", ckpt, "--input", input, "--output", out];
     args.extend_from_slice(extra);
     dipbench(&args)
 }
@@ -57,49 +47,36 @@ fn golden_model_eval_reproduces_the_reference_outputs() {
     let input = dir.join("x.safetensors");
     write_x(&input, vec![1, 3, 32, 32], &tensor(&io, "x").data[..d]);
     let out = dir.join("out.safetensors");
-    let o = eval_tiny32(&ckpt, &input, &out, &["--t", "10"]);
+    let o = model_eval("tiny32", &ckpt, &input, &out, &["--t", "10"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let err = rel_err(&read_tensor(&out, "out"), &tensor(&io, "out_int").data[..6 * 32 * 32]);
     assert!(err <= 1e-4, "raw output relative error {err}");
     // The denoiser at σ = 1 (samplers fixture, row 1).
     let s = load_tensors("samplers");
     write_x(&input, vec![1, 3, 32, 32], &tensor(&s, "daps_D_x").data[d..2 * d]);
-    let o = eval_tiny32(&ckpt, &input, &out, &["--sigma", "1.0"]);
+    let o = model_eval("tiny32", &ckpt, &input, &out, &["--sigma", "1.0"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let err = rel_err(&read_tensor(&out, "denoised"), &tensor(&s, "daps_D_out").data[d..2 * d]);
     assert!(err <= 1e-5, "denoiser relative error {err}");
     // A reference file with integer tensors beside `x` (the FFHQ fixture's `t`) is read as is.
     let ffhq = golden_dir().join("unet_ffhq_goldenfill_io.safetensors");
-    let o = eval_tiny32(&ckpt, &ffhq, &out, &["--t", "10"]);
+    let o = model_eval("tiny32", &ckpt, &ffhq, &out, &["--t", "10"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("[1, 3, 256, 256]") && !err.contains("dtype"), "{err}");
     // Mixed precision (f16 convolutions) on any backend: within 1e-2 (the mixed-precision bound) of the float32
     // reference.
     write_x(&input, vec![1, 3, 32, 32], &tensor(&io, "x").data[..d]);
-    let o = eval_tiny32(&ckpt, &input, &out, &["--t", "10", "--precision", "f16"]);
+    let o = model_eval("tiny32", &ckpt, &input, &out, &["--t", "10", "--precision", "f16"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let err = rel_err(&read_tensor(&out, "out"), &tensor(&io, "out_int").data[..6 * 32 * 32]);
     assert!(err <= 1e-2, "f16 raw output relative error {err}");
     // A wrong input shape is refused, naming the expected one.
     write_x(&input, vec![1, 3, 16, 16], &vec![0.0; 3 * 16 * 16]);
-    let o = eval_tiny32(&ckpt, &input, &out, &["--t", "10"]);
+    let o = model_eval("tiny32", &ckpt, &input, &out, &["--t", "10"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("[1, 3, 16, 16]") && err.contains("[n, 3, 32, 32]"), "{err}");
     // The wrong config for a checkpoint names the first key that disagrees.
-    let o = dipbench(&[
-        "model",
-        "eval",
-        "--config",
-        "ffhq256",
-        "--checkpoint",
-        ckpt.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-        "--t",
-        "10",
-    ]);
+    let o = model_eval("ffhq256", &ckpt, &input, &out, &["--t", "10"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "{err}");
 }

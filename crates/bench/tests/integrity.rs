@@ -139,7 +139,7 @@ fn budget_keys_on_a_gmm_method_are_refused() {
 fn reserved_and_colliding_method_labels_are_refused() {
     let dir = temp_dir("labels");
     let image = "[experiment]\nname = \"img\"\nbenchmark = \"image\"\nseed = 0\n\n[image]\ndataset = \"synthetic\"\nimages = 1\nside = 32\nmodel = \"tiny32\"\ntasks = [\"sr4\"]\n\n";
-    for label in ["y", "gt", "Y"] {
+    for label in ["y", "gt", "Y", "..", ".", ".hidden"] {
         let path = dir.join("img.toml");
         std::fs::write(&path, format!("{image}[[method]]\nlabel = \"{label}\"\nsampler = \"ddrm\"\npreset = \"paper\"\n")).unwrap();
         let err = refused(&dipbench(&["run", path.to_str().unwrap(), "--out", dir.join("o").to_str().unwrap(), "--no-progress"]));
@@ -344,43 +344,17 @@ fn huge_sizes_are_refused_up_front_with_the_memory_they_need() {
 #[test]
 fn batch_zero_and_non_finite_inputs_are_refused() {
     let dir = temp_dir("zero");
-    // model eval on an empty batch.
+    // model eval on an empty batch, and on a NaN input.
     let x = dir.join("x.safetensors");
-    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![0, 3, 32, 32], &[]).unwrap();
-    safetensors::serialize_to_file(vec![("x", view)], None, &x).unwrap();
-    let err = refused(&dipbench(&[
-        "model",
-        "eval",
-        "--config",
-        "tiny32",
-        "--golden-fill",
-        "--input",
-        x.to_str().unwrap(),
-        "--output",
-        dir.join("o.safetensors").to_str().unwrap(),
-        "--t",
-        "10",
-    ]));
-    assert!(err.contains("x.safetensors") && err.contains("empty"), "{err}");
-    // model eval on a NaN input.
-    let mut bytes = vec![0u8; 3 * 32 * 32 * 4];
-    bytes[..4].copy_from_slice(&f32::NAN.to_le_bytes());
-    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![1, 3, 32, 32], &bytes).unwrap();
-    safetensors::serialize_to_file(vec![("x", view)], None, &x).unwrap();
-    let err = refused(&dipbench(&[
-        "model",
-        "eval",
-        "--config",
-        "tiny32",
-        "--golden-fill",
-        "--input",
-        x.to_str().unwrap(),
-        "--output",
-        dir.join("o.safetensors").to_str().unwrap(),
-        "--t",
-        "10",
-    ]));
-    assert!(err.contains("x.safetensors") && err.contains("finite"), "{err}");
+    let mut nan = vec![0u8; 3 * 32 * 32 * 4];
+    nan[..4].copy_from_slice(&f32::NAN.to_le_bytes());
+    for (shape, bytes, why) in [(vec![0, 3, 32, 32], vec![], "empty"), (vec![1, 3, 32, 32], nan, "finite")] {
+        let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, &bytes).unwrap();
+        safetensors::serialize_to_file(vec![("x", view)], None, &x).unwrap();
+        let (xs, out) = (x.to_str().unwrap(), dir.join("o.safetensors"));
+        let err = refused(&dipbench(&["model", "eval", "--config", "tiny32", "--golden-fill", "--input", xs, "--output", out.to_str().unwrap(), "--t", "10"]));
+        assert!(err.contains("x.safetensors") && err.contains(why), "{err}");
+    }
     // Non-finite settings in an experiment (TOML has nan and inf).
     for setting in ["eta_a = nan", "eta_a = inf"] {
         let methods = SMALL_METHODS.replace("sampler = \"ddrm\"", &format!("sampler = \"ddrm\"\n{setting}"));
@@ -431,4 +405,90 @@ fn one_replicate_has_no_interval() {
     let md = read(&out.join("table.md"));
     assert!(!md.contains("± 0 ") && !md.contains("± 0|"), "n = 1 shows an interval:\n{md}");
     assert!(md.contains("n = 1"), "{md}");
+}
+
+#[test]
+fn shards_take_their_own_locks_and_a_lock_of_another_host_is_not_judged_stale() {
+    let dir = temp_dir("shard-locks");
+    let out = dir.join("out");
+    let grid = SMALL_GRID.replace("replicates = 1", "replicates = 2");
+    let exp = small_gmm(&dir, "shards", "", &grid, SMALL_METHODS);
+    let e = exp.to_str().unwrap();
+    let shard = |i: &str| dipbench(&["run", e, "--out", out.to_str().unwrap(), "--no-progress", "--shard", i]);
+    std::fs::create_dir_all(&out).unwrap();
+    // Shard 1/2 is being written (by this live process): shard 0/2 runs beside it, 1/2 is kept out.
+    let lock1 = out.join(".dipbench.lock.shard-1-of-2");
+    std::fs::write(&lock1, format!("{}\n", std::process::id())).unwrap();
+    ok(&shard("0/2"));
+    let err = refused(&shard("1/2"));
+    assert!(err.contains(".dipbench.lock.shard-1-of-2"), "{err}");
+    // A lock taken on another host may belong to a live run there: refused, naming the host.
+    std::fs::write(&lock1, "4194300 node-elsewhere\n").unwrap();
+    let err = refused(&shard("1/2"));
+    assert!(err.contains("node-elsewhere") && err.contains("4194300"), "{err}");
+    // An unreadable lock is held, not stale.
+    std::fs::write(&lock1, "").unwrap();
+    let err = refused(&shard("1/2"));
+    assert!(err.contains("cannot be read"), "{err}");
+    std::fs::remove_file(&lock1).unwrap();
+    ok(&shard("1/2"));
+    assert!(!lock1.exists(), "the shard's lock is released when it ends");
+}
+
+#[test]
+fn repeated_metrics_and_oversized_settings_are_refused() {
+    let dir = temp_dir("repeats");
+    let image = "[experiment]\nname = \"img\"\nbenchmark = \"image\"\nseed = 0\n\n[image]\ndataset = \"synthetic\"\nside = 32\nmodel = \"tiny32\"\n";
+    let method = "\n[[method]]\nlabel = \"DDRM\"\nsampler = \"ddrm\"\npreset = \"paper\"\n";
+    for (settings, key) in [
+        ("images = 1\ntasks = [\"sr4\"]\nmetrics = [\"psnr\", \"psnr\"]", "image.metrics"),
+        ("images = 1\ntasks = [\"sr4\", \"sr4\"]", "image.tasks"),
+        ("images = 10000000000\ntasks = [\"sr4\"]", "image.images"),
+    ] {
+        let path = dir.join("img.toml");
+        std::fs::write(&path, format!("{image}{settings}\n{method}")).unwrap();
+        let err = refused(&dipbench(&["run", path.to_str().unwrap(), "--out", dir.join("o").to_str().unwrap(), "--no-progress"]));
+        assert!(err.contains(key), "{key}: {err}");
+    }
+    let exp = small_gmm(&dir, "proj", "", SMALL_GRID, &format!("[metric]\nprojections = 10000000000000\n\n{SMALL_METHODS}"));
+    let err = refused(&run(&exp, &dir.join("o")));
+    assert!(err.contains("metric.projections"), "{err}");
+    let dims = (1..=21).map(|i| (2 * i).to_string()).collect::<Vec<_>>().join(", ");
+    let exp = small_gmm(&dir, "many", "", &SMALL_GRID.replace("dims = [4]\n", &format!("dims = [{dims}]\n")), SMALL_METHODS);
+    let err = refused(&run(&exp, &dir.join("o")));
+    assert!(err.contains("gmm.dims") && err.contains("at most 20"), "{err}");
+}
+
+#[test]
+fn two_images_with_one_name_are_refused() {
+    let dir = temp_dir("same-name");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    image::RgbImage::new(32, 32).save(data.join("a.png")).unwrap();
+    image::RgbImage::new(32, 32).save(data.join("a.jpg")).unwrap();
+    let path = dir.join("img.toml");
+    let text = format!(
+        "[experiment]\nname = \"img\"\nbenchmark = \"image\"\nseed = 0\n\n[image]\ndataset = \"{}\"\nimages = 2\nside = 32\nmodel = \"tiny32\"\ntasks = [\"sr4\"]\n\n[[method]]\nlabel = \"DDRM\"\nsampler = \"ddrm\"\npreset = \"paper\"\n",
+        data.display()
+    );
+    std::fs::write(&path, text).unwrap();
+    let err = refused(&dipbench(&["run", path.to_str().unwrap(), "--out", dir.join("o").to_str().unwrap(), "--no-progress"]));
+    assert!(err.contains("a.png") && err.contains("a.jpg") && err.contains("same name"), "{err}");
+}
+
+#[test]
+fn grid_refuses_a_folder_of_another_configuration() {
+    let dir = temp_dir("grid-config");
+    let image = |seed: u32| {
+        format!(
+            "[experiment]\nname = \"img\"\nbenchmark = \"image\"\nseed = {seed}\n\n[image]\ndataset = \"synthetic\"\nimages = 1\nside = 32\nmodel = \"tiny32\"\ntasks = [\"sr4\"]\n\n[[method]]\nlabel = \"DDRM\"\nsampler = \"ddrm\"\npreset = \"paper\"\nsteps = 2\n"
+        )
+    };
+    let (a, b, out) = (dir.join("a.toml"), dir.join("b.toml"), dir.join("out"));
+    std::fs::write(&a, image(0)).unwrap();
+    std::fs::write(&b, image(1)).unwrap();
+    ok(&dipbench(&["run", a.to_str().unwrap(), "--out", out.to_str().unwrap(), "--no-progress"]));
+    let err = refused(&dipbench(&["grid", b.to_str().unwrap(), "--out", out.to_str().unwrap()]));
+    assert!(err.contains("different configuration"), "{err}");
+    ok(&dipbench(&["grid", a.to_str().unwrap(), "--out", out.to_str().unwrap()]));
 }

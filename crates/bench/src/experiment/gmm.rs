@@ -66,7 +66,7 @@ fn job_memory(samples: usize, d: usize) -> f64 {
     16.0 * 4.0 * samples as f64 * d as f64 + 6.0 * 8.0 * (d as f64).powi(2)
 }
 
-fn check_distinct<T: PartialEq + std::fmt::Debug>(key: &str, values: &[T]) -> Result<()> {
+pub(crate) fn check_distinct<T: PartialEq + std::fmt::Debug>(key: &str, values: &[T]) -> Result<()> {
     for (i, v) in values.iter().enumerate() {
         if values[..i].contains(v) {
             bail!("key `{key}`: {v:?} appears twice (each value makes its own jobs)");
@@ -108,6 +108,10 @@ impl GmmExperiment {
                     limit / 1024f64.powi(3)
                 );
             }
+        }
+        let jobs = grid.dims.len().saturating_mul(grid.obs_dims.len()).saturating_mul(grid.budgets.len()).saturating_mul(grid.replicates);
+        if jobs > 10_000_000 || grid.dims.len() > 20 || grid.obs_dims.len() > 20 || grid.budgets.len() > 20 {
+            bail!("keys `gmm.dims`, `gmm.obs_dims`, `gmm.budgets` (at most 20 values each) and `gmm.replicates` make {jobs} jobs; at most 10 million");
         }
         if grid.replicates > 1_000_000 {
             bail!("key `gmm.replicates` = {} is more than a million", grid.replicates);

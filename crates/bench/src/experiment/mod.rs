@@ -202,8 +202,8 @@ impl Experiment {
         if !is_safe_name(&header.name) {
             bail!("key `experiment.name` = {:?}: use letters, digits, `.`, `_` and `-` only (it names a folder)", header.name);
         }
-        if metric.projections == 0 {
-            bail!("key `metric.projections` must be positive");
+        if metric.projections == 0 || metric.projections > 100_000 {
+            bail!("key `metric.projections` = {}: must be in 1..=100000", metric.projections);
         }
         if methods.is_empty() {
             bail!("no [[method]] tables: nothing to run");
@@ -215,6 +215,9 @@ impl Experiment {
             }
             if m.label.trim().is_empty() || m.label.contains([',', '"', '\n', '|', '\\']) {
                 bail!("method label `{}` is empty or contains a character not allowed in tables (, \" | \\ newline)", m.label);
+            }
+            if slug(&m.label).starts_with('.') {
+                bail!("method label `{}` starts with `.`: labels name folders of the results, which must not be hidden or `..`", m.label);
             }
         }
         let kind = match (header.benchmark, gmm, image) {

@@ -84,7 +84,7 @@ where
 {
     let start = std::time::Instant::now();
     let experiment = bench.experiment();
-    let _lock = FolderLock::acquire(out)?;
+    let _lock = FolderLock::acquire(out, opts.shard)?;
     check_folder_configuration(experiment, out)?;
     let all = bench.jobs()?;
     let mut pending = vec![];

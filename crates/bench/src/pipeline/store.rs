@@ -114,11 +114,13 @@ pub fn read_job<R: DeserializeOwned + Serialize>(out: &Path, expect: Expect<'_>)
     Ok(Some(file.rows))
 }
 
-/// The writer lock of a results folder (`.dipbench.lock`, holding the writer's process id),
-/// released when dropped.
+/// The writer lock of a results folder (`.dipbench.lock`, or `.dipbench.lock.shard-I-of-N` for
+/// shard I/N, so that the shards of a job array can write one folder side by side), holding the
+/// writer's process id and host; released when dropped.
 #[derive(Debug)]
 pub struct FolderLock {
     path: PathBuf,
+    owner: String,
 }
 
 /// Whether process `pid` is alive (Linux: `/proc/<pid>`; elsewhere assumed alive).
@@ -126,44 +128,78 @@ fn process_alive(pid: u32) -> bool {
     if cfg!(target_os = "linux") { Path::new("/proc").join(pid.to_string()).exists() } else { true }
 }
 
+/// This machine's host name (`/proc/sys/kernel/hostname`, else `$HOSTNAME`, else `localhost`).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty() && !h.contains(char::is_whitespace))
+        .unwrap_or_else(|| "localhost".into())
+}
+
 impl FolderLock {
-    /// Takes the lock of `out` (creating the folder), or fails naming the process that holds it.
-    /// A lock left by a process that no longer runs is stale: it is reported and taken over.
-    pub fn acquire(out: &Path) -> Result<Self> {
+    /// Takes the lock of `out` for `shard` (creating the folder), or fails naming the process and
+    /// host that hold it. The lock appears whole or not at all (written aside, then hard-linked
+    /// into place, which fails when it exists), so two writers starting together cannot both
+    /// take it. A lock whose process is gone from this host is stale: it is reported and taken
+    /// over; a lock of another host is never judged from here.
+    pub fn acquire(out: &Path, shard: Option<(usize, usize)>) -> Result<Self> {
         std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-        let path = out.join(".dipbench.lock");
-        for _ in 0..2 {
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(mut f) => {
-                    writeln!(f, "{}", std::process::id()).with_context(|| format!("cannot write {}", path.display()))?;
-                    return Ok(Self { path });
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let text = std::fs::read_to_string(&path).unwrap_or_default();
-                    match text.trim().parse::<u32>() {
-                        Ok(pid) if process_alive(pid) => bail!(
-                            "{} is being written by another dipbench (process {pid}, {}); wait for it to finish, \
-                             or delete the lock file if that process is not a dipbench writing here",
-                            out.display(),
-                            path.display()
-                        ),
-                        _ => {
-                            tracing::warn!("{}: removing a stale lock ({}) left by a process that is gone", out.display(), text.trim());
-                            eprintln!("warning: {}: removed a stale lock left by process `{}`, which is gone", path.display(), text.trim());
-                            std::fs::remove_file(&path).with_context(|| format!("cannot remove the stale lock {}", path.display()))?;
+        let name = match shard {
+            Some((i, n)) => format!(".dipbench.lock.shard-{i}-of-{n}"),
+            None => ".dipbench.lock".into(),
+        };
+        let path = out.join(&name);
+        let host = host_name();
+        let owner = format!("{} {host}", std::process::id());
+        let aside = unique_tmp(&path);
+        std::fs::write(&aside, format!("{owner}\n")).with_context(|| format!("cannot write {}", aside.display()))?;
+        let taken = (|| {
+            for _ in 0..2 {
+                match std::fs::hard_link(&aside, &path) {
+                    Ok(()) => return Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        let text = std::fs::read_to_string(&path).unwrap_or_default();
+                        let mut words = text.split_whitespace();
+                        let pid = words.next().and_then(|w| w.parse::<u32>().ok());
+                        let their_host = words.next().unwrap_or(&host);
+                        match pid {
+                            Some(pid) if their_host == host && !process_alive(pid) => {
+                                tracing::warn!("{}: removing a stale lock left by process {pid}, which is gone", path.display());
+                                eprintln!("warning: {}: removed a stale lock left by process {pid}, which is gone", path.display());
+                                std::fs::remove_file(&path).with_context(|| format!("cannot remove the stale lock {}", path.display()))?;
+                            }
+                            Some(pid) => bail!(
+                                "{} is being written by another dipbench (process {pid} on {their_host}, {}); wait for it to \
+                                 finish, or delete the lock file if that run is gone",
+                                out.display(),
+                                path.display()
+                            ),
+                            None => bail!(
+                                "{} is locked by {} whose holder cannot be read ({:?}); delete it if no dipbench is writing there",
+                                out.display(),
+                                path.display(),
+                                text.trim()
+                            ),
                         }
                     }
+                    Err(e) => return Err(e).with_context(|| format!("cannot create {}", path.display())),
                 }
-                Err(e) => return Err(e).with_context(|| format!("cannot create {}", path.display())),
             }
-        }
-        bail!("cannot take the lock {}", path.display())
+            bail!("cannot take the lock {}", path.display())
+        })();
+        let _ = std::fs::remove_file(&aside);
+        taken.map(|()| Self { path, owner })
     }
 }
 
 impl Drop for FolderLock {
+    /// Removes the lock if it is still this writer's.
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        if std::fs::read_to_string(&self.path).is_ok_and(|t| t.trim() == self.owner) {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 

@@ -56,7 +56,12 @@ pub fn jobs(grid: &GmmGrid) -> Vec<GmmJob> {
         for (id, &d) in grid.dims.iter().enumerate() {
             for (iy, &d_y) in grid.obs_dims.iter().enumerate() {
                 for replicate in 0..grid.replicates {
-                    let problem_number = 2usize.pow(id as u32) * 3usize.pow(iy as u32) * 5usize.pow(ib as u32) + replicate;
+                    // The original script's numbering; it saturates on grids far larger than the original's.
+                    let problem_number = 2usize
+                        .saturating_pow(id as u32)
+                        .saturating_mul(3usize.saturating_pow(iy as u32))
+                        .saturating_mul(5usize.saturating_pow(ib as u32))
+                        .saturating_add(replicate);
                     out.push(GmmJob { d, d_y, budget: *budget, replicate, problem_number });
                 }
             }

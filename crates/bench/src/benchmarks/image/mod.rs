@@ -139,13 +139,30 @@ impl Source {
             let folder = crate::datasets::folder_for(&grid.dataset, dataset_override);
             let paths = crate::datasets::files(&grid.dataset, entry, &folder, grid.images)?;
             let preprocess = entry.preprocess.clone().unwrap_or_else(|| "none".into());
-            return Ok(Self::Files { paths, preprocess, registered: Some((grid.dataset.clone(), entry.clone(), folder)) });
+            let source = Self::Files { paths, preprocess, registered: Some((grid.dataset.clone(), entry.clone(), folder)) };
+            source.check_unique_names()?;
+            return Ok(source);
         }
         let folder = dataset_override.map(Path::to_path_buf).or_else(|| (grid.dataset != "synthetic").then(|| PathBuf::from(&grid.dataset)));
         let Some(folder) = folder else { return Ok(Self::Synthetic(grid.images)) };
         let entry = crate::datasets::DatasetEntry::plain_folder(&folder);
         let paths = crate::datasets::files(&grid.dataset, &entry, &folder, grid.images).context("key `image.images`")?;
-        Ok(Self::Files { paths, preprocess: "none".into(), registered: None })
+        let source = Self::Files { paths, preprocess: "none".into(), registered: None };
+        source.check_unique_names()?;
+        Ok(source)
+    }
+
+    /// Refuses two files with one name (`a.png` and `a.jpg`): the name is the job's identity.
+    fn check_unique_names(&self) -> Result<()> {
+        if let Self::Files { paths, .. } = self {
+            let mut seen: BTreeMap<String, &Path> = BTreeMap::new();
+            for (p, n) in paths.iter().zip(self.names()) {
+                if let Some(other) = seen.insert(n.clone(), p) {
+                    bail!("{} and {} have the same name `{n}`, which identifies an image's results; rename one", other.display(), p.display());
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The image names (file stems).

@@ -185,7 +185,9 @@ pub fn merge(sources: &[PathBuf], out: &Path) -> Result<usize> {
             }
         }
     }
-    if let Some((src, _)) = experiments.first() {
+    // The output keeps its own experiment file (the configurations were checked equal; its grid
+    // may be the larger one); a new output gets the first source's.
+    if let Some((src, _)) = experiments.first().filter(|_| !out.join("experiment.toml").exists()) {
         store::install_experiment(&src.join("experiment.toml"), out)?;
     }
     Ok(copied)

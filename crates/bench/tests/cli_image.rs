@@ -397,6 +397,22 @@ iterations = 2"#;
         let fid: f64 = text.lines().find_map(|l| l.strip_prefix("fid: ")).unwrap_or_else(|| panic!("{text}")).trim().parse().unwrap();
         assert!(table > 0.0 && (table - fid).abs() <= 1e-6 * fid, "{}: table FID {table} vs score {fid}", &row[at("method")]);
     }
+    // Images that are not the experiment's (a larger grid left them, or a hand copied them in)
+    // do not enter the table's FID.
+    let fids = |table: &str| table.lines().filter(|l| l.contains(",fid,")).map(str::to_string).collect::<Vec<_>>();
+    let before = fids(&read(&out.join("table.csv")));
+    assert_eq!(before.len(), 2, "one FID line per method");
+    for folder in ["gt", "sr4/DDRM", "sr4/PnP-ADMM"] {
+        image::RgbImage::from_pixel(32, 32, image::Rgb([250, 0, 0])).save(out.join("images").join(folder).join("zzz-extra.png")).unwrap();
+    }
+    let table = Command::new(env!("CARGO_BIN_EXE_dipbench"))
+        .args(["table", exp.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .env("RUST_LOG", "warn")
+        .env("DIPBENCH_CHECKPOINTS", &weights)
+        .output()
+        .unwrap();
+    ok(&table);
+    assert_eq!(fids(&read(&out.join("table.csv"))), before, "FID over the experiment's images only");
 }
 
 /// rows.csv as (task, method, image, metric) → value.

@@ -492,3 +492,37 @@ fn grid_refuses_a_folder_of_another_configuration() {
     assert!(err.contains("different configuration"), "{err}");
     ok(&dipbench(&["grid", a.to_str().unwrap(), "--out", out.to_str().unwrap()]));
 }
+
+#[test]
+fn a_changed_dataset_is_not_mixed_into_a_folder_made_with_another() {
+    let dir = temp_dir("dataset-swap");
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    for (folder, shade) in [(&a, 40u8), (&b, 200u8)] {
+        std::fs::create_dir_all(folder).unwrap();
+        image::RgbImage::from_pixel(32, 32, image::Rgb([shade, 90, 10])).save(folder.join("img.png")).unwrap();
+    }
+    let path = dir.join("img.toml");
+    let text = "[experiment]\nname = \"img\"\nbenchmark = \"image\"\nseed = 0\n\n[image]\ndataset = \"unused\"\nimages = 1\nside = 32\nmodel = \"tiny32\"\ntasks = [\"sr4\"]\n\n[[method]]\nlabel = \"DDRM\"\nsampler = \"ddrm\"\npreset = \"paper\"\nsteps = 2\n";
+    std::fs::write(&path, text).unwrap();
+    let out = dir.join("out");
+    let run_on = |data: &Path| dipbench(&["run", path.to_str().unwrap(), "--out", out.to_str().unwrap(), "--no-progress", "--dataset", data.to_str().unwrap()]);
+    ok(&run_on(&a));
+    let err = refused(&run_on(&b));
+    assert!(err.contains("`img`") && err.contains("differs") && err.contains("gt"), "{err}");
+    ok(&run_on(&a));
+}
+
+#[test]
+fn merge_keeps_the_output_folders_own_experiment_file() {
+    let dir = temp_dir("merge-keeps");
+    let big = small_gmm(&dir, "grid", "", &SMALL_GRID.replace("replicates = 1", "replicates = 2"), SMALL_METHODS);
+    let (whole, part) = (dir.join("whole"), dir.join("part"));
+    ok(&run(&big, &whole));
+    let small_dir = dir.join("small");
+    std::fs::create_dir_all(&small_dir).unwrap();
+    let small = small_gmm(&small_dir, "grid", "", SMALL_GRID, SMALL_METHODS);
+    ok(&run(&small, &part));
+    let before = read(&whole.join("experiment.toml"));
+    ok(&dipbench(&["merge", part.to_str().unwrap(), "--out", whole.to_str().unwrap()]));
+    assert_eq!(read(&whole.join("experiment.toml")), before, "the larger grid's experiment file stays");
+}

@@ -24,6 +24,7 @@ where
         Kind::Gmm(g) => runner::run::<_, B>(&GmmBenchmark::new(exp, g), out, devices, opts),
         Kind::Image(img) => {
             let bench = ImageBenchmark::for_run(exp, img, opts.dataset.as_deref())?;
+            bench.check_ground_truth(out)?;
             let summary = runner::run::<_, B>(&bench, out, devices, opts)?;
             bench.record_images(out)?;
             Ok(summary)

@@ -286,6 +286,27 @@ impl<'a> ImageBenchmark<'a> {
         &self.names
     }
 
+    /// Refuses a dataset whose images differ from the ground truth this folder's results were
+    /// made with (`images/gt/<name>.png`, written by every job), so that a changed folder or a
+    /// `--dataset` pointing elsewhere cannot mix two sets of images that share file names.
+    pub fn check_ground_truth(&self, out: &Path) -> Result<()> {
+        let gt_dir = out.join("images").join("gt");
+        let Some(source) = self.source.as_ref().filter(|_| gt_dir.is_dir()) else { return Ok(()) };
+        for (name, x) in source.load(self.img.grid.side)? {
+            let file = gt_dir.join(format!("{name}.png"));
+            let Ok(kept) = std::fs::read(&file) else { continue };
+            if png(&x)? != kept {
+                bail!(
+                    "image `{name}` of the dataset differs from the ground truth the results in {} were made with ({}): \
+                     the dataset changed, or --dataset points elsewhere. Results are never mixed: choose another folder with --out",
+                    out.display(),
+                    file.display()
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Writes the image list into `out` (for tables made where the dataset is not).
     pub fn record_images(&self, out: &Path) -> Result<()> {
         crate::pipeline::store::write_atomic(&out.join(IMAGE_LIST), serde_json::to_string_pretty(&self.names)?.as_bytes())

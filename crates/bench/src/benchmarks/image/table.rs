@@ -407,10 +407,15 @@ pub fn latex(v: &View<'_>, cells: &[Cell]) -> String {
 }
 
 /// The set metrics (FID, KID) of every (task, method) that ran, between
-/// `images/<task>/<method>/` and `images/gt/` (written by the run), on the CPU backend. Each
+/// `images/<task>/<method>/` and `images/gt/` (written by the run), on the CPU backend, over the
+/// images of this experiment's rows only (a folder may hold more, from a larger grid). Each
 /// Inception network is loaded once and the ground truth's features computed once.
-fn set_metric_cells(v: &View<'_>, cells: &[Cell], out: &Path, paper: Option<&PaperNumbers>) -> Result<Vec<Cell>> {
-    use crate::scoring::{cached_features, load_inception, read_folder};
+fn set_metric_cells(v: &View<'_>, cells: &[Cell], out: &Path, images: &std::collections::BTreeSet<&str>, paper: Option<&PaperNumbers>) -> Result<Vec<Cell>> {
+    use crate::scoring::{cached_features, load_inception};
+    let read_folder = |dir: &Path| -> Result<Vec<crate::scoring::Image01>> {
+        let all = crate::scoring::read_folder(dir)?;
+        Ok(all.into_iter().filter(|i| images.contains(Path::new(&i.name).file_stem().and_then(|s| s.to_str()).unwrap_or_default())).collect())
+    };
     let mut extra = vec![];
     let first = &v.metrics[0];
     let device = Default::default();
@@ -451,7 +456,8 @@ pub fn write_all(exp: &Experiment, img: &ImageExperiment, rows: &[ImageRow], out
     w.flush()?;
     let paper = PaperNumbers::load(exp)?;
     let mut cells = aggregate(&v, rows, paper.as_ref())?;
-    cells.extend(set_metric_cells(&v, &cells, out, paper.as_ref())?);
+    let images: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.image.as_str()).collect();
+    cells.extend(set_metric_cells(&v, &cells, out, &images, paper.as_ref())?);
     let mut w = csv::Writer::from_path(out.join("table.csv")).context("cannot write table.csv")?;
     for c in &cells {
         w.serialize(c)?;

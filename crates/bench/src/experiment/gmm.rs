@@ -66,24 +66,15 @@ fn job_memory(samples: usize, d: usize) -> f64 {
     16.0 * 4.0 * samples as f64 * d as f64 + 6.0 * 8.0 * (d as f64).powi(2)
 }
 
-pub(crate) fn check_distinct<T: PartialEq + std::fmt::Debug>(key: &str, values: &[T]) -> Result<()> {
-    for (i, v) in values.iter().enumerate() {
-        if values[..i].contains(v) {
-            bail!("key `{key}`: {v:?} appears twice (each value makes its own jobs)");
-        }
-    }
-    Ok(())
-}
-
 impl GmmExperiment {
     /// Checks the grid and resolves the methods.
     pub fn validate(grid: GmmGrid, methods: &[Method]) -> Result<Self> {
         if grid.dims.is_empty() || grid.obs_dims.is_empty() || grid.budgets.is_empty() {
             bail!("keys `gmm.dims`, `gmm.obs_dims` and `gmm.budgets` must not be empty");
         }
-        check_distinct("gmm.dims", &grid.dims)?;
-        check_distinct("gmm.obs_dims", &grid.obs_dims)?;
-        check_distinct("gmm.budgets", &grid.budgets)?;
+        super::check_distinct("gmm.dims", &grid.dims)?;
+        super::check_distinct("gmm.obs_dims", &grid.obs_dims)?;
+        super::check_distinct("gmm.budgets", &grid.budgets)?;
         for &d in &grid.dims {
             if d == 0 || d % 2 != 0 {
                 bail!("key `gmm.dims`: {d} is not a positive even dimension (the means repeat a 2-D pattern)");

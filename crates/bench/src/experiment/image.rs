@@ -186,9 +186,9 @@ impl ImageExperiment {
         if grid.images > 1_000_000 {
             bail!("key `image.images` = {}: at most a million images", grid.images);
         }
-        super::gmm::check_distinct("image.metrics", &grid.metrics)?;
-        super::gmm::check_distinct("image.set_metrics", &grid.set_metrics)?;
-        super::gmm::check_distinct("image.tasks", &grid.tasks)?;
+        super::check_distinct("image.metrics", &grid.metrics)?;
+        super::check_distinct("image.set_metrics", &grid.set_metrics)?;
+        super::check_distinct("image.tasks", &grid.tasks)?;
         if grid.batch == 0 || grid.batch > 4096 {
             bail!("key `image.batch` = {}: must be in 1..=4096", grid.batch);
         }

@@ -144,6 +144,17 @@ pub fn slug(label: &str) -> String {
         .collect()
 }
 
+/// Refuses a list naming a value twice (each value of a grid makes its own jobs or columns),
+/// naming the key.
+pub(crate) fn check_distinct<T: PartialEq + std::fmt::Debug>(key: &str, values: &[T]) -> Result<()> {
+    for (i, v) in values.iter().enumerate() {
+        if values[..i].contains(v) {
+            bail!("key `{key}`: {v:?} appears twice (each value makes its own jobs or table rows)");
+        }
+    }
+    Ok(())
+}
+
 /// Whether a name is in the safe set: ASCII letters, digits, `.`, `_`, `-`, not starting with
 /// `.` or `-` (names become folder names and words of shell scripts).
 pub fn is_safe_name(name: &str) -> bool {

@@ -75,7 +75,7 @@ pub fn folder_for(name: &str, override_dir: Option<&Path>) -> PathBuf {
 }
 
 /// Expands a `%0Nd` pattern (e.g. `%05d.png`) for index `i`.
-fn expand(pattern: &str, i: usize) -> Result<String> {
+pub fn expand(pattern: &str, i: usize) -> Result<String> {
     let start = pattern.find('%').with_context(|| format!("file pattern `{pattern}` has no %0Nd"))?;
     let end = start + pattern[start..].find('d').with_context(|| format!("file pattern `{pattern}` has no %0Nd"))?;
     let width: usize = pattern[start + 1..end].trim_start_matches('0').parse().unwrap_or(0);
@@ -150,13 +150,17 @@ pub fn read_image(path: &Path, preprocess: &str, side: usize) -> Result<Vec<f32>
             img
         }
         "resize-crop" => {
-            // torchvision Resize(side) on the short side (bilinear) + CenterCrop(side).
-            let (w, h) = (img.width() as f64, img.height() as f64);
-            let s = side as f64 / w.min(h);
-            let (nw, nh) = ((w * s).round().max(side as f64) as u32, (h * s).round().max(side as f64) as u32);
-            let resized = image::imageops::resize(&img, nw, nh, image::imageops::FilterType::Triangle);
-            let (left, top) = ((nw - side as u32) / 2, (nh - side as u32) / 2);
-            image::imageops::crop_imm(&resized, left, top, side as u32, side as u32).to_image()
+            // The DAPS loader: ToTensor, torchvision Resize(side, antialias) on the float tensor,
+            // CenterCrop(side), ×2 − 1; no rounding to 8 bits after the resize.
+            let f = crate::resample::resize_crop_f32(&img, side);
+            let n = side * side;
+            let mut out = vec![0f32; 3 * n];
+            for (i, px) in f.data.chunks_exact(3).enumerate() {
+                for c in 0..3 {
+                    out[c * n + i] = (px[c] * 2.0 - 1.0) as f32;
+                }
+            }
+            return Ok(out);
         }
         other => bail!("unknown preprocessing `{other}` (known: none, resize-crop)"),
     };
@@ -174,7 +178,13 @@ pub fn read_image(path: &Path, preprocess: &str, side: usize) -> Result<Vec<f32>
 pub fn verify_digests(name: &str, entry: &DatasetEntry, folder: &Path, files: &[PathBuf]) -> Result<()> {
     let Some(list) = &entry.sha256 else { return Ok(()) };
     let list_path = folder.join(list);
-    let text = std::fs::read_to_string(&list_path).with_context(|| format!("dataset `{name}`: cannot read the digest list {}", list_path.display()))?;
+    let text = std::fs::read_to_string(&list_path).with_context(|| {
+        format!(
+            "dataset `{name}`: cannot read the digest list {} (`dipbench data prepare {name} --from <your images> --dir {}` writes it)",
+            list_path.display(),
+            folder.display()
+        )
+    })?;
     let digests: BTreeMap<&str, &str> = text.lines().filter_map(|l| l.split_once(char::is_whitespace)).map(|(d, f)| (f.trim(), d)).collect();
     for f in files {
         let file = f.file_name().unwrap().to_string_lossy();

@@ -22,12 +22,16 @@
 pub mod backend;
 pub mod benchmarks;
 pub mod datasets;
+pub mod doctor;
+pub mod download;
 pub mod experiment;
 pub mod grids;
 pub mod measure;
 pub mod network;
 pub mod pipeline;
+pub mod prepare;
 pub mod registry;
+pub mod resample;
 pub mod scoring;
 pub mod speed;
 pub mod sweep;

@@ -78,12 +78,12 @@ pub fn load_lpips<B: NnBackend>(variant: LpipsVariant, device: &B::Device) -> Re
     Ok(Lpips::load(variant, &mut bb, &mut hd, device)?)
 }
 
-/// An Inception network and the identity of its weight file (name, size, modification time),
-/// which is part of the feature-cache key.
+/// An Inception network and the identity of its weight file (its sha256), which is part of the
+/// feature-cache key.
 pub struct LoadedInception<B: NnBackend> {
     /// The network.
     pub net: Inception<B>,
-    /// `variant:file:size:mtime`.
+    /// `variant:sha256 of the weight file`.
     pub identity: String,
 }
 
@@ -96,15 +96,17 @@ pub fn load_inception<B: NnBackend>(variant: InceptionVariant, device: &B::Devic
     let path = weight_file(name)?;
     let mut src = MemorySource::open(&path)?;
     let net = Inception::load(variant, &mut src, device)?;
-    Ok(LoadedInception { net, identity: format!("{variant:?}:{}", file_identity(&path)?) })
+    Ok(LoadedInception { net, identity: format!("{variant:?}:{}", weights::sha256(&path)?) })
 }
 
-/// `name:size:mtime_ns` of a file: changes whenever the file is replaced or rewritten.
-fn file_identity(path: &Path) -> Result<String> {
-    let meta = std::fs::metadata(path).with_context(|| format!("cannot stat {}", path.display()))?;
-    let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_nanos()).unwrap_or(0);
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    Ok(format!("{name}:{}:{mtime}", meta.len()))
+/// The shared feature cache: `$DIPBENCH_CACHE/features`, else `$XDG_CACHE_HOME/dipbench/features`,
+/// else `$HOME/.cache/dipbench/features` (`None` without any of them).
+pub fn feature_cache_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("DIPBENCH_CACHE") {
+        return Some(PathBuf::from(d).join("features"));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("dipbench").join("features"))
 }
 
 fn batch<B: NnBackend>(imgs: &[&Image01], device: &B::Device) -> Tensor<B, 4> {
@@ -128,26 +130,32 @@ pub fn features<B: NnBackend>(net: &Inception<B>, imgs: &[Image01], device: &B::
     Ok(out)
 }
 
-/// pool3 features of the images of `dir`, cached in `dir/.dipbench-features-<variant>-<key>.safetensors`
-/// where the key hashes the network's weight file and the images' names, sizes and
-/// modification times: a reference folder's features are computed once per network.
-pub fn cached_features<B: NnBackend>(inception: &LoadedInception<B>, dir: &Path, imgs: &[Image01], device: &B::Device) -> Result<Vec<f64>> {
+/// pool3 features of the images of `dir`, cached in the shared feature cache
+/// ([`feature_cache_dir`]) as `<label>-<variant>-<key>.safetensors`, where the key hashes the
+/// network's weights (sha256) and every image's name and content (sha256): a set of images — a
+/// registered dataset's ground truth under one protocol, say — has its features computed once
+/// per network, whichever folder or experiment it is read from, and a changed file changes the
+/// key. `label` only names the file for people (e.g. `ffhq256-1k-none-256`).
+pub fn cached_features<B: NnBackend>(inception: &LoadedInception<B>, dir: &Path, label: &str, imgs: &[Image01], device: &B::Device) -> Result<Vec<f64>> {
     let variant = inception.net.variant();
     let mut parts = vec![inception.identity.clone()];
     for i in imgs {
-        parts.push(file_identity(&dir.join(&i.name))?);
+        parts.push(format!("{}:{}", i.name, weights::sha256(&dir.join(&i.name))?));
     }
     let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
     let key = dipbench_operators::derive_seed(&refs);
-    let cache = dir.join(format!(
-        ".dipbench-features-{}-{key:016x}.safetensors",
-        match variant {
-            InceptionVariant::TfFid => "tf-fid",
-            InceptionVariant::Torchvision => "torchvision",
-        }
-    ));
-    if cache.is_file() {
-        let mut src = MemorySource::from_safetensors(&cache)?;
+    let safe_label: String = label.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    let cache = feature_cache_dir().map(|d| {
+        d.join(format!(
+            "{safe_label}-{}-{key:016x}.safetensors",
+            match variant {
+                InceptionVariant::TfFid => "tf-fid",
+                InceptionVariant::Torchvision => "torchvision",
+            }
+        ))
+    });
+    if let Some(cache) = cache.as_ref().filter(|c| c.is_file()) {
+        let mut src = MemorySource::from_safetensors(cache)?;
         let shape = vec![imgs.len(), 2048];
         if src.manifest() == vec![("features".to_string(), shape.clone())] {
             let v = dipbench_nn::source::ParamSource::take_values(&mut src, "features", &shape)?;
@@ -157,9 +165,14 @@ pub fn cached_features<B: NnBackend>(inception: &LoadedInception<B>, dir: &Path,
     }
     let f = features(&inception.net, imgs, device)?;
     let f32s: Vec<f32> = f.iter().map(|v| *v as f32).collect();
-    // A cache that cannot be written (read-only folder) is not an error.
-    if let Err(e) = crate::measure::write_tensors(&cache, vec![("features", vec![imgs.len(), 2048], &f32s)]) {
-        tracing::warn!("feature cache not written: {e:#}");
+    // A cache that cannot be written (read-only home, no HOME) is not an error.
+    if let Some(cache) = &cache {
+        let written = std::fs::create_dir_all(cache.parent().unwrap())
+            .map_err(anyhow::Error::from)
+            .and_then(|()| crate::measure::write_tensors(cache, vec![("features", vec![imgs.len(), 2048], &f32s)]));
+        if let Err(e) = written {
+            tracing::warn!("feature cache not written: {e:#}");
+        }
     }
     Ok(f32s.into_iter().map(f64::from).collect())
 }
@@ -237,7 +250,7 @@ pub fn score<B: NnBackend>(a: &Path, b: &Path, metrics: &[Metric], features_out:
     }
     for m in metrics.iter().filter(|m| !m.per_image()) {
         let net = load_inception::<B>(m.inception_variant(), device)?;
-        let (fa, fb) = (cached_features(&net, a, &xa, device)?, cached_features(&net, b, &xb, device)?);
+        let (fa, fb) = (cached_features(&net, a, "folder", &xa, device)?, cached_features(&net, b, "folder", &xb, device)?);
         if let Some(path) = features_out {
             let sh_a = vec![xa.len(), 2048];
             let sh_b = vec![xb.len(), 2048];

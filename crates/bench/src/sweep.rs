@@ -102,6 +102,8 @@ pub fn slurm_script(req: &SlurmRequest) -> Result<String> {
         s.push_str(&format!("#SBATCH --partition={p}\n"));
     }
     s.push_str("set -euo pipefail\n");
+    // The node is checked first: a missing library, checkpoint or dataset stops the task here.
+    s.push_str(&format!("\"${{DIPBENCH:-dipbench}}\" doctor {q_exp} --out {q_out} --device {}\n", req.device));
     s.push_str(&format!(
         "\"${{DIPBENCH:-dipbench}}\" run {q_exp} --out {q_out} --device {} --shard \"${{SLURM_ARRAY_TASK_ID}}/{}\" --no-progress\n",
         req.device, req.shards

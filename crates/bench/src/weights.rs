@@ -31,6 +31,30 @@ pub struct KnownWeights {
     pub sources: &'static [&'static str],
     /// Number of parameters (float32 in the published files).
     pub params: u64,
+    /// Direct download addresses, tried in order by `dipbench weights fetch`.
+    pub downloads: &'static [Download],
+    /// The sha256 prefix in the published file name (torch.hub's `name-<hash8>.pth`), where
+    /// there is one; the other publishers give no hash (the content is checked instead).
+    pub sha256_prefix: Option<&'static str>,
+}
+
+/// A direct download address of a checkpoint.
+#[derive(Debug, Clone, Copy)]
+pub enum Download {
+    /// An HTTP(S) address.
+    Url(&'static str),
+    /// A Google Drive file id.
+    Drive(&'static str),
+}
+
+impl Download {
+    /// As an origin of the downloader.
+    pub fn origin(self) -> crate::download::Origin {
+        match self {
+            Download::Url(u) => crate::download::Origin::Url(u.to_string()),
+            Download::Drive(id) => crate::download::Origin::Drive(id.to_string()),
+        }
+    }
 }
 
 /// The registry.
@@ -47,6 +71,8 @@ pub const KNOWN: &[KnownWeights] = &[
             "MCG install.sh: https://www.dropbox.com/s/4r8r6o2n1pumzmg/ffhq_10m.pt",
         ],
         params: 93_563_910,
+        downloads: &[Download::Drive("1BGwhRWUoguF-D8wlZ65tf227gp3cDUDh"), Download::Url("https://www.dropbox.com/s/4r8r6o2n1pumzmg/ffhq_10m.pt?dl=1")],
+        sha256_prefix: None,
     },
     KnownWeights {
         name: "imagenet256",
@@ -61,6 +87,12 @@ pub const KNOWN: &[KnownWeights] = &[
             "MCG install.sh: https://www.dropbox.com/s/rtit2qsb353262t/imagenet256.pt",
         ],
         params: 552_814_086,
+        downloads: &[
+            Download::Url("https://openaipublic.blob.core.windows.net/diffusion/jul-2021/256x256_diffusion_uncond.pt"),
+            Download::Drive("1HAy7P19PckQLczVNXmVF-e_CRxq098uW"),
+            Download::Url("https://www.dropbox.com/s/rtit2qsb353262t/imagenet256.pt?dl=1"),
+        ],
+        sha256_prefix: None,
     },
     KnownWeights {
         name: "bkse",
@@ -70,6 +102,8 @@ pub const KNOWN: &[KnownWeights] = &[
         description: "bkse KernelWizard (GOPRO, with VAE): the nonlinear-deblur forward model of DPS and DAPS",
         sources: &["BKSE README model zoo / DAPS download.sh: Google Drive id 1vRoDpIsrTRYZKsOMPNbPcMtFDpCT6Foy (GOPRO_wVAE.pth)"],
         params: 115_265_475,
+        downloads: &[Download::Drive("1vRoDpIsrTRYZKsOMPNbPcMtFDpCT6Foy")],
+        sha256_prefix: None,
     },
     KnownWeights {
         name: "alexnet",
@@ -79,6 +113,8 @@ pub const KNOWN: &[KnownWeights] = &[
         description: "torchvision AlexNet (ImageNet): the lpips-alex backbone (features.* only)",
         sources: &["torchvision: https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"],
         params: 61_100_840,
+        downloads: &[Download::Url("https://download.pytorch.org/models/alexnet-owt-7be5be79.pth")],
+        sha256_prefix: Some("7be5be79"),
     },
     KnownWeights {
         name: "vgg16",
@@ -88,6 +124,8 @@ pub const KNOWN: &[KnownWeights] = &[
         description: "torchvision VGG16 (ImageNet): the lpips-vgg and piq LPIPS backbone (features.* only)",
         sources: &["torchvision: https://download.pytorch.org/models/vgg16-397923af.pth"],
         params: 138_357_544,
+        downloads: &[Download::Url("https://download.pytorch.org/models/vgg16-397923af.pth")],
+        sha256_prefix: Some("397923af"),
     },
     KnownWeights {
         name: "lpips-alex-lin",
@@ -97,6 +135,8 @@ pub const KNOWN: &[KnownWeights] = &[
         description: "lpips v0.1 linear heads for AlexNet (lin0…lin4)",
         sources: &["lpips pip package: lpips/weights/v0.1/alex.pth (github.com/richzhang/PerceptualSimilarity)"],
         params: 1_152,
+        downloads: &[Download::Url("https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/alex.pth")],
+        sha256_prefix: None,
     },
     KnownWeights {
         name: "lpips-vgg-lin",
@@ -106,6 +146,8 @@ pub const KNOWN: &[KnownWeights] = &[
         description: "lpips v0.1 linear heads for VGG16 (lin0…lin4); also used for piq's LPIPS",
         sources: &["lpips pip package: lpips/weights/v0.1/vgg.pth (github.com/richzhang/PerceptualSimilarity)"],
         params: 1_472,
+        downloads: &[Download::Url("https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/vgg.pth")],
+        sha256_prefix: None,
     },
     KnownWeights {
         name: "inception-fid",
@@ -115,6 +157,8 @@ pub const KNOWN: &[KnownWeights] = &[
         description: "TF-FID Inception-v3 as ported by pytorch-fid (the FID network of most papers)",
         sources: &["pytorch-fid: https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth"],
         params: 23_885_392,
+        downloads: &[Download::Url("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth")],
+        sha256_prefix: Some("6726825d"),
     },
     KnownWeights {
         name: "inception-torchvision",
@@ -124,6 +168,8 @@ pub const KNOWN: &[KnownWeights] = &[
         description: "torchvision Inception-v3 (ImageNet), the FID network of DAPS's evaluate_fid.py",
         sources: &["torchvision: https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth"],
         params: 27_161_264,
+        downloads: &[Download::Url("https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth")],
+        sha256_prefix: Some("0cc3c7bd"),
     },
 ];
 
@@ -277,6 +323,57 @@ pub fn pytorch_manifest(path: &Path) -> Result<Vec<(String, Vec<usize>)>> {
 /// Reads the parameters of a checkpoint (safetensors or PyTorch, detected from the content).
 pub fn open_checkpoint(path: &Path) -> Result<dipbench_nn::source::MemorySource> {
     Ok(dipbench_nn::source::MemorySource::open(path)?)
+}
+
+/// Downloads checkpoint `w` into `dir` (`mirror/<file>` first where a mirror is given, then the
+/// registry's addresses in order), verified before it takes its final name: the sha256 prefix
+/// of the published name where there is one, every key and shape of its configuration always;
+/// its sha256 is then pinned beside it as `weights verify` does. A file already present is
+/// verified instead of downloaded again.
+pub fn fetch(
+    w: &KnownWeights,
+    dir: &Path,
+    mirror: Option<&str>,
+    fetcher: &crate::download::Fetcher,
+    progress: &mut dyn FnMut(u64, Option<u64>),
+) -> Result<(crate::download::Fetched, Verified)> {
+    if let Ok(p) = locate(w, dir) {
+        let v = verify(&p, w.config)?;
+        let sha256 = match &v {
+            Verified::Pinned(h) | Verified::NewlyPinned(h) => h.clone(),
+        };
+        let origin = crate::download::Origin::Url(format!("file://{}", p.display()));
+        return Ok((crate::download::Fetched { path: p, sha256, origin, failed: vec![], resumed_bytes: 0 }, v));
+    }
+    let mut origins = vec![];
+    if let Some(m) = mirror {
+        origins.push(crate::download::Origin::Url(format!("{}/{}", m.trim_end_matches('/'), w.file)));
+    }
+    origins.extend(w.downloads.iter().map(|d| d.origin()));
+    fetch_from(w, dir, &origins, fetcher, progress)
+}
+
+/// [`fetch`] from the given origins (the registry's, or a test server's).
+pub fn fetch_from(
+    w: &KnownWeights,
+    dir: &Path,
+    origins: &[crate::download::Origin],
+    fetcher: &crate::download::Fetcher,
+    progress: &mut dyn FnMut(u64, Option<u64>),
+) -> Result<(crate::download::Fetched, Verified)> {
+    let content = |p: &Path| check_content(p, w.config);
+    let expect = crate::download::Expect { sha256: None, sha256_prefix: w.sha256_prefix, content: &content };
+    let dest = dir.join(w.file);
+    let fetched = fetcher.fetch(origins, &dest, &expect, progress).map_err(|e| {
+        e.context(format!(
+            "cannot download checkpoint `{}`. By hand: download it from any of\n  {}\nand save it as {}",
+            w.name,
+            w.sources.join("\n  "),
+            dest.display()
+        ))
+    })?;
+    let v = verify(&fetched.path, w.config)?;
+    Ok((fetched, v))
 }
 
 /// The `dipbench weights` listing.

@@ -181,9 +181,15 @@ fn slurm_writes_a_job_array_and_merge_joins_shards() {
     let o = dipbench(&["slurm", exp.to_str().unwrap(), "--shards", "3", "--out", "res", "--partition", "gpu"], None);
     let script = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    for needle in
-        ["#SBATCH --array=0-2", "#SBATCH --gres=gpu:1", "#SBATCH --partition=gpu", "--shard \"${SLURM_ARRAY_TASK_ID}/3\"", "--device cuda", "dipbench table"]
-    {
+    for needle in [
+        "#SBATCH --array=0-2",
+        "#SBATCH --gres=gpu:1",
+        "#SBATCH --partition=gpu",
+        "--shard \"${SLURM_ARRAY_TASK_ID}/3\"",
+        "--device cuda",
+        "dipbench table",
+        "doctor",
+    ] {
         assert!(script.contains(needle), "script lacks `{needle}`:\n{script}");
     }
     // Shards run into separate folders, merged, give the one-run table.

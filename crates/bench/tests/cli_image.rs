@@ -294,13 +294,13 @@ fn killed_and_sharded_sweeps_give_the_uninterrupted_table() {
     let tex = read(&whole.join("table.tex"));
     assert!(tex.contains(&format!("({dps_sr4_psnr:.2})")), "{tex}");
 
-    // Image grids: per task GT | y | 3 methods, 2 rows of 128-pixel panels.
+    // Image grids: per task GT | y | 3 methods, 2 rows of 128-pixel panels (plus the labels).
     let listed = ok(&dipbench(&["grid", e, "--out", whole.to_str().unwrap(), "--images", "2"]));
     for task in ["sr4", "inpaint_box"] {
         let png = whole.join("grids").join(format!("grid-{task}.png"));
         assert!(listed.contains(png.to_str().unwrap()), "{listed}");
         let img = image::open(&png).unwrap();
-        assert_eq!((img.width(), img.height()), (5 * 128, 2 * 128), "{}", png.display());
+        assert!(img.width() > 5 * 128 && img.height() > 2 * 128, "{}", png.display());
     }
 }
 
@@ -375,10 +375,16 @@ iterations = 2"#;
         .args(["run", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--no-progress"])
         .env("RUST_LOG", "warn")
         .env("DIPBENCH_CHECKPOINTS", &weights)
+        .env("DIPBENCH_CACHE", weights.join("cache"))
         .output()
         .unwrap();
     let md = ok(&run);
     assert!(md.contains("fid"), "{md}");
+    // The ground truth's features are cached under the dataset and size they come from, for
+    // every later experiment on the same images.
+    let cached: Vec<String> =
+        std::fs::read_dir(weights.join("cache/features")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(cached.iter().any(|f| f.starts_with("synthetic-32-tf-fid-")), "{cached:?}");
     let mut rdr = csv::Reader::from_path(out.join("table.csv")).unwrap();
     let header = rdr.headers().unwrap().clone();
     let at = |name: &str| header.iter().position(|h| h == name).unwrap();
@@ -391,6 +397,7 @@ iterations = 2"#;
             .args(["score", method_dir.to_str().unwrap(), out.join("images").join("gt").to_str().unwrap(), "--metrics", "fid"])
             .env("RUST_LOG", "warn")
             .env("DIPBENCH_CHECKPOINTS", &weights)
+            .env("DIPBENCH_CACHE", weights.join("cache"))
             .output()
             .unwrap();
         let text = ok(&score);
@@ -409,6 +416,7 @@ iterations = 2"#;
         .args(["table", exp.to_str().unwrap(), "--out", out.to_str().unwrap()])
         .env("RUST_LOG", "warn")
         .env("DIPBENCH_CHECKPOINTS", &weights)
+        .env("DIPBENCH_CACHE", weights.join("cache"))
         .output()
         .unwrap();
     ok(&table);

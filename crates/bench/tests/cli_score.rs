@@ -10,7 +10,8 @@ fn dipbench(args: &[&str], checkpoints: Option<&Path>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_dipbench"));
     cmd.args(args).env("RUST_LOG", "warn");
     if let Some(c) = checkpoints {
-        cmd.env("DIPBENCH_CHECKPOINTS", c);
+        // The shared feature cache goes beside the test's checkpoints, not into the home folder.
+        cmd.env("DIPBENCH_CHECKPOINTS", c).env("DIPBENCH_CACHE", c.join("cache"));
     }
     cmd.output().expect("dipbench runs")
 }
@@ -163,6 +164,19 @@ fn golden_lpips_and_fid_of_identical_sets_are_zero_and_fid_is_symmetric() {
     let direct = dipbench_metrics::frechet::trace_sqrt_product_gram(sa.centred.as_ref().unwrap(), sb.centred.as_ref().unwrap());
     let from_terms = (&sa.mean - &sb.mean).norm_squared() + sa.cov.trace() + sb.cov.trace() - 2.0 * direct;
     assert!((fab - from_terms).abs() <= 1e-9 * sa.cov.trace().max(1e-300), "FID {fab} vs {from_terms} from the dumped features");
-    // The features of a folder are cached beside it and reused.
-    assert!(std::fs::read_dir(&a).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().starts_with(".dipbench-features-tf-fid-")));
+    // Features are cached once per network and set of images, keyed by the files' contents: a
+    // copy of the folder (new paths, new modification times) is a hit, a changed image a miss.
+    let cache = dir.join("cache").join("features");
+    let entries = || std::fs::read_dir(&cache).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(entries(), 2, "one entry per set of images (a, b)");
+    let a2 = dir.join("a2");
+    write_set(&a2, 2, 0, 32);
+    let again = dipbench(&["score", a2.to_str().unwrap(), b.to_str().unwrap(), "--metrics", "fid"], Some(&dir));
+    assert_eq!(summary(&again, "fid"), fab, "the cached features give the same FID");
+    assert_eq!(entries(), 2, "a copy of a set is a cache hit");
+    write_set(&a2, 1, 9, 32);
+    let changed = dipbench(&["score", a2.to_str().unwrap(), b.to_str().unwrap(), "--metrics", "fid"], Some(&dir));
+    assert!(changed.status.success());
+    assert_eq!(entries(), 3, "a changed image is a new entry");
+    assert!(std::fs::read_dir(&cache).unwrap().all(|e| e.unwrap().file_name().to_string_lossy().starts_with("folder-tf-fid-")));
 }

@@ -12,7 +12,9 @@ pub fn dipbench_with(args: &[&str], threads: Option<usize>, envs: &[(&str, &str)
     if let Some(n) = threads {
         cmd.arg("--threads").arg(n.to_string());
     }
-    cmd.args(args).env("RUST_LOG", "warn").env_remove("RUST_BACKTRACE");
+    // The shared feature cache of FID/KID goes to a scratch folder, not the home folder.
+    let cache = std::env::temp_dir().join(format!("dipbench-test-cache-{}", std::process::id()));
+    cmd.args(args).env("RUST_LOG", "warn").env_remove("RUST_BACKTRACE").env("DIPBENCH_CACHE", cache);
     for (k, v) in envs {
         cmd.env(k, v);
     }

@@ -423,11 +423,16 @@ fn set_metric_cells(v: &View<'_>, cells: &[Cell], out: &Path, images: &std::coll
         let metric = m.name().to_string();
         let net = load_inception::<burn::backend::Flex>(m.inception_variant(), &device)?;
         let gt_dir = out.join("images").join("gt");
-        let gt = cached_features(&net, &gt_dir, &read_folder(&gt_dir)?, &device)?;
+        // The ground truth is the dataset's images under the experiment's protocol: its features are
+        // shared by every experiment on the same images.
+        let g = &v.img.grid;
+        let gt_label = format!("{}-{}", g.dataset, g.side);
+        let gt = cached_features(&net, &gt_dir, &gt_label, &read_folder(&gt_dir)?, &device)?;
         for c in cells.iter().filter(|c| &c.metric == first) {
             let value = if c.status == "ok" {
                 let dir = out.join("images").join(&c.task).join(crate::experiment::slug(&c.method));
-                let ours = cached_features(&net, &dir, &read_folder(&dir)?, &device).with_context(|| format!("{metric} of {} on {}", c.method, c.task))?;
+                let ours = cached_features(&net, &dir, "reconstructions", &read_folder(&dir)?, &device)
+                    .with_context(|| format!("{metric} of {} on {}", c.method, c.task))?;
                 m.from_features(&ours, &gt)
             } else {
                 f64::NAN

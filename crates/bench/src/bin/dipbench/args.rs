@@ -42,6 +42,11 @@ pub enum Command {
     Grid(commands::grid::Args),
     /// List the known checkpoints, or verify one (keys, shapes, storage, then a pinned sha256).
     Weights(commands::weights::Args),
+    /// Prepare a registered dataset folder from files you have, or check one.
+    Data(commands::data::Args),
+    /// Check this node before a run: backend, GPU and CUDA libraries, kernel cache, checkpoints,
+    /// dataset, free disk. One line per check; exit 1 on a blocker.
+    Doctor(commands::doctor::Args),
     /// Run a network on a tensor file, or verify the port against the reference outputs.
     Model(commands::model::Args),
     /// Speed benchmarks, each printed beside a baseline measured in the same run.

@@ -2,6 +2,8 @@
 
 pub mod bench;
 pub mod check;
+pub mod data;
+pub mod doctor;
 pub mod grid;
 pub mod measure;
 pub mod merge;
@@ -36,6 +38,8 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Slurm(a) => slurm::run(a),
         Command::Grid(a) => grid::run(a),
         Command::Weights(a) => weights::run(a),
+        Command::Data(a) => data::run(a),
+        Command::Doctor(a) => doctor::run(a),
         Command::Model(a) => model::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Measure(a) => measure::run(a),

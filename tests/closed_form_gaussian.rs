@@ -182,3 +182,29 @@ fn closed_form_daps_doubles_the_unconstrained_variance() {
     // Monte-Carlo error of a trace ratio with n = 4000 is ≈ 2 %; the σ_min = 0.1 floor adds 2σ²/λ ≤ 8 %.
     assert!((1.85..2.25).contains(&ratio), "variance ratio {ratio}");
 }
+
+/// MCGdiff (the GMM script's version, κ = 10⁻², 100 steps, η = 1) with clouds of P particles.
+/// The N = 4000 rows are N/P clouds. Measured (pinned as in `check`): the mean error falls as P
+/// grows (0.37, 0.19, 0.088, 0.064 for P = 4, 40, 400, 4000), as a consistent method's must —
+/// unlike the guidance methods above, whose errors are a property of the method; the covariance
+/// error stays near 0.2 (0.18, 0.18, 0.25, 0.21). It is not κ (10⁻⁴ … 10⁻¹ give 0.16–0.24 at
+/// P = 4000) nor the step count (1000 steps: 0.17); what remains is the method's own
+/// approximation — the observation is turned into a noiseless one at the grid time τ nearest
+/// to σ_y²/s_i², not at the exact one — and at P = 4000 the samples are one correlated cloud.
+#[test]
+fn closed_form_mcgdiff_mean_error_shrinks_as_particles_grow() {
+    let s = setup();
+    let (fm, fc) = mc_floor(&s);
+    let pins = [(4usize, (0.372, 0.178)), (40, (0.192, 0.183)), (400, (0.088, 0.249)), (4000, (0.064, 0.213))];
+    let mut measured = vec![];
+    for (p, (pm, pc)) in pins {
+        let mut cfg = SamplerConfig::preset("mcgdiff", "gmm").unwrap().with_overrides(&toml::from_str(&format!("particles = {p}")).unwrap()).unwrap();
+        cfg.set_budget(100, 1.0);
+        let (em, ec) = errors(&s, cfg, 11);
+        println!("mcgdiff P = {p:>4}: e_mean = {em:.4} (MC floor {fm:.4}), e_cov = {ec:.4} (MC floor {fc:.4})");
+        assert!((em - pm).abs() <= 0.25 * pm + 3.0 * fm, "P = {p}: e_mean {em:.4} is off its pin {pm}");
+        assert!((ec - pc).abs() <= 0.25 * pc + 3.0 * fc, "P = {p}: e_cov {ec:.4} is off its pin {pc}");
+        measured.push(em);
+    }
+    assert!(measured[2] < measured[0] && measured[3] < measured[1], "the mean error must shrink with the particles: {measured:?}");
+}

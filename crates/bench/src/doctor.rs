@@ -201,7 +201,7 @@ pub fn needed_checkpoints(exp: &Experiment) -> (Vec<&'static KnownWeights>, Opti
             path = Some(PathBuf::from(c));
         }
     }
-    if g.tasks.iter().any(|t| *t == dipbench_operators::image::TaskName::DeblurNonlinear) {
+    if g.tasks.contains(&dipbench_operators::image::TaskName::DeblurNonlinear) {
         names.push("bkse");
     }
     for m in g.metrics.iter().chain(&g.set_metrics) {

@@ -261,7 +261,7 @@ fn attr(tag: &str, name: &str) -> Option<String> {
 /// Checks the downloaded content: sha256 (full or prefix) and the content check. Returns the
 /// sha256.
 fn verify(path: &Path, expect: &Expect) -> Result<String> {
-    let got = crate::weights::sha256(path)?;
+    let got = crate::digest::sha256(path)?;
     if let Some(want) = expect.sha256
         && got != want
     {

@@ -8,8 +8,10 @@
 //!   atomic job files) and the results folder on disk;
 //! - [`tables`]: aggregation, CSV / Markdown / LaTeX tables and the regression check;
 //! - [`registry`]: the closed sets of names (metrics, tasks, samplers, networks);
-//! - [`sweep`] (Slurm scripts, merging shards), [`grids`] (image grids), [`weights`]
-//!   (checkpoints), [`datasets`] (the dataset registry), [`network`] (running and verifying the
+//! - setting a node up: [`weights`] (checkpoints: registry, fetch, verify), [`download`],
+//!   [`datasets`] (the dataset registry), [`prepare`] (`data prepare`), [`resample`] (the papers'
+//!   resize and crop), [`doctor`] (checks before a run), [`digest`] (sha256);
+//! - [`sweep`] (Slurm scripts, merging shards), [`grids`] (labelled image grids), [`network`] (running and verifying the
 //!   UNet), [`measure`] (applying an operator), [`scoring`] (metrics between folders), [`speed`]
 //!   (speed benchmarks against baselines measured in the same run), [`backend`] (CPU, CUDA,
 //!   WebGPU).
@@ -22,6 +24,7 @@
 pub mod backend;
 pub mod benchmarks;
 pub mod datasets;
+pub mod digest;
 pub mod doctor;
 pub mod download;
 pub mod experiment;

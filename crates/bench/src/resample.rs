@@ -260,7 +260,7 @@ pub fn centre_crop_arr(img: &RgbImage, side: usize) -> RgbImage {
 mod tests {
     use super::*;
 
-    /// Box halving in Pillow's fixed point is ⌊(a + b + 1)/2⌋ per pass (weights ½ = 2²¹, plus
+    /// Box halving in Pillow's fixed point is ⌊(a + b + 1)/2⌋ = ⌈(a + b)/2⌉ per pass (weights ½ = 2²¹, plus
     /// the rounding ½ = 2²¹): a closed form independent of the tap code.
     #[test]
     fn box_halving_is_the_rounded_pair_mean_per_pass() {
@@ -270,9 +270,9 @@ mod tests {
             for x in 0..3u32 {
                 for c in 0..3 {
                     let p = |xx: u32, yy: u32| u32::from(img.get_pixel(xx, yy)[c]);
-                    let top = (p(2 * x, 2 * y) + p(2 * x + 1, 2 * y) + 1) / 2;
-                    let bottom = (p(2 * x, 2 * y + 1) + p(2 * x + 1, 2 * y + 1) + 1) / 2;
-                    assert_eq!(u32::from(out.get_pixel(x, y)[c]), (top + bottom + 1) / 2, "pixel ({x}, {y}) channel {c}");
+                    let top = (p(2 * x, 2 * y) + p(2 * x + 1, 2 * y)).div_ceil(2);
+                    let bottom = (p(2 * x, 2 * y + 1) + p(2 * x + 1, 2 * y + 1)).div_ceil(2);
+                    assert_eq!(u32::from(out.get_pixel(x, y)[c]), (top + bottom).div_ceil(2), "pixel ({x}, {y}) channel {c}");
                 }
             }
         }

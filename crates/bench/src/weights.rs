@@ -6,13 +6,11 @@
 //! a checkpoint is verified by its content (every key and shape of the configuration, nothing
 //! else) and its sha256 is pinned locally from then on.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use dipbench_models::unet::{AdmUnet, UnetConfig};
 use dipbench_nn::source::ShapeSource;
-use sha2::{Digest, Sha256};
 
 /// A known checkpoint.
 #[derive(Debug, Clone)]
@@ -197,9 +195,12 @@ pub fn locate(w: &KnownWeights, dir: &Path) -> Result<PathBuf> {
         }
     }
     bail!(
-        "checkpoint `{}` not found: put {}{} in {} (or point --dir / DIPBENCH_CHECKPOINTS at its folder).\n\
+        "checkpoint `{}` not found: `dipbench weights fetch {} --dir {}` downloads it, or put {}{} in {} \
+         (or point --dir / DIPBENCH_CHECKPOINTS at its folder).\n\
          Download it from any of:\n  {}",
         w.name,
+        w.name,
+        dir.display(),
         w.file,
         if w.aliases.is_empty() { String::new() } else { format!(" (or {})", w.aliases.join(", ")) },
         dir.display(),
@@ -221,20 +222,7 @@ pub fn resolve_checkpoint(spec: &str) -> Result<PathBuf> {
     Ok(p)
 }
 
-/// sha256 of a file, hex.
-pub fn sha256(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
-}
+pub use crate::digest::sha256;
 
 /// The sidecar file holding the pinned sha256 (`sha256sum` format).
 pub fn sidecar(path: &Path) -> PathBuf {

@@ -210,7 +210,7 @@ fn prepare_resumes_and_the_registry_check_catches_a_changed_file() {
 }
 
 /// FFHQ from the 1024² originals: the numbered files only, each through guided-diffusion's
-/// `center_crop_arr` (two box halvings: per pass ⌊(a + b + 1)/2⌋, checked here in closed form).
+/// `center_crop_arr` (two box halvings: per pass ⌈(a + b)/2⌉, checked here in closed form).
 #[test]
 fn prepare_makes_ffhq_256_from_the_1024_originals() {
     let dir = temp_dir("prepare-ffhq");
@@ -230,7 +230,7 @@ fn prepare_makes_ffhq_256_from_the_1024_originals() {
     let halve = |img: &RgbImage| {
         RgbImage::from_fn(img.width() / 2, img.height() / 2, |x, y| {
             let p = |dx: u32, dy: u32, c: usize| u32::from(img.get_pixel(2 * x + dx, 2 * y + dy)[c]);
-            Rgb(std::array::from_fn(|c| (((p(0, 0, c) + p(1, 0, c) + 1) / 2 + (p(0, 1, c) + p(1, 1, c) + 1) / 2 + 1) / 2) as u8))
+            Rgb(std::array::from_fn(|c| ((p(0, 0, c) + p(1, 0, c)).div_ceil(2) + (p(0, 1, c) + p(1, 1, c)).div_ceil(2)).div_ceil(2) as u8))
         })
     };
     assert_eq!(got, halve(&halve(&big)), "two box halvings");

@@ -6,7 +6,7 @@
 //! Gaussian-mixture benchmark and on image priors. A sampler is a pure function of
 //! (prior, operator, y, config, seeded RNG) → samples: no I/O, no globals.
 //!
-//! Samplers: [`dps`], [`mcg`] (also Score-SDE/ILVR projection), [`daps`], [`ddrm`], [`ddnm`],
+//! Samplers: [`dps`], [`mcg`] (also Score-SDE/ILVR projection), [`daps`], [`ddrm`], [`ddnm`], [`mcgdiff`] (particles),
 //! [`pigdm`] (ΠGDM), [`diffpir`], [`reddiff`] (RED-diff), the optimisation baselines
 //! [`classical`] (PnP-ADMM, ADMM-TV), the phase-retrieval baselines [`fienup`] (ER, HIO, OSS),
 //! and [`exact`] (the reference row). The catalog below — [`SamplerConfig`], its presets and [`SamplerConfig::build`] — is the one
@@ -26,6 +26,7 @@ pub mod exact;
 pub mod fienup;
 pub mod grid;
 pub mod mcg;
+pub mod mcgdiff;
 pub mod pigdm;
 pub mod reddiff;
 pub mod transition;
@@ -39,6 +40,7 @@ use crate::dps::{Dps, DpsConfig, Likelihood};
 use crate::exact::Exact;
 use crate::fienup::{Fienup, FienupAlgorithm, FienupConfig};
 use crate::mcg::{Mcg, McgConfig};
+use crate::mcgdiff::{Mcgdiff, McgdiffConfig};
 use crate::pigdm::{Pigdm, PigdmConfig};
 use crate::reddiff::{RedDiff, RedDiffConfig};
 use burn::prelude::*;
@@ -67,6 +69,12 @@ pub trait Sampler<B: NnAutodiffBackend>: Send + Sync {
         true
     }
 
+    /// For samplers whose rows interact (particle methods): the size of the groups of
+    /// consecutive rows that form one particle cloud. Batches are split only between clouds.
+    fn cloud(&self) -> Option<usize> {
+        None
+    }
+
     /// Draws `problem.n()` samples, `[n, dim]`.
     fn sample(&self, problem: &Problem<'_, B>, rng: &mut SampleRng) -> Result<Tensor<B, 2>, SamplerError>;
 }
@@ -84,7 +92,11 @@ pub fn sample_in_chunks<B: NnAutodiffBackend>(
 ) -> Result<Tensor<B, 2>, SamplerError> {
     use rayon::prelude::*;
     let n = problem.n();
-    let chunk = chunk_rows.max(1);
+    // Particle clouds stay whole: chunks are a multiple of the cloud size.
+    let chunk = match sampler.cloud() {
+        Some(c) if c > 0 => chunk_rows.max(1).div_ceil(c) * c,
+        _ => chunk_rows.max(1),
+    };
     let starts: Vec<usize> = (0..n).step_by(chunk).collect();
     let parts = starts
         .par_iter()
@@ -111,6 +123,8 @@ pub enum SamplerConfig {
     Dps(DpsConfig),
     /// [`Ddrm`].
     Ddrm(DdrmConfig),
+    /// [`Mcgdiff`].
+    Mcgdiff(McgdiffConfig),
     /// [`Daps`].
     Daps(DapsConfig),
     /// [`Mcg`].
@@ -136,7 +150,8 @@ pub enum SamplerConfig {
 }
 
 /// The sampler names accepted by `sampler = "…"`.
-pub const SAMPLER_KINDS: &[&str] = &["exact", "dps", "ddrm", "daps", "mcg", "pigdm", "diffpir", "reddiff", "ddnm", "pnp-admm", "admm-tv", "er", "hio", "oss"];
+pub const SAMPLER_KINDS: &[&str] =
+    &["exact", "dps", "ddrm", "mcgdiff", "daps", "mcg", "pigdm", "diffpir", "reddiff", "ddnm", "pnp-admm", "admm-tv", "er", "hio", "oss"];
 
 /// What a task-dependent preset needs to know: the task (`sr4`, `inpaint_box`, …, as
 /// `dipbench_operators::image::Task::by_name`), the dataset (`ffhq…`, `imagenet…`) and the
@@ -160,6 +175,7 @@ pub const PRESETS: &[(&str, &str)] = &[
     ("mcg", "gmm, mcg-code, mcg-paper, projection"),
     ("daps", "gmm, daps-1k, daps-4k, daps-legacy"),
     ("ddrm", "gmm, paper"),
+    ("mcgdiff", "gmm, package"),
     ("ddnm", "gmm, paper"),
     ("pigdm", "gmm, paper"),
     ("diffpir", "gmm, paper"),
@@ -221,6 +237,8 @@ impl SamplerConfig {
             }
             ("ddrm", "gmm") => Self::Ddrm(DdrmConfig::gmm()),
             ("ddrm", "paper") => Self::Ddrm(DdrmConfig::paper()),
+            ("mcgdiff", "gmm") => Self::Mcgdiff(McgdiffConfig::gmm()),
+            ("mcgdiff", "package") => Self::Mcgdiff(McgdiffConfig::package()),
             ("ddnm", "gmm") => Self::Ddnm(DdnmConfig::gmm()),
             ("ddnm", "paper") => Self::Ddnm(DdnmConfig::paper()),
             ("pigdm", "gmm") => Self::Pigdm(PigdmConfig::gmm()),
@@ -252,6 +270,7 @@ impl SamplerConfig {
             Self::Exact => "exact",
             Self::Dps(_) => "dps",
             Self::Ddrm(_) => "ddrm",
+            Self::Mcgdiff(_) => "mcgdiff",
             Self::Daps(_) => "daps",
             Self::Mcg(_) => "mcg",
             Self::Pigdm(_) => "pigdm",
@@ -310,7 +329,7 @@ impl SamplerConfig {
 
     /// Applies an experiment's step budget: the grid size of the discrete samplers, DAPS's
     /// annealing levels, RED-diff's Adam steps; and its η to the samplers that take one (DPS,
-    /// MCG, ΠGDM). DDRM keeps its own η's (the GMM script does too).
+    /// MCG, ΠGDM, MCGdiff). DDRM keeps its own η's (the GMM script does too).
     pub fn set_budget(&mut self, steps: usize, eta: f64) {
         match self {
             Self::Exact => {}
@@ -318,6 +337,7 @@ impl SamplerConfig {
             Self::Mcg(c) => (c.steps, c.eta) = (steps, eta),
             Self::Pigdm(c) => (c.steps, c.eta) = (steps, eta),
             Self::Ddrm(c) => c.steps = steps,
+            Self::Mcgdiff(c) => (c.steps, c.eta) = (steps, eta),
             Self::Diffpir(c) => c.steps = steps,
             Self::Reddiff(c) => c.steps = steps,
             Self::Daps(c) => c.annealing_steps = steps,
@@ -337,6 +357,7 @@ impl SamplerConfig {
             })?)),
             Self::Dps(c) => Box::new(Dps(c.clone())),
             Self::Ddrm(c) => Box::new(Ddrm(c.clone())),
+            Self::Mcgdiff(c) => Box::new(Mcgdiff(c.clone())),
             Self::Daps(c) => Box::new(Daps(c.clone())),
             Self::Mcg(c) => Box::new(Mcg(c.clone())),
             Self::Pigdm(c) => Box::new(Pigdm(c.clone())),

@@ -36,6 +36,10 @@ fn run_with(kind: &str, rows: std::ops::Range<usize>, seed: u64, tape_free: bool
     let yt = Tensor::<B, 1>::from_floats([3.0f32, -2.0], &dev).reshape([1, 2]);
     let problem = Problem::shared(prior, &op, yt, 0.3, rows.len());
     let mut cfg = SamplerConfig::preset(kind, "gmm").unwrap();
+    if kind == "mcgdiff" {
+        // Particle clouds of 2 rows: a split at an even row keeps every cloud whole.
+        cfg = cfg.with_overrides(&toml::from_str("particles = 2").unwrap()).unwrap();
+    }
     cfg.set_budget(20, 0.6);
     let sampler = cfg.build::<B>(Some(&post)).unwrap();
     let out = sampler.sample(&problem, &mut SampleRng::rows(seed, rows)).unwrap();
@@ -61,8 +65,9 @@ fn samples_do_not_depend_on_the_batch_split() {
         let whole = run(kind, 0..6, 7);
         let mut split = run(kind, 0..2, 7);
         split.extend(run(kind, 2..6, 7));
-        // Rows are computed independently and the CPU kernels reduce each row in the same order
-        // whatever the batch, so the samples are bitwise identical.
+        // Rows are computed independently (MCGdiff: clouds of 2 rows, never split here) and the
+        // CPU kernels reduce each row in the same order whatever the batch, so the samples are
+        // bitwise identical.
         assert_eq!(whole, split, "{kind}: batch of 6 vs 2 + 4 differs");
     }
 }
@@ -84,6 +89,16 @@ fn chunked_sampling_equals_one_batch() {
     for chunk in [1, 3, 7, 100] {
         let chunked = dipbench_samplers::sample_in_chunks(s.as_ref(), &problem, 5, chunk).unwrap().into_data();
         assert_eq!(whole, chunked, "chunks of {chunk}");
+    }
+    // A particle sampler's chunks are whole clouds (3 rows: chunks of 1 and 2 become 3, of 4
+    // become 6), so chunking changes nothing there either.
+    let mut cfg = SamplerConfig::preset("mcgdiff", "gmm").unwrap().with_overrides(&toml::from_str("particles = 3").unwrap()).unwrap();
+    cfg.set_budget(20, 0.6);
+    let s = cfg.build::<B>(None).unwrap();
+    let whole = s.sample(&problem, &mut SampleRng::new(5, 7)).unwrap().into_data();
+    for chunk in [1, 2, 4, 100] {
+        let chunked = dipbench_samplers::sample_in_chunks(s.as_ref(), &problem, 5, chunk).unwrap().into_data();
+        assert_eq!(whole, chunked, "MCGdiff, chunks of {chunk}");
     }
 }
 

@@ -108,7 +108,7 @@ fn run_script_case(name: &str, prefix: &str) {
     let given: VecDeque<Vec<usize>> = anc.data.chunks(n).map(|r| r.iter().map(|v| *v as usize).collect()).collect();
     let sampler = Mcgdiff(McgdiffConfig { steps, grid: GridKind::McgdiffAdapted, eta, particles: n, kappa, version: McgdiffVersion::Script });
     let mut rng = SampleRng::replay(n, draws(&t, &key, v, n, d));
-    let run = sampler.run(&problem, &mut rng, &mut Ancestors::Given(given)).unwrap();
+    let run = sampler.run(&problem, &mut rng, &mut Ancestors::Given(given), true).unwrap();
     // ε̂ at each step's input: our closed form against the reference's autograd (README: 1e-5).
     let (x_in, eps) = (tensor(&t, &format!("{key}_x_in")), tensor(&t, &format!("{key}_eps")));
     let pairs: Vec<usize> = grid.windows(2).rev().map(|w| w[1]).collect();
@@ -184,7 +184,7 @@ fn golden_mcgdiff_package_replayed() {
     let given: VecDeque<Vec<usize>> = anc.data.chunks(n).map(|r| r.iter().map(|v| *v as usize).collect()).collect();
     let sampler = Mcgdiff(McgdiffConfig { steps, grid: GridKind::McgdiffAdapted, eta, particles: n, kappa, version: McgdiffVersion::Package });
     let mut rng = SampleRng::replay(n, draws(&t, "repo", v, n, d));
-    let run = sampler.run(&problem, &mut rng, &mut Ancestors::Given(given)).unwrap();
+    let run = sampler.run(&problem, &mut rng, &mut Ancestors::Given(given), true).unwrap();
     let n_filter = meta["n_filtering_steps"].as_u64().unwrap() as usize;
     let logw = tensor(&t, "repo_logw");
     let x_in = tensor(&t, "repo_x_in");

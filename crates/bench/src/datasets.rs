@@ -83,7 +83,8 @@ pub fn expand(pattern: &str, i: usize) -> Result<String> {
 }
 
 fn is_image(p: &Path) -> bool {
-    p.extension().and_then(|e| e.to_str()).is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
+    !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        && p.extension().and_then(|e| e.to_str()).is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
 }
 
 /// The first `n` files of `entry` in `folder`, checked to exist (all missing ones are named).

@@ -2,10 +2,11 @@
 //! connection resumed with an HTTP range request, Google Drive's large-file confirmation page
 //! followed, the content verified before the file takes its final name.
 //!
-//! The bytes go to `<file>.part` beside the destination. A process killed mid-download leaves
-//! that file and the next fetch resumes it; a fetch that fails (every origin tried) or whose
-//! content is refused removes it. The final name appears only by a rename after verification,
-//! so a half file never carries it.
+//! The bytes go to `<file>.part` beside the destination, and `<file>.part.origin` names the
+//! address they came from. A process killed mid-download leaves both and the next fetch resumes
+//! the part from that same address only (bytes of two addresses are never spliced); a fetch that
+//! fails (every origin tried) or whose content is refused removes them. The final name appears
+//! only by a rename after verification, so a half file never carries it.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -81,6 +82,18 @@ pub fn part_path(dest: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// The file naming the origin of `dest`'s partial file.
+pub fn part_origin_path(dest: &Path) -> PathBuf {
+    let mut s = dest.as_os_str().to_owned();
+    s.push(".part.origin");
+    PathBuf::from(s)
+}
+
+fn remove_part(part: &Path, tag: &Path) {
+    let _ = std::fs::remove_file(part);
+    let _ = std::fs::remove_file(tag);
+}
+
 impl Fetcher {
     fn agent(&self) -> ureq::Agent {
         ureq::AgentBuilder::new()
@@ -101,36 +114,46 @@ impl Fetcher {
         if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
-        let part = part_path(dest);
-        let resumed_bytes = part.metadata().map(|m| m.len()).unwrap_or(0);
+        let (part, tag) = (part_path(dest), part_origin_path(dest));
         let agent = self.agent();
         let mut failed = vec![];
         for origin in origins {
-            match self.fetch_origin(&agent, origin, &part, progress) {
-                Ok(()) => match verify(&part, expect) {
-                    Ok(sha256) => {
-                        std::fs::rename(&part, dest).with_context(|| format!("cannot move {} to {}", part.display(), dest.display()))?;
-                        return Ok(Fetched { path: dest.to_path_buf(), sha256, origin: origin.clone(), failed, resumed_bytes });
-                    }
-                    Err(e) => {
-                        // Wrong content: nothing of it is kept, the next origin starts afresh.
-                        let _ = std::fs::remove_file(&part);
-                        failed.push((origin.clone(), format!("{e:#}")));
-                    }
-                },
-                Err(e) => {
-                    // Bytes of a different origin must not be resumed into this one's.
-                    let _ = std::fs::remove_file(&part);
-                    failed.push((origin.clone(), format!("{e:#}")));
+            let mut fresh_retry = false;
+            loop {
+                match self.fetch_origin(&agent, origin, &part, &tag, progress) {
+                    Ok(resumed_bytes) => match verify(&part, expect) {
+                        Ok(sha256) => {
+                            std::fs::rename(&part, dest).with_context(|| format!("cannot move {} to {}", part.display(), dest.display()))?;
+                            let _ = std::fs::remove_file(&tag);
+                            return Ok(Fetched { path: dest.to_path_buf(), sha256, origin: origin.clone(), failed, resumed_bytes });
+                        }
+                        Err(e) => {
+                            // Wrong content: nothing of it is kept. If part of it came from an
+                            // earlier run, this address gets one fresh try.
+                            remove_part(&part, &tag);
+                            if resumed_bytes > 0 && !fresh_retry {
+                                fresh_retry = true;
+                                continue;
+                            }
+                            failed.push((origin.clone(), format!("{e:#}")));
+                        }
+                    },
+                    // The partial file stays: it may be another address's, resumable next time.
+                    Err(e) => failed.push((origin.clone(), format!("{e:#}"))),
                 }
+                break;
             }
         }
-        let _ = std::fs::remove_file(&part);
+        remove_part(&part, &tag);
         bail!("{}: every download address failed:\n  {}", dest.display(), failed.iter().map(|(o, e)| format!("{o}: {e}")).collect::<Vec<_>>().join("\n  "))
     }
 
-    /// Brings `part` to the complete content of `origin`, resuming what is there.
-    fn fetch_origin(&self, agent: &ureq::Agent, origin: &Origin, part: &Path, progress: &mut dyn FnMut(u64, Option<u64>)) -> Result<()> {
+    /// Brings `part` to the complete content of `origin`, resuming what is there when `tag`
+    /// says it came from this origin. Returns the bytes that were there at the start.
+    fn fetch_origin(&self, agent: &ureq::Agent, origin: &Origin, part: &Path, tag: &Path, progress: &mut dyn FnMut(u64, Option<u64>)) -> Result<u64> {
+        let name = origin.to_string();
+        let ours = || std::fs::read_to_string(tag).is_ok_and(|t| t == name);
+        let resumed = if ours() { part.metadata().map(|m| m.len()).unwrap_or(0) } else { 0 };
         let mut url = match origin {
             Origin::Url(u) => u.clone(),
             Origin::Drive(id) => self.drive_url.replace("{id}", id),
@@ -140,8 +163,8 @@ impl Fetcher {
         let mut attempt = 0;
         while attempt < self.attempts {
             attempt += 1;
-            match self.fetch_once(agent, &url, part, progress) {
-                Ok(Step::Complete) => return Ok(()),
+            match self.fetch_once(agent, &url, part, (tag, &name, ours()), progress) {
+                Ok(Step::Complete) => return Ok(resumed),
                 Ok(Step::Page(html)) => {
                     let Origin::Drive(_) = origin else { bail!("{url} answered with a web page, not the file") };
                     confirmations += 1;
@@ -157,8 +180,16 @@ impl Fetcher {
         Err(last_err.unwrap_or_else(|| anyhow::anyhow!("no attempt made")))
     }
 
-    fn fetch_once(&self, agent: &ureq::Agent, url: &str, part: &Path, progress: &mut dyn FnMut(u64, Option<u64>)) -> Result<Step> {
-        let have = part.metadata().map(|m| m.len()).unwrap_or(0);
+    /// One request; `(tag file, origin name, whether the part is this origin's)`.
+    fn fetch_once(
+        &self,
+        agent: &ureq::Agent,
+        url: &str,
+        part: &Path,
+        (tag, name, resume): (&Path, &str, bool),
+        progress: &mut dyn FnMut(u64, Option<u64>),
+    ) -> Result<Step> {
+        let have = if resume { part.metadata().map(|m| m.len()).unwrap_or(0) } else { 0 };
         let mut req = agent.get(url);
         if have > 0 {
             req = req.set("Range", &format!("bytes={have}-"));
@@ -169,11 +200,13 @@ impl Fetcher {
             Err(ureq::Error::Status(code, r)) => bail!("HTTP {code} {}", r.status_text()),
             Err(e) => bail!("cannot connect: {e}"),
         };
-        if resp.content_type() == "text/html" {
+        if resp.content_type().trim().eq_ignore_ascii_case("text/html") {
             let mut html = String::new();
             resp.into_reader().take(1 << 20).read_to_string(&mut html).context("reading a web page")?;
             return Ok(Step::Page(html));
         }
+        // The bytes about to be written are this origin's.
+        std::fs::write(tag, name).with_context(|| format!("cannot write {}", tag.display()))?;
         let (mut file, start) = if resp.status() == 206 {
             let start = content_range_start(resp.header("Content-Range"));
             if start != Some(have) {

@@ -108,7 +108,8 @@ pub fn grids(exp: &Experiment, out: &Path, images: usize, dataset: Option<&Path>
     let grid = &img.grid;
     let gt = load_images(img, dataset)?;
     let bench = ImageBenchmark::for_results(exp, img, out, dataset)?;
-    let rows = crate::pipeline::runner::collect(&bench, out)?;
+    // A sweep still running (or one shard of it) is drawn with "not run yet" cells.
+    let (rows, _missing) = crate::pipeline::runner::collect_available(&bench, out)?;
     let by_cell: BTreeMap<(&str, &str, &str), &ImageRow> = rows.iter().map(|r| ((r.task.as_str(), r.method.as_str(), r.image.as_str()), r)).collect();
     let side = grid.side;
     let panel = side.max(128) as u32;

@@ -96,6 +96,8 @@ fn imagenet_like(root: &Path) -> Vec<(String, (u32, u32))> {
         made.push((name, (w, h)));
     }
     std::fs::write(root.join("a/README.txt"), "not an image").unwrap();
+    // macOS metadata beside the images: not images, named like them, first in name order.
+    std::fs::write(root.join("a/._val_0000.png"), "AppleDouble").unwrap();
     made.sort();
     made
 }
@@ -140,6 +142,8 @@ fn prepare_selects_sorted_images_from_folders_zips_and_tars_alike() {
     let zip_path = dir.join("val.zip");
     {
         let mut z = zip::ZipWriter::new(std::fs::File::create(&zip_path).unwrap());
+        z.start_file("__MACOSX/test-imagenet/._val_0001.jpg", zip::write::SimpleFileOptions::default()).unwrap();
+        std::io::Write::write_all(&mut z, b"AppleDouble").unwrap();
         for (name, _) in &made {
             z.start_file(format!("test-imagenet/{name}"), zip::write::SimpleFileOptions::default()).unwrap();
             std::io::Write::write_all(&mut z, &std::fs::read(walk_find(&src, name)).unwrap()).unwrap();
@@ -151,6 +155,17 @@ fn prepare_selects_sorted_images_from_folders_zips_and_tars_alike() {
         prepare::prepare("test", &e, archive, &out2, 256, &mut |_, _| {}).unwrap();
         assert_eq!(read(&out2.join(prepare::DIGEST_LIST)), read(&out.join(prepare::DIGEST_LIST)), "{label} gives the folder's selection");
     }
+    // In place (the source is the dataset folder, images in a subfolder): the first run copies the
+    // selection to the top level, a second run finds it there and keeps it.
+    let inplace = dir.join("inplace");
+    std::fs::create_dir_all(inplace.join("test-imagenet")).unwrap();
+    for (name, _) in &made {
+        std::fs::copy(walk_find(&src, name), inplace.join("test-imagenet").join(name)).unwrap();
+    }
+    prepare::prepare("test", &e, &inplace, &inplace, 256, &mut |_, _| {}).unwrap();
+    let again = prepare::prepare("test", &e, &inplace, &inplace, 256, &mut |_, _| {}).unwrap();
+    assert_eq!((again.copied, again.kept), (0, 4));
+    assert_eq!(read(&inplace.join(prepare::DIGEST_LIST)), read(&out.join(prepare::DIGEST_LIST)));
     // Too few usable images: an error saying how many there are.
     let err = prepare::prepare("test", &entry("sorted", 7, Some(256), "resize-crop"), &src, &dir.join("few"), 256, &mut |_, _| {}).unwrap_err();
     let msg = format!("{err:#}");
@@ -372,7 +387,7 @@ mod http {
     }
 }
 
-use dipbench::download::{Expect, Fetcher, Origin, part_path};
+use dipbench::download::{Expect, Fetcher, Origin, part_origin_path, part_path};
 use http::{Reply, serve};
 
 fn payload(n: usize) -> Vec<u8> {
@@ -412,13 +427,29 @@ fn fetch_resumes_a_cut_download_with_a_range_request() {
     assert_eq!(seen.len(), 2, "{seen:?}");
     assert_eq!(seen[1].range.as_deref(), Some("bytes=100000-"), "the second request resumes where the cut left off");
     assert!(!part_path(&dest).exists());
-    // A partial file left by a killed process is resumed too.
+    // A partial file left by a killed process (with the file naming its address) is resumed too.
     let dest2 = dir.join("w2.pt");
     std::fs::write(part_path(&dest2), &body[..50_000]).unwrap();
+    std::fs::write(part_origin_path(&dest2), format!("{}/w.pt", server.base)).unwrap();
     let got = quick().fetch(&[Origin::Url(format!("{}/w.pt", server.base))], &dest2, &expect, &mut |_, _| {}).unwrap();
     assert_eq!(got.resumed_bytes, 50_000);
     assert_eq!(std::fs::read(&dest2).unwrap(), body);
     assert_eq!(server.seen.lock().unwrap().last().unwrap().range.as_deref(), Some("bytes=50000-"));
+    assert!(!part_origin_path(&dest2).exists());
+    // Bytes another address left are never resumed from this one (no range request, full body).
+    let dest3 = dir.join("w3.pt");
+    std::fs::write(part_path(&dest3), b"bytes of another mirror").unwrap();
+    std::fs::write(part_origin_path(&dest3), "http://elsewhere/w.pt").unwrap();
+    quick().fetch(&[Origin::Url(format!("{}/w.pt", server.base))], &dest3, &expect, &mut |_, _| {}).unwrap();
+    assert_eq!(std::fs::read(&dest3).unwrap(), body);
+    assert_eq!(server.seen.lock().unwrap().last().unwrap().range, None);
+    // A stale partial file of this address that is not a prefix of the content: refused, then
+    // fetched afresh from the same address.
+    let dest4 = dir.join("w4.pt");
+    std::fs::write(part_path(&dest4), vec![0u8; 1000]).unwrap();
+    std::fs::write(part_origin_path(&dest4), format!("{}/w.pt", server.base)).unwrap();
+    let got = quick().fetch(&[Origin::Url(format!("{}/w.pt", server.base))], &dest4, &expect, &mut |_, _| {}).unwrap();
+    assert_eq!((std::fs::read(&dest4).unwrap(), got.failed.len()), (body.clone(), 0));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -110,7 +110,7 @@ pub struct Run<B: Backend> {
     pub x: Tensor<B, 2>,
     /// Package: the final log-weights per row; Script: empty.
     pub log_weights: Vec<f64>,
-    /// One entry per transition.
+    /// One entry per transition when asked for, else empty.
     pub trace: Vec<StepTrace>,
 }
 
@@ -177,8 +177,11 @@ fn resample(logw: &[f64], size: usize, source: &mut Ancestors, rng: &mut SampleR
             let u = rng.uniform();
             let mut out = Vec::with_capacity(n);
             for c in clouds(n, size) {
-                let max = c.clone().map(|i| logw[i]).fold(f64::NEG_INFINITY, f64::max);
-                let w: Vec<f64> = c.clone().map(|i| if max.is_finite() { (logw[i] - max).exp() } else { 1.0 }).collect();
+                // A non-finite log-weight (a diverged particle) weighs nothing; a cloud with no
+                // finite weight is resampled uniformly.
+                let lw = |i: usize| if logw[i].is_finite() { logw[i] } else { f64::NEG_INFINITY };
+                let max = c.clone().map(lw).fold(f64::NEG_INFINITY, f64::max);
+                let w: Vec<f64> = c.clone().map(|i| if max.is_finite() { (lw(i) - max).exp() } else { 1.0 }).collect();
                 let total: f64 = w.iter().sum();
                 let mut cdf = Vec::with_capacity(w.len());
                 let mut acc = 0.0;
@@ -204,8 +207,16 @@ impl Mcgdiff {
 
     /// Runs MCGdiff on `problem` from initial particles drawn from `rng` (one `[n, d]` normal
     /// draw), one `[n, d]` normal draw per transition (its component along the observed
-    /// coordinates, Vᵀz, and in the null space, z − V·Vᵀz), and ancestors from `ancestors`.
-    pub fn run<B: NnAutodiffBackend>(&self, problem: &Problem<'_, B>, rng: &mut SampleRng, ancestors: &mut Ancestors) -> Result<Run<B>, SamplerError> {
+    /// coordinates, Vᵀz, and in the null space, z − V·Vᵀz), and ancestors from `ancestors`. With
+    /// `record`, every step's particles and log-weights are kept in [`Run::trace`] (for tests:
+    /// n·d floats per step).
+    pub fn run<B: NnAutodiffBackend>(
+        &self,
+        problem: &Problem<'_, B>,
+        rng: &mut SampleRng,
+        ancestors: &mut Ancestors,
+        record: bool,
+    ) -> Result<Run<B>, SamplerError> {
         let c = &self.0;
         if c.particles == 0 || !(c.kappa > 0.0 && c.kappa < 1.0) || !(c.eta >= 0.0) {
             return Err(SamplerError::Config {
@@ -274,7 +285,9 @@ impl Mcgdiff {
                     }
                     x = svd.v(tensor::<B>(cb, n, r, &dev)) + svd.null_part(m_a) + svd.null_part(z).mul_scalar(sigma);
                     logw = new_logw;
-                    trace.push(StepTrace { x: host(x.clone()), log_weights: logw.clone() });
+                    if record {
+                        trace.push(StepTrace { x: host(x.clone()), log_weights: logw.clone() });
+                    }
                 }
                 Ok(Run { x, log_weights: vec![], trace })
             }
@@ -332,7 +345,9 @@ impl Mcgdiff {
                         }
                     }
                     x = svd.v(tensor::<B>(cb, n, r, &dev)) + svd.null_part(m_a) + svd.null_part(z).mul_scalar(sigma);
-                    trace.push(StepTrace { x: host(x.clone()), log_weights: logw });
+                    if record {
+                        trace.push(StepTrace { x: host(x.clone()), log_weights: logw });
+                    }
                 }
                 let xb = host(svd.vt(x.clone()));
                 let previous: Vec<f64> = (0..n).map(|row| lik(&xb, min_tau, row)).collect();
@@ -342,7 +357,9 @@ impl Mcgdiff {
                     let eps = problem.prior.eps(x.clone(), t);
                     let z = rng.normal::<B>(d, &dev);
                     x = x.mul_scalar(c_s) + eps.mul_scalar(c_e) + z.mul_scalar(sigma);
-                    trace.push(StepTrace { x: host(x.clone()), log_weights: vec![] });
+                    if record {
+                        trace.push(StepTrace { x: host(x.clone()), log_weights: vec![] });
+                    }
                 }
                 let log_weights = if propagation.is_empty() {
                     previous.iter().map(|p| -p).collect()
@@ -380,7 +397,7 @@ impl<B: NnAutodiffBackend> Sampler<B> for Mcgdiff {
     }
 
     fn sample(&self, problem: &Problem<'_, B>, rng: &mut SampleRng) -> Result<Tensor<B, 2>, SamplerError> {
-        let run = self.run(problem, rng, &mut Ancestors::Draw)?;
+        let run = self.run(problem, rng, &mut Ancestors::Draw, false)?;
         match self.0.version {
             McgdiffVersion::Script => Ok(run.x),
             McgdiffVersion::Package => {
@@ -417,6 +434,16 @@ mod tests {
             assert!((counts[k] as f64 - n as f64 * p).abs() < 5.0 * se, "class {k}: {} vs {}", counts[k], n as f64 * p);
         }
         assert_eq!(counts[1], 0, "a zero weight is never drawn");
+    }
+
+    #[test]
+    fn a_nan_weight_is_never_drawn_and_does_not_collapse_the_cloud() {
+        let logw = vec![0.0, f64::NAN, 0.0, f64::INFINITY];
+        let mut rng = SampleRng::new(9, 4);
+        for _ in 0..50 {
+            let a = resample(&logw, 4, &mut Ancestors::Draw, &mut rng);
+            assert!(a.iter().all(|&i| i == 0 || i == 2), "{a:?}");
+        }
     }
 
     #[test]

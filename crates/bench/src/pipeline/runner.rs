@@ -161,6 +161,21 @@ pub fn collect<K: Benchmark>(bench: &K, out: &Path) -> Result<Vec<K::Row>> {
     Ok(rows)
 }
 
+/// The rows of the jobs of `bench` that have finished in `out` (each job file checked), in job
+/// order, and the number of jobs without results: for pictures of a sweep still in progress.
+pub fn collect_available<K: Benchmark>(bench: &K, out: &Path) -> Result<(Vec<K::Row>, usize)> {
+    check_folder_configuration(bench.experiment(), out)?;
+    let mut rows = vec![];
+    let mut missing = 0;
+    for job in &bench.jobs()? {
+        match finished(bench, out, job)? {
+            Some(r) => rows.extend(r),
+            None => missing += 1,
+        }
+    }
+    Ok((rows, missing))
+}
+
 /// Runs `f` on every batch on `opts.jobs` worker threads (default: the number of threads), with
 /// a progress bar over `total` jobs of which `done` are finished. Stops at the first error and
 /// returns it. `f` receives the worker's index and the batch, and returns the number of jobs it

@@ -223,8 +223,12 @@ fn is_png_of_side(path: &Path, side: usize) -> bool {
 /// present, listed with the right sha256, decodable and of the benchmark's size after
 /// preprocessing. Returns the number of images checked.
 pub fn check(name: &str, entry: &DatasetEntry, folder: &Path, side: usize) -> Result<usize> {
-    let count = entry.count.unwrap_or(0);
-    let files = datasets::files(name, entry, folder, count)?;
+    check_first(name, entry, folder, entry.count.unwrap_or(0), side)
+}
+
+/// [`check`] of the first `n` images only (what an experiment with `images = n` reads).
+pub fn check_first(name: &str, entry: &DatasetEntry, folder: &Path, n: usize, side: usize) -> Result<usize> {
+    let files = datasets::files(name, entry, folder, n)?;
     datasets::verify_digests(name, entry, folder, &files)?;
     let preprocess = entry.preprocess.as_deref().unwrap_or("none");
     for f in &files {

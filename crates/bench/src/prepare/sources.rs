@@ -58,12 +58,15 @@ impl Source {
     }
 
     /// Calls `f(name, load)` for every file (base names; `load` reads its bytes), skipping the
-    /// folder `skip` (the output folder when it lies inside the source).
+    /// folder `skip` (the output folder when it lies inside the source; `None` when the source is
+    /// the output folder itself, where a top-level file wins over a same-named one in a
+    /// subfolder: it is the copy an earlier run made). Hidden files (`.name`, macOS `._name`) and
+    /// `__MACOSX/` are not images and are skipped.
     pub fn visit(&self, skip: Option<&Path>, f: &mut dyn FnMut(&str, &mut Load) -> Result<Flow>) -> Result<()> {
         match self {
             Source::Folder(root) => {
                 let mut files = BTreeMap::new();
-                walk(root, skip, &mut files)?;
+                walk(root, skip, &mut files, skip.is_none().then_some(root.as_path()))?;
                 for (name, path) in files {
                     let mut load = || std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()));
                     if f(&name, &mut load)? == Flow::Stop {
@@ -75,7 +78,7 @@ impl Source {
                 let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
                 let mut zip = zip::ZipArchive::new(file).with_context(|| format!("{}: not a readable zip archive", path.display()))?;
                 let mut names: BTreeMap<String, String> = BTreeMap::new();
-                for full in zip.file_names().filter(|n| !n.ends_with('/')) {
+                for full in zip.file_names().filter(|n| !n.ends_with('/') && !hidden(n)) {
                     let base = base_name(full);
                     if let Some(other) = names.insert(base.clone(), full.to_string()) {
                         bail!("{}: two files named {base} ({other} and {full})", path.display());
@@ -84,7 +87,7 @@ impl Source {
                 for (name, full) in names {
                     let mut load = || {
                         let mut e = zip.by_name(&full).with_context(|| format!("{}: cannot read {full}", path.display()))?;
-                        let mut buf = Vec::with_capacity(e.size() as usize);
+                        let mut buf = Vec::new();
                         e.read_to_end(&mut buf).with_context(|| format!("{}: cannot read {full} (damaged archive?)", path.display()))?;
                         Ok(buf)
                     };
@@ -103,6 +106,9 @@ impl Source {
                         continue;
                     }
                     let full = entry.path().with_context(|| format!("{}: unreadable member name", path.display()))?.to_string_lossy().into_owned();
+                    if hidden(&full) {
+                        continue;
+                    }
                     let base = base_name(&full);
                     if let Some(other) = seen.insert(base.clone(), full.clone()) {
                         bail!("{}: two files named {base} ({other} and {full})", path.display());
@@ -122,25 +128,36 @@ impl Source {
     }
 }
 
+/// Hidden files and macOS archive metadata (`.x`, `._x`, `__MACOSX/…`).
+fn hidden(full: &str) -> bool {
+    full.split(['/', '\\']).any(|part| (part.starts_with('.') && part != "." && part != "..") || part == "__MACOSX")
+}
+
 fn base_name(full: &str) -> String {
     full.rsplit(['/', '\\']).next().unwrap_or(full).to_string()
 }
 
-fn walk(dir: &Path, skip: Option<&Path>, files: &mut BTreeMap<String, PathBuf>) -> Result<()> {
+fn walk(dir: &Path, skip: Option<&Path>, files: &mut BTreeMap<String, PathBuf>, top: Option<&Path>) -> Result<()> {
     let mut entries: Vec<PathBuf> =
         std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
     entries.sort();
     for p in entries {
-        if skip.is_some_and(|s| same_path(&p, s)) {
+        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if skip.is_some_and(|s| same_path(&p, s)) || hidden(&name) {
             continue;
         }
         if p.is_dir() {
-            walk(&p, skip, files)?;
+            walk(&p, skip, files, top)?;
         } else if p.is_file() {
-            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            if let Some(other) = files.insert(name.clone(), p.clone()) {
-                bail!("two files named {name} in the source: {} and {}", other.display(), p.display());
+            if let Some(other) = files.get(&name) {
+                let at_top = |q: &Path| top.is_some_and(|t| q.parent() == Some(t));
+                match (at_top(other), at_top(&p)) {
+                    (true, _) => continue,
+                    (false, true) => {}
+                    (false, false) => bail!("two files named {name} in the source: {} and {}", other.display(), p.display()),
+                }
             }
+            files.insert(name, p.clone());
         }
     }
     Ok(())

@@ -19,9 +19,6 @@ pub struct Args {
     /// Backend the run will use (cpu, cuda, wgpu).
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// Folder holding the checkpoints (default: $DIPBENCH_CHECKPOINTS, else checkpoints/).
-    #[arg(long)]
-    checkpoints: Option<PathBuf>,
     /// The dataset folder (default: $DIPBENCH_DATA/<dataset>, else data/<dataset>).
     #[arg(long)]
     dataset: Option<PathBuf>,
@@ -34,7 +31,7 @@ pub fn run(a: Args) -> Result<i32> {
     }
     let exp = a.experiment.as_deref().map(Experiment::load).transpose()?;
     let out = a.out.clone().or_else(|| exp.as_ref().map(|e| Path::new("results").join(&e.header.name)));
-    let setup = Setup { device: a.device, checkpoints: dipbench::weights::checkpoint_dir(a.checkpoints.as_deref()), dataset: a.dataset, out };
+    let setup = Setup { device: a.device, checkpoints: dipbench::weights::checkpoint_dir(None), dataset: a.dataset, out };
     let findings = diagnose(exp.as_ref(), &setup);
     for f in &findings {
         say(f)?;

@@ -63,13 +63,18 @@ pub fn draw_text_scaled(canvas: &mut RgbImage, x: u32, y: u32, text: &str, scale
 /// Draws `text` within `max_width` pixels: doubled when it fits, else at the font's own size,
 /// else cut (ending in `~`).
 pub fn draw_text(canvas: &mut RgbImage, x: u32, y: u32, text: &str, max_width: u32, colour: Rgb<u8>) {
-    if text_width(text, SCALE) <= max_width {
+    if fitted_scale(text, max_width) == SCALE {
         return draw_text_scaled(canvas, x, y, text, SCALE, colour);
     }
     let fits = (max_width / 8) as usize;
     let chars: Vec<char> = text.chars().collect();
     let shown: String = if chars.len() > fits && fits > 0 { chars[..fits - 1].iter().copied().chain(['~']).collect() } else { text.to_string() };
     draw_text_scaled(canvas, x, y, &shown, 1, colour);
+}
+
+/// The scale [`draw_text`] uses for `text` within `max_width`: doubled when it fits, else 1.
+fn fitted_scale(text: &str, max_width: u32) -> u32 {
+    if text_width(text, SCALE) <= max_width { SCALE } else { 1 }
 }
 
 /// Text width in pixels at `scale`.
@@ -154,7 +159,7 @@ pub fn grids(exp: &Experiment, out: &Path, images: usize, dataset: Option<&Path>
                                 canvas.put_pixel(xx, yy, if hatch { Rgb([170, 170, 170]) } else { fill });
                             }
                         }
-                        let w = text_width(text, if text_width(text, SCALE) <= panel - 4 { SCALE } else { 1 }).min(panel - 4);
+                        let w = text_width(text, fitted_scale(text, panel - 4)).min(panel - 4);
                         draw_text(&mut canvas, x0 + (panel - w) / 2, y0 + panel / 2 - 4 * SCALE, text, panel - 4, INK);
                     }
                 }

@@ -109,45 +109,41 @@ fn clip8(acc: i64) -> u8 {
     (acc >> PRECISION_BITS).clamp(0, 255) as u8
 }
 
+/// One pass of a separable resize over a channels-last RGB buffer of `w × h` pixels: the axis
+/// (`horizontal` or vertical) becomes `n_out` pixels long, and output pixel i of a line, channel
+/// c, is `value(i, get)` where `get(j)` reads input pixel j of the same line and channel.
+fn pass<T: Copy, U>(src: &[T], (w, h): (usize, usize), horizontal: bool, n_out: usize, value: impl Fn(usize, &dyn Fn(usize) -> T) -> U) -> Vec<U> {
+    let (ow, oh) = if horizontal { (n_out, h) } else { (w, n_out) };
+    let mut out = Vec::with_capacity(ow * oh * 3);
+    for y in 0..oh {
+        for x in 0..ow {
+            for c in 0..3 {
+                out.push(if horizontal { value(x, &|j| src[(y * w + j) * 3 + c]) } else { value(y, &|j| src[(j * w + x) * 3 + c]) });
+            }
+        }
+    }
+    out
+}
+
 /// `img.resize((width, height), filter)` in Pillow, bit for bit: the horizontal pass (when the
 /// width changes) rounded to 8 bits, then the vertical pass (when the height changes).
 pub fn resize_u8(img: &RgbImage, width: u32, height: u32, filter: Filter) -> RgbImage {
-    let (w0, h0) = (img.width() as usize, img.height() as usize);
-    let (w1, h1) = (width as usize, height as usize);
     let half = 1i64 << (PRECISION_BITS - 1);
+    let (mut w, mut h) = (img.width() as usize, img.height() as usize);
     let mut cur: Vec<u8> = img.as_raw().clone();
-    let mut cur_w = w0;
-    if w1 != w0 {
-        let t = taps(w0, w1, filter);
-        let k = fixed(&t);
-        let mut out = vec![0u8; w1 * h0 * 3];
-        for y in 0..h0 {
-            let row = &cur[y * w0 * 3..(y + 1) * w0 * 3];
-            for x in 0..w1 {
-                for c in 0..3 {
-                    let acc = half + k[x].iter().enumerate().map(|(j, &kj)| i64::from(row[(t.first[x] + j) * 3 + c]) * kj).sum::<i64>();
-                    out[(y * w1 + x) * 3 + c] = clip8(acc);
-                }
-            }
+    for (horizontal, n_out) in [(true, width as usize), (false, height as usize)] {
+        let n_in = if horizontal { w } else { h };
+        if n_out == n_in {
+            continue;
         }
-        cur = out;
-        cur_w = w1;
-    }
-    if h1 != h0 {
-        let t = taps(h0, h1, filter);
+        let t = taps(n_in, n_out, filter);
         let k = fixed(&t);
-        let mut out = vec![0u8; cur_w * h1 * 3];
-        for y in 0..h1 {
-            for x in 0..cur_w {
-                for c in 0..3 {
-                    let acc = half + k[y].iter().enumerate().map(|(j, &kj)| i64::from(cur[((t.first[y] + j) * cur_w + x) * 3 + c]) * kj).sum::<i64>();
-                    out[(y * cur_w + x) * 3 + c] = clip8(acc);
-                }
-            }
-        }
-        cur = out;
+        cur = pass(&cur, (w, h), horizontal, n_out, |i, get| {
+            clip8(half + k[i].iter().enumerate().map(|(j, &kj)| i64::from(get(t.first[i] + j)) * kj).sum::<i64>())
+        });
+        if horizontal { w = n_out } else { h = n_out }
     }
-    RgbImage::from_raw(cur_w as u32, if h1 != h0 { h1 } else { h0 } as u32, cur).expect("buffer of the resized size")
+    RgbImage::from_raw(w as u32, h as u32, cur).expect("buffer of the resized size")
 }
 
 /// A float image, channels last (`h × w × 3`), values in whatever range the caller uses.
@@ -171,33 +167,18 @@ impl FloatImage {
 /// torchvision `Resize` of a float tensor with `antialias=True`: the taps of [`resize_u8`]
 /// applied in floating point, horizontal then vertical, without rounding.
 pub fn resize_f32(img: &FloatImage, width: usize, height: usize, filter: Filter) -> FloatImage {
-    let (w0, h0) = (img.width, img.height);
+    let (mut w, mut h) = (img.width, img.height);
     let mut cur = img.data.clone();
-    if width != w0 {
-        let t = taps(w0, width, filter);
-        let mut out = vec![0.0; width * h0 * 3];
-        for y in 0..h0 {
-            for x in 0..width {
-                for c in 0..3 {
-                    out[(y * width + x) * 3 + c] = t.weights[x].iter().enumerate().map(|(j, &kj)| cur[(y * w0 + t.first[x] + j) * 3 + c] * kj).sum();
-                }
-            }
+    for (horizontal, n_out) in [(true, width), (false, height)] {
+        let n_in = if horizontal { w } else { h };
+        if n_out == n_in {
+            continue;
         }
-        cur = out;
+        let t = taps(n_in, n_out, filter);
+        cur = pass(&cur, (w, h), horizontal, n_out, |i, get| t.weights[i].iter().enumerate().map(|(j, &kj)| get(t.first[i] + j) * kj).sum::<f64>());
+        if horizontal { w = n_out } else { h = n_out }
     }
-    if height != h0 {
-        let t = taps(h0, height, filter);
-        let mut out = vec![0.0; width * height * 3];
-        for y in 0..height {
-            for x in 0..width {
-                for c in 0..3 {
-                    out[(y * width + x) * 3 + c] = t.weights[y].iter().enumerate().map(|(j, &kj)| cur[((t.first[y] + j) * width + x) * 3 + c] * kj).sum();
-                }
-            }
-        }
-        cur = out;
-    }
-    FloatImage { width, height, data: cur }
+    FloatImage { width: w, height: h, data: cur }
 }
 
 /// torchvision `Resize(side)` with one size: the short side becomes `side`, the long side

@@ -118,6 +118,11 @@ fn host<B: Backend>(t: Tensor<B, 2>) -> Vec<f32> {
     t.into_data().convert::<f32>().to_vec::<f32>().expect("float tensor")
 }
 
+/// Row indices as an index tensor (for `select`).
+fn indices<B: Backend>(a: &[usize], dev: &B::Device) -> Tensor<B, 1, Int> {
+    Tensor::from_data(TensorData::new(a.iter().map(|&i| i as i64).collect::<Vec<_>>(), [a.len()]), dev)
+}
+
 fn tensor<B: Backend>(v: Vec<f32>, rows: usize, cols: usize, dev: &B::Device) -> Tensor<B, 2> {
     Tensor::from_data(TensorData::new(v, [rows, cols]), dev)
 }
@@ -248,7 +253,7 @@ impl Mcgdiff {
                     let eps = problem.prior.eps(x.clone(), t);
                     let m = x.clone().mul_scalar(c_s) + eps.mul_scalar(c_e);
                     let a = resample(&logw, c.particles, ancestors, rng);
-                    let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(a.iter().map(|&i| i as i64).collect::<Vec<_>>(), [n]), &dev);
+                    let idx = indices::<B>(&a, &dev);
                     let (x_a, m_a) = (x.select(0, idx.clone()), m.select(0, idx));
                     let z = rng.normal::<B>(d, &dev);
                     let (xb, mb, zb) = (host(svd.vt(x_a)), host(svd.vt(m_a.clone())), host(svd.vt(z.clone())));
@@ -325,7 +330,7 @@ impl Mcgdiff {
                         })
                         .collect();
                     let a = resample(&logw, c.particles, ancestors, rng);
-                    let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(a.iter().map(|&i| i as i64).collect::<Vec<_>>(), [n]), &dev);
+                    let idx = indices::<B>(&a, &dev);
                     let m_a = m.select(0, idx);
                     let z = rng.normal::<B>(d, &dev);
                     let (ma_b, zb) = (host(svd.vt(m_a.clone())), host(svd.vt(z.clone())));
@@ -403,8 +408,7 @@ impl<B: NnAutodiffBackend> Sampler<B> for Mcgdiff {
             McgdiffVersion::Package => {
                 // Each cloud resampled by its final weights.
                 let a = resample(&run.log_weights, self.0.particles, &mut Ancestors::Draw, rng);
-                let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(a.iter().map(|&i| i as i64).collect::<Vec<_>>(), [a.len()]), &problem.device());
-                Ok(run.x.select(0, idx))
+                Ok(run.x.select(0, indices::<B>(&a, &problem.device())))
             }
         }
     }

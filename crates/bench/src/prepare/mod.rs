@@ -226,13 +226,8 @@ pub fn check(name: &str, entry: &DatasetEntry, folder: &Path, side: usize) -> Re
     check_first(name, entry, folder, entry.count.unwrap_or(0), side)
 }
 
-/// [`check`] of the first `n` images only (what an experiment with `images = n` reads).
+/// [`check`] of the first `n` images only (what an experiment with `images = n` reads): the
+/// run's own loading ([`datasets::load`]), images discarded.
 pub fn check_first(name: &str, entry: &DatasetEntry, folder: &Path, n: usize, side: usize) -> Result<usize> {
-    let files = datasets::files(name, entry, folder, n)?;
-    datasets::verify_digests(name, entry, folder, &files)?;
-    let preprocess = entry.preprocess.as_deref().unwrap_or("none");
-    for f in &files {
-        datasets::read_image(f, preprocess, side).with_context(|| format!("dataset `{name}`"))?;
-    }
-    Ok(files.len())
+    Ok(datasets::load(name, entry, Some(folder), n, side)?.len())
 }

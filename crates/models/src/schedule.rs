@@ -88,6 +88,23 @@ impl VpSchedule {
         &self.alpha_bar
     }
 
+    /// The levels ᾱ′ of a respaced chain that keeps the steps `kept` (ascending) of this
+    /// schedule, as guided-diffusion's `SpacedDiffusion` builds them: β′_j = 1 − ᾱ_{kept_j}/ᾱ_{kept_{j−1}}
+    /// (ᾱ before the first kept step taken as 1), then ᾱ′ = cumprod(1 − β′), all in f64. Equal to
+    /// ᾱ[kept] up to the rounding of that round trip, which the reference keeps.
+    pub fn respaced_alpha_bars(&self, kept: &[usize]) -> Vec<f64> {
+        let mut last = 1.0;
+        let mut acc = 1.0;
+        kept.iter()
+            .map(|&t| {
+                let beta = 1.0 - self.alpha_bar[t] / last;
+                last = self.alpha_bar[t];
+                acc *= 1.0 - beta;
+                acc
+            })
+            .collect()
+    }
+
     /// VE noise level σ_t = √((1−ᾱ_t)/ᾱ_t) of step t.
     pub fn sigma(&self, t: usize) -> f64 {
         ve_sigma(self.alpha_bar[t])
@@ -200,6 +217,22 @@ pub fn karras_grid(sigma_max: f64, sigma_min: f64, n: usize, rho: f64) -> Vec<f6
     linspace(0.0, 1.0, n).into_iter().map(|r| (a + r * (b - a)).powf(rho)).collect()
 }
 
+/// guided-diffusion's `space_timesteps(num_timesteps, [count])` (one section): `count` steps of
+/// 0 … num_timesteps−1 at the fractional stride (num_timesteps − 1)/(count − 1), accumulated by
+/// repeated f64 addition and rounded half to even (Python's `round`), ascending. `count` ≤ 1
+/// keeps step 0 only.
+pub fn space_timesteps(num_timesteps: usize, count: usize) -> Vec<usize> {
+    let stride = if count <= 1 { 1.0 } else { (num_timesteps as f64 - 1.0) / (count as f64 - 1.0) };
+    let mut cur = 0.0f64;
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count.max(1) {
+        out.push(cur.round_ties_even() as usize);
+        cur += stride;
+    }
+    out.dedup();
+    out
+}
+
 /// n evenly spaced values from `start` to `end` inclusive (numpy/torch `linspace`).
 pub fn linspace(start: f64, end: f64, n: usize) -> Vec<f64> {
     match n {
@@ -215,6 +248,20 @@ pub fn linspace(start: f64, end: f64, n: usize) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn respacing_follows_guided_diffusion() {
+        // space_timesteps(1000, [6]) = {0, 200, 400, 599, 799, 999}: stride 199.8 summed, 599.4 → 599.
+        assert_eq!(space_timesteps(1000, 6), vec![0, 200, 400, 599, 799, 999]);
+        assert_eq!(space_timesteps(400, 4), vec![0, 133, 266, 399]);
+        assert_eq!(space_timesteps(2, 2), vec![0, 1]);
+        assert_eq!(space_timesteps(1000, 1000), (0..1000).collect::<Vec<_>>());
+        let s = VpSchedule::linear(1e-4, 0.02, 1000);
+        let kept = space_timesteps(1000, 6);
+        for (a, &t) in s.respaced_alpha_bars(&kept).iter().zip(&kept) {
+            assert!((a / s.alpha_bar(t) - 1.0).abs() < 1e-13, "ᾱ′ at {t}: {a} vs {}", s.alpha_bar(t));
+        }
+    }
 
     #[test]
     fn linear_schedule_matches_ddpm_end_value() {

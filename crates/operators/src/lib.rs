@@ -23,4 +23,4 @@ pub mod operator;
 pub use dense::DenseOperator;
 pub use error::OperatorError;
 pub use noise::{GaussianNoise, PoissonNoise, SampleRng, derive_seed};
-pub use operator::{FourierMagnitude, LinearOperator, Operator, SvdView};
+pub use operator::{FourierMagnitude, LinearOperator, Operator, SvdView, WholeV};

@@ -90,6 +90,12 @@ pub trait LinearOperator<B: Backend>: Operator<B> {
         Ok(svd.v(scale_columns(svd.ut(y), &inv)))
     }
 
+    /// For a masking operator (A = diag(m), m ∈ {0, 1}, y of the input's shape): the mask as a
+    /// `[1, d]` row. Samplers with a separate inpainting path (FPS-SMC) take it. `None` otherwise.
+    fn mask_row(&self) -> Option<Tensor<B, 2>> {
+        None
+    }
+
     /// Euclidean projection of x onto {x : A·x = y}: x + A⁺(y − A·x).
     fn project(&self, x: Tensor<B, 2>, y: Tensor<B, 2>) -> Result<Tensor<B, 2>, OperatorError> {
         let r = y - self.forward(x.clone());
@@ -122,6 +128,23 @@ pub trait SvdView<B: Backend>: Send + Sync {
     fn null_part(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         x.clone() - self.v(self.vt(x))
     }
+
+    /// The whole orthonormal V, for operators that hold one (DDRM's block average). FPS-SMC's
+    /// proposal applies V to a normal vector directly, so replaying a reference run needs that
+    /// very basis. `None` by default.
+    fn whole_v(&self) -> Option<&dyn WholeV<B>> {
+        None
+    }
+}
+
+/// A whole d×d orthonormal V of an [`SvdView`]: the r range coordinates of [`SvdView::vt`] first,
+/// then the d − r null-space coordinates in the operator's own basis.
+pub trait WholeV<B: Backend>: Send + Sync {
+    /// V·c: `[n, d]` → `[n, d]`.
+    fn v_full(&self, coords: Tensor<B, 2>) -> Tensor<B, 2>;
+
+    /// Vᵀ·x: `[n, d]` → `[n, d]`.
+    fn vt_full(&self, x: Tensor<B, 2>) -> Tensor<B, 2>;
 }
 
 /// Multiplies column j of a `[n, r]` tensor by `scale[j]`.

@@ -6,7 +6,8 @@
 //! Gaussian-mixture benchmark and on image priors. A sampler is a pure function of
 //! (prior, operator, y, config, seeded RNG) → samples: no I/O, no globals.
 //!
-//! Samplers: [`dps`], [`mcg`] (also Score-SDE/ILVR projection), [`daps`], [`ddrm`], [`ddnm`], [`mcgdiff`] (particles),
+//! Samplers: [`dps`], [`mcg`] (also Score-SDE/ILVR projection), [`daps`], [`ddrm`], [`ddnm`], [`mcgdiff`] and [`fps`]
+//! (FPS-SMC; particles), [`dcdp`] (data consistency + diffusion purification),
 //! [`pigdm`] (ΠGDM), [`diffpir`], [`reddiff`] (RED-diff), the optimisation baselines
 //! [`classical`] (PnP-ADMM, ADMM-TV), the phase-retrieval baselines [`fienup`] (ER, HIO, OSS),
 //! and [`exact`] (the reference row). The catalog below — [`SamplerConfig`], its presets and [`SamplerConfig::build`] — is the one
@@ -17,6 +18,7 @@
 pub mod classical;
 pub mod common;
 pub mod daps;
+pub mod dcdp;
 pub mod ddnm;
 pub mod ddrm;
 pub mod diffpir;
@@ -24,6 +26,7 @@ pub mod dps;
 pub mod error;
 pub mod exact;
 pub mod fienup;
+pub mod fps;
 pub mod grid;
 pub mod mcg;
 pub mod mcgdiff;
@@ -33,12 +36,14 @@ pub mod transition;
 
 use crate::classical::{AdmmTv, AdmmTvConfig, PnpAdmm, PnpAdmmConfig};
 use crate::daps::{Daps, DapsConfig};
+use crate::dcdp::{Dcdp, DcdpConfig};
 use crate::ddnm::{Ddnm, DdnmConfig};
 use crate::ddrm::{Ddrm, DdrmConfig};
 use crate::diffpir::{Diffpir, DiffpirConfig};
 use crate::dps::{Dps, DpsConfig, Likelihood};
 use crate::exact::Exact;
 use crate::fienup::{Fienup, FienupAlgorithm, FienupConfig};
+use crate::fps::{FpsConfig, FpsSmc};
 use crate::mcg::{Mcg, McgConfig};
 use crate::mcgdiff::{Mcgdiff, McgdiffConfig};
 use crate::pigdm::{Pigdm, PigdmConfig};
@@ -125,6 +130,10 @@ pub enum SamplerConfig {
     Ddrm(DdrmConfig),
     /// [`Mcgdiff`].
     Mcgdiff(McgdiffConfig),
+    /// [`FpsSmc`].
+    FpsSmc(FpsConfig),
+    /// [`Dcdp`].
+    Dcdp(DcdpConfig),
     /// [`Daps`].
     Daps(DapsConfig),
     /// [`Mcg`].
@@ -151,7 +160,7 @@ pub enum SamplerConfig {
 
 /// The sampler names accepted by `sampler = "…"`.
 pub const SAMPLER_KINDS: &[&str] =
-    &["exact", "dps", "ddrm", "mcgdiff", "daps", "mcg", "pigdm", "diffpir", "reddiff", "ddnm", "pnp-admm", "admm-tv", "er", "hio", "oss"];
+    &["exact", "dps", "ddrm", "mcgdiff", "fps-smc", "dcdp", "daps", "mcg", "pigdm", "diffpir", "reddiff", "ddnm", "pnp-admm", "admm-tv", "er", "hio", "oss"];
 
 /// What a task-dependent preset needs to know: the task (`sr4`, `inpaint_box`, …, as
 /// `dipbench_operators::image::Task::by_name`), the dataset (`ffhq…`, `imagenet…`) and the
@@ -176,6 +185,8 @@ pub const PRESETS: &[(&str, &str)] = &[
     ("daps", "gmm, daps-1k, daps-4k, daps-legacy"),
     ("ddrm", "gmm, paper"),
     ("mcgdiff", "gmm, package"),
+    ("fps-smc", "repo"),
+    ("dcdp", "repo, repo-default"),
     ("ddnm", "gmm, paper"),
     ("pigdm", "gmm, paper"),
     ("diffpir", "gmm, paper"),
@@ -239,6 +250,15 @@ impl SamplerConfig {
             ("ddrm", "paper") => Self::Ddrm(DdrmConfig::paper()),
             ("mcgdiff", "gmm") => Self::Mcgdiff(McgdiffConfig::gmm()),
             ("mcgdiff", "package") => Self::Mcgdiff(McgdiffConfig::package()),
+            ("fps-smc", "repo") => Self::FpsSmc(context.map_or_else(FpsConfig::repo, |c| FpsConfig::for_task(c.task))),
+            ("dcdp", "repo-default") => Self::Dcdp(DcdpConfig::repo_default()),
+            ("dcdp", "repo") => {
+                let t = task()?;
+                Self::Dcdp(
+                    DcdpConfig::repo(t)
+                        .ok_or_else(|| err("preset", format!("the DCDP code has no configuration for task `{t}` (preset `repo-default` is its SR one)")))?,
+                )
+            }
             ("ddnm", "gmm") => Self::Ddnm(DdnmConfig::gmm()),
             ("ddnm", "paper") => Self::Ddnm(DdnmConfig::paper()),
             ("pigdm", "gmm") => Self::Pigdm(PigdmConfig::gmm()),
@@ -271,6 +291,8 @@ impl SamplerConfig {
             Self::Dps(_) => "dps",
             Self::Ddrm(_) => "ddrm",
             Self::Mcgdiff(_) => "mcgdiff",
+            Self::FpsSmc(_) => "fps-smc",
+            Self::Dcdp(_) => "dcdp",
             Self::Daps(_) => "daps",
             Self::Mcg(_) => "mcg",
             Self::Pigdm(_) => "pigdm",
@@ -327,9 +349,10 @@ impl SamplerConfig {
         })
     }
 
-    /// Applies an experiment's step budget: the grid size of the discrete samplers, DAPS's
-    /// annealing levels, RED-diff's Adam steps; and its η to the samplers that take one (DPS,
-    /// MCG, ΠGDM, MCGdiff). DDRM keeps its own η's (the GMM script does too).
+    /// Applies an experiment's step budget: the grid size of the discrete samplers (FPS-SMC's
+    /// respaced chain), DAPS's annealing levels, RED-diff's Adam steps; and its η to the samplers
+    /// that take one (DPS, MCG, ΠGDM, MCGdiff). DDRM keeps its own η's (the GMM script does too);
+    /// DCDP's budget is its rounds and purification steps, set by name.
     pub fn set_budget(&mut self, steps: usize, eta: f64) {
         match self {
             Self::Exact => {}
@@ -338,6 +361,8 @@ impl SamplerConfig {
             Self::Pigdm(c) => (c.steps, c.eta) = (steps, eta),
             Self::Ddrm(c) => c.steps = steps,
             Self::Mcgdiff(c) => (c.steps, c.eta) = (steps, eta),
+            Self::FpsSmc(c) => c.steps = steps,
+            Self::Dcdp(_) => {}
             Self::Diffpir(c) => c.steps = steps,
             Self::Reddiff(c) => c.steps = steps,
             Self::Daps(c) => c.annealing_steps = steps,
@@ -358,6 +383,8 @@ impl SamplerConfig {
             Self::Dps(c) => Box::new(Dps(c.clone())),
             Self::Ddrm(c) => Box::new(Ddrm(c.clone())),
             Self::Mcgdiff(c) => Box::new(Mcgdiff(c.clone())),
+            Self::FpsSmc(c) => Box::new(FpsSmc(c.clone())),
+            Self::Dcdp(c) => Box::new(Dcdp(c.clone())),
             Self::Daps(c) => Box::new(Daps(c.clone())),
             Self::Mcg(c) => Box::new(Mcg(c.clone())),
             Self::Pigdm(c) => Box::new(Pigdm(c.clone())),

@@ -105,11 +105,6 @@ impl<B: Backend> InpaintOperator<B> {
     pub fn mask(&self) -> &Mask {
         &self.mask
     }
-
-    /// The mask as a `[1, c·h·w]` 0/1 row.
-    pub fn mask_row(&self) -> Tensor<B, 2> {
-        self.row.clone()
-    }
 }
 
 impl<B: Backend> Operator<B> for InpaintOperator<B> {
@@ -145,6 +140,10 @@ impl<B: Backend> LinearOperator<B> for InpaintOperator<B> {
 
     fn svd(&self) -> Option<&dyn SvdView<B>> {
         Some(self)
+    }
+
+    fn mask_row(&self) -> Option<Tensor<B, 2>> {
+        Some(self.row.clone())
     }
 
     /// A⁺ = A for a mask.

@@ -2,6 +2,7 @@
 //! flattened `[c, h, w]` images in [−1, 1].
 
 pub mod bkse;
+pub mod block;
 pub mod blur;
 pub mod inpaint;
 pub mod motion;
@@ -10,6 +11,7 @@ pub mod resizer;
 pub mod separable;
 pub mod tasks;
 
+pub use block::BlockAverage;
 pub use blur::ConvOperator;
 pub use inpaint::{InpaintOperator, Mask};
 pub use phase::{Hdr, PhaseRetrieval, PhaseVariant};

@@ -116,6 +116,9 @@ const IMAGE_SAMPLERS: &[(&str, &str, &str, &str)] = &[
     ("daps", "daps-1k", "annealing_steps = 3\node_steps = 1\nlangevin_steps = 2", "sr4"),
     ("pnp-admm", "default", "iterations = 3", "sr4"),
     ("admm-tv", "default", "iterations = 5", "sr4"),
+    ("fps-smc", "repo", "particles = 3\nsteps = 4", "sr4"),
+    ("fps-smc", "repo", "particles = 3\nsteps = 4", "inpaint_random"),
+    ("dcdp", "repo", "rounds = 2\ncsgm_steps = 3\nddim_steps = 2", "sr4"),
     ("er", "default", "iterations = 10", "phase_retrieval"),
     ("hio", "default", "iterations = 10", "phase_retrieval"),
     ("oss", "default", "iterations = 10", "phase_retrieval"),
@@ -177,8 +180,9 @@ fn image_samplers_are_seeded_and_batch_invariant() {
 /// tape; `Sampler::differentiates_prior`): the samples are the taped ones. Not always bit for
 /// bit: the autodiff backend composes a few element-wise functions (the mixture's soft-max
 /// weights) from primitives where the CPU backend has one kernel, which moves the last float32
-/// bit (measured ≤ 1e-7 relative on the mixture, 0 on the UNet); a prior evaluated wrongly would
-/// move the samples at the 1e-1 level, so 1e-5 separates the two.
+/// bit (measured ≤ 1e-7 relative on the mixture; on the UNet 0, except FPS-SMC at 1.3e-5, whose
+/// proposal mean multiplies last-bit differences by κ = 1/ex_t ~ 10⁵ before shrinking them again);
+/// a prior evaluated wrongly would move the samples at the 1e-1 level, so 1e-4 separates the two.
 #[test]
 fn tape_free_prior_gives_the_taped_samples() {
     let close = |a: Vec<f32>, b: Vec<f32>, what: String| {
@@ -208,7 +212,7 @@ fn tape_free_prior_gives_the_taped_samples() {
         }
     }
     println!("tape-free = taped for {checked:?}");
-    for kind in ["daps", "ddrm", "ddnm", "diffpir", "pnp-admm"] {
+    for kind in ["daps", "ddrm", "ddnm", "diffpir", "pnp-admm", "fps-smc", "dcdp"] {
         assert!(checked.contains(&kind), "{kind} was not checked: {checked:?}");
     }
 }

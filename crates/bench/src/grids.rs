@@ -15,7 +15,7 @@ use image::{Rgb, RgbImage, imageops};
 
 use crate::benchmarks::image::{ImageBenchmark, ImageRow, load_images};
 use crate::experiment::slug;
-use crate::experiment::{Experiment, Kind};
+use crate::experiment::{Experiment, ImageExperiment, Kind};
 
 fn to_rgb(chw: &[f32], side: usize) -> RgbImage {
     let n = side * side;
@@ -90,6 +90,8 @@ enum Cell {
     CannotRun,
     /// No result yet.
     NotRun,
+    /// The experiment leaves this task out for the method (its key `tasks`).
+    LeftOut,
 }
 
 const BACKGROUND: Rgb<u8> = Rgb([255, 255, 255]);
@@ -149,13 +151,16 @@ pub fn grids(exp: &Experiment, out: &Path, images: usize, dataset: Option<&Path>
                         imageops::replace(&mut canvas, &scaled, i64::from(x0), i64::from(y0));
                         draw_text(&mut canvas, x0 + 2, y0 + panel + 3, &cap, panel - 4, MUTED);
                     }
-                    Cell::CannotRun | Cell::NotRun => {
-                        let (fill, text) =
-                            if matches!(cell, Cell::CannotRun) { (Rgb([215, 215, 215]), "cannot run") } else { (Rgb([240, 240, 240]), "not run yet") };
+                    Cell::CannotRun | Cell::NotRun | Cell::LeftOut => {
+                        let (fill, text) = match cell {
+                            Cell::CannotRun => (Rgb([215, 215, 215]), "cannot run"),
+                            Cell::LeftOut => (Rgb([215, 215, 215]), "not in experiment"),
+                            _ => (Rgb([240, 240, 240]), "not run yet"),
+                        };
                         for yy in y0..y0 + panel {
                             for xx in x0..x0 + panel {
                                 // Diagonal hatching marks the cell as empty on purpose.
-                                let hatch = (xx + yy) % 16 < 2 && matches!(cell, Cell::CannotRun);
+                                let hatch = (xx + yy) % 16 < 2 && !matches!(cell, Cell::NotRun);
                                 canvas.put_pixel(xx, yy, if hatch { Rgb([170, 170, 170]) } else { fill });
                             }
                         }
@@ -177,6 +182,7 @@ pub fn grids(exp: &Experiment, out: &Path, images: usize, dataset: Option<&Path>
                         Ok(i) => Cell::Image(i.to_rgb8(), caption(r)),
                         Err(_) => Cell::NotRun,
                     },
+                    None if !ImageExperiment::method_runs(&exp.methods[c], *task) => Cell::LeftOut,
                     None => Cell::NotRun,
                 };
                 put(2 + c as u32, cell);

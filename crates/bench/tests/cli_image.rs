@@ -304,6 +304,57 @@ fn killed_and_sharded_sweeps_give_the_uninterrupted_table() {
     }
 }
 
+/// `tasks = [...]` leaves the other tasks out for that method: no jobs, "–" in the table with
+/// the reason; a task outside `image.tasks` is refused naming the key.
+#[test]
+fn a_method_limited_to_some_tasks_runs_only_those() {
+    let dir = temp_dir("method-tasks");
+    let text = r#"
+[experiment]
+name = "limited"
+benchmark = "image"
+seed = 3
+
+[image]
+dataset = "synthetic"
+images = 2
+side = 32
+model = "tiny32"
+tasks = ["sr4", "inpaint_box"]
+metrics = ["psnr"]
+
+[[method]]
+label = "DDRM"
+sampler = "ddrm"
+preset = "paper"
+steps = 3
+tasks = ["sr4"]
+
+[[method]]
+label = "DDNM"
+sampler = "ddnm"
+preset = "paper"
+steps = 3
+"#;
+    let exp = dir.join("limited.toml");
+    std::fs::write(&exp, text).unwrap();
+    let out = dir.join("out");
+    let md = ok(&dipbench(&["run", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--no-progress"]));
+    let rows = read(&out.join("rows.csv"));
+    assert_eq!(rows.lines().filter(|l| l.starts_with("sr4,DDRM,")).count(), 2, "{rows}");
+    assert_eq!(rows.lines().filter(|l| l.starts_with("inpaint_box,DDRM,")).count(), 0, "{rows}");
+    assert_eq!(rows.lines().filter(|l| l.starts_with("inpaint_box,DDNM,")).count(), 2, "{rows}");
+    assert!(md.contains("DDRM on inpaint_box: not in this experiment: the method runs sr4 only"), "{md}");
+    let table = read(&out.join("table.csv"));
+    let cell = table.lines().find(|l| l.starts_with("inpaint_box,DDRM,psnr,")).expect("a cell for the left-out task");
+    assert!(cell.contains("not in this experiment"), "{cell}");
+
+    std::fs::write(&exp, text.replace("tasks = [\"sr4\"]", "tasks = [\"sr4\", \"hdr\"]")).unwrap();
+    let bad = dipbench(&["run", exp.to_str().unwrap(), "--out", dir.join("bad").to_str().unwrap(), "--no-progress"]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("`tasks`") && err.contains("hdr") && err.contains("DDRM"), "{err}");
+}
+
 #[test]
 fn every_experiment_file_validates() {
     let dir = repo_file("experiments");

@@ -120,6 +120,9 @@ impl GmmExperiment {
                     bail!("method `{}`: key `{key}` is set by the budgets of `gmm.budgets` in a GMM experiment; remove it", m.label);
                 }
             }
+            if !m.tasks.is_empty() {
+                bail!("method `{}`: key `tasks` is for image experiments", m.label);
+            }
             if !m.per_task.is_empty() {
                 bail!("method `{}`: key `per_task` is for image experiments", m.label);
             }

@@ -169,7 +169,7 @@ pub struct ImageExperiment {
     pub grid: ImageGrid,
     /// The UNet configuration of `grid.model`.
     pub model: UnetConfig,
-    /// Each (task, method index)'s resolved sampler configuration.
+    /// Each (task, method index)'s resolved sampler configuration, for the tasks the method runs.
     pub configs: BTreeMap<(TaskName, usize), SamplerConfig>,
 }
 
@@ -233,20 +233,29 @@ impl ImageExperiment {
             if let Some(other) = slugs.insert(slug, &m.label) {
                 bail!("method labels `{other}` and `{}` name the same results folder; rename one", m.label);
             }
-            for t in m.per_task.keys() {
-                let name: TaskName = t.parse().with_context(|| format!("method `{}`: key `per_task.{t}`", m.label))?;
+            for t in m.per_task.keys().chain(&m.tasks) {
+                let key = if m.tasks.contains(t) { "tasks" } else { "per_task" };
+                let name: TaskName = t.parse().with_context(|| format!("method `{}`: key `{key}`: `{t}`", m.label))?;
                 if !tasks.contains(&name) {
-                    bail!("method `{}`: key `per_task.{t}` names a task the experiment does not run", m.label);
+                    bail!("method `{}`: key `{key}` names task `{t}`, which the experiment does not run (`image.tasks`)", m.label);
                 }
             }
+            super::check_distinct(&format!("method `{}`: key `tasks`", m.label), &m.tasks)?;
         }
         let mut configs = BTreeMap::new();
         for &task in &grid.tasks {
             for (i, m) in methods.iter().enumerate() {
-                configs.insert((task, i), Self::resolve(&grid, m, task)?);
+                if Self::method_runs(m, task) {
+                    configs.insert((task, i), Self::resolve(&grid, m, task)?);
+                }
             }
         }
         Ok(Self { grid, model, configs })
+    }
+
+    /// Whether `method` runs `task` (its `tasks` list is empty or names it).
+    pub fn method_runs(method: &Method, task: TaskName) -> bool {
+        method.tasks.is_empty() || method.tasks.iter().any(|t| t.parse::<TaskName>().ok() == Some(task))
     }
 
     /// The resolved configuration of `method` on `task` (preset for the task + overrides;

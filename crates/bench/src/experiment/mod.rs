@@ -96,6 +96,10 @@ pub struct Method {
     /// after the method's own.
     #[serde(default)]
     pub per_task: std::collections::BTreeMap<String, toml::Table>,
+    /// Image benchmark: the tasks of `image.tasks` this method runs (empty: all). The others
+    /// show "–" with the reason, as the papers' tables leave a method out of some tasks.
+    #[serde(default)]
+    pub tasks: Vec<String>,
     /// Overrides of the preset's fields.
     #[serde(flatten)]
     pub settings: toml::Table,

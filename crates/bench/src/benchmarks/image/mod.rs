@@ -400,7 +400,7 @@ impl Benchmark for ImageBenchmark<'_> {
     fn jobs(&self) -> Result<Vec<ImageJob>> {
         let mut out = vec![];
         for &task in &self.img.grid.tasks {
-            for (m, method) in self.exp.methods.iter().enumerate() {
+            for (m, method) in self.exp.methods.iter().enumerate().filter(|(_, method)| ImageExperiment::method_runs(method, task)) {
                 for (i, name) in self.names.iter().enumerate() {
                     out.push(ImageJob { task, method: m, label: method.label.clone(), image: i, image_name: name.clone() });
                 }

@@ -166,7 +166,12 @@ pub fn aggregate(v: &View<'_>, rows: &[ImageRow], paper: Option<&PaperNumbers>) 
     for task in &v.tasks {
         for m in &v.exp.methods {
             let mine: Vec<&ImageRow> = rows.iter().filter(|r| &r.task == task && r.method == m.label).collect();
-            let status = mine.iter().find(|r| r.status != "ok").map(|r| r.status.clone()).unwrap_or_else(|| "ok".into());
+            let left_out = task.parse().is_ok_and(|t| !crate::experiment::ImageExperiment::method_runs(m, t));
+            let status = if left_out {
+                format!("not in this experiment: the method runs {} only (its key `tasks`)", m.tasks.join(", "))
+            } else {
+                mine.iter().find(|r| r.status != "ok").map(|r| r.status.clone()).unwrap_or_else(|| "ok".into())
+            };
             let seconds = mine.iter().map(|r| r.seconds).sum::<f64>() / mine.len().max(1) as f64;
             let nfe = mine.first().map_or(0, |r| r.nfe);
             for metric in &v.metrics {

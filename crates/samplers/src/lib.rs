@@ -198,6 +198,23 @@ pub const PRESETS: &[(&str, &str)] = &[
     ("oss", "default"),
 ];
 
+/// Presets whose setting is an assumption where a paper's table used the method without saying
+/// how: (sampler, preset, what the preset assumes). Table captions print the line for every
+/// method that uses one.
+pub const ASSUMED_PRESETS: &[(&str, &str, &str)] = &[
+    (
+        "fps-smc",
+        "repo",
+        "the authors' code defaults (M = 5 particles, c = 0.95, 1000 steps, σ = 0.05) on this experiment's operators and masks; the DAPS paper does not state its FPS-SMC setting",
+    ),
+    (
+        "dcdp",
+        "repo",
+        "the authors' per-task configurations on this experiment's operators, masks and σ_y (the code has σ_y = 0 for SR, inpainting and the linear deblurs, and one fixed box); the DAPS paper does not state its DCDP setting",
+    ),
+    ("dcdp", "repo-default", "the authors' SR configuration, for a task the code has none for"),
+];
+
 impl SamplerConfig {
     /// The preset `preset` of sampler `kind` without a task (the `gmm` presets and every
     /// task-independent image preset).

@@ -338,9 +338,21 @@ pub fn caption(v: &View<'_>) -> String {
         Some(p) => format!(" Paper numbers in parentheses: {} table(s) {} on `{}`.", p.file.display(), p.tables.join(", "), p.dataset),
         None => String::new(),
     };
+    // Methods run with a preset that assumes what the paper does not say.
+    let assumed: String = e
+        .methods
+        .iter()
+        .filter_map(|m| {
+            let preset = m.preset.as_str();
+            dipbench_samplers::ASSUMED_PRESETS
+                .iter()
+                .find(|(s, p, _)| *s == m.sampler && *p == preset)
+                .map(|(s, p, what)| format!(" {} ({s}, preset `{p}`) assumes {what}.", m.label))
+        })
+        .collect();
     format!(
         "Protocol: {} images of {}×{} from `{}`; prior `{}` with {weights}; {} operator definitions; {noise}; \
-         metrics {} (skimage conventions on 8-bit images for psnr/ssim, piq on [0, 1] for the -piq variants); seed {}, random streams v{}.{runs}{paper}",
+         metrics {} (skimage conventions on 8-bit images for psnr/ssim, piq on [0, 1] for the -piq variants); seed {}, random streams v{}.{runs}{paper}{assumed}",
         g.images,
         g.side,
         g.side,

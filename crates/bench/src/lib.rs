@@ -28,6 +28,7 @@ pub mod digest;
 pub mod doctor;
 pub mod download;
 pub mod experiment;
+pub mod figures;
 pub mod grids;
 pub mod measure;
 pub mod network;

@@ -165,6 +165,62 @@ fn gmm_quick_matches_its_baseline_and_check_catches_a_planted_change() {
     assert!(!o.status.success() && text.contains("missing from"), "{text}");
 }
 
+/// `dipbench figures` draws the samples the table scored: recomputed from the job's seeds, each
+/// method's sliced W1 equals its row in `rows.csv`; one PNG per (d, d_y, budget) and replicate
+/// asked for, with the method's points drawn in every panel; `table` links them.
+#[test]
+fn figures_recompute_the_scored_samples_and_the_table_links_them() {
+    use dipbench::benchmarks::gmm::{job_problem, jobs, method_samples};
+    use dipbench::experiment::Kind;
+    let dir = temp_dir("figures");
+    let exp_path = tiny_experiment(&dir, "", "");
+    let out = dir.join("out");
+    let o = dipbench(&["run", exp_path.to_str().unwrap(), "--out", out.to_str().unwrap(), "--no-progress"], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let exp = dipbench::experiment::Experiment::load(&exp_path).unwrap();
+    let Kind::Gmm(gmm) = &exp.kind else { panic!("a GMM experiment") };
+    let job = jobs(&gmm.grid).into_iter().find(|j| j.d_y == 2 && j.replicate == 1).unwrap();
+    let problem = job_problem(&exp, gmm, &job).unwrap();
+    let rows = read(&out.join("rows.csv"));
+    let header: Vec<&str> = rows.lines().next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    for (i, m) in exp.methods.iter().enumerate() {
+        let s = method_samples::<burn::backend::Autodiff<burn::backend::Flex>>(&exp, gmm, &job, &problem, i, &Default::default()).unwrap();
+        let sw1 = dipbench_metrics::sliced_w1(&s.x, &problem.reference, job.d, exp.metric.projections, problem.metric_seed);
+        let row: Vec<&str> = rows
+            .lines()
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .find(|r| r[col("d_y")] == "2" && r[col("replicate")] == "1" && r[col("method")] == m.label)
+            .unwrap_or_else(|| panic!("no row for {}", m.label));
+        let want: f64 = row[col("sw1")].parse().unwrap();
+        assert!((sw1 - want).abs() <= 1e-12 * want.abs().max(1.0), "{}: recomputed SW1 {sw1} vs the table's {want}", m.label);
+    }
+
+    let o = dipbench(&["figures", exp_path.to_str().unwrap(), "--out", out.to_str().unwrap(), "--replicates", "1"], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for d_y in [1, 2] {
+        let png = out.join(format!("figures/d8-dy{d_y}-steps20-r001.png"));
+        let img = image::open(&png).unwrap_or_else(|e| panic!("{}: {e}", png.display())).to_rgb8();
+        // One 180-pixel column per method, each with the method's (blue) points.
+        assert!(img.width() >= 8 * 180, "{}", img.width());
+        for i in 0..8u32 {
+            let x0 = 10 + i * 190;
+            let blue = (x0..x0 + 180).flat_map(|x| (0..img.height()).map(move |y| (x, y))).filter(|&(x, y)| img.get_pixel(x, y).0 == [31, 90, 200]).count();
+            assert!(blue > 50, "d_y = {d_y}, method {i}: {blue} sample pixels");
+        }
+    }
+    assert!(!out.join("figures/d8-dy1-steps20-r000.png").exists(), "only the replicate asked for");
+    let o = dipbench(&["table", exp_path.to_str().unwrap(), "--out", out.to_str().unwrap()], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let md = read(&out.join("table.md"));
+    assert!(md.contains("## Figures") && md.contains("[r1](figures/d8-dy2-steps20-r001.png)"), "{md}");
+    // An image experiment is refused with the command to use instead.
+    let smoke = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/smoke.toml");
+    let o = dipbench(&["figures", smoke.to_str().unwrap(), "--out", dir.join("x").to_str().unwrap()], None);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("dipbench grid"), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 #[test]
 fn asking_for_more_devices_than_the_backend_has_is_an_error() {
     let dir = temp_dir("devices");

@@ -168,41 +168,93 @@ fn chunk_rows(d: usize) -> usize {
     ((1usize << 17) / d.max(1)).max(1)
 }
 
-/// Runs every method of `exp` on one job and returns its rows (in method order).
-pub fn run_job<B: NnAutodiffBackend>(exp: &Experiment, gmm: &GmmExperiment, job: &GmmJob, device: &B::Device) -> Result<Vec<GmmRow>> {
-    let g = &gmm.grid;
+/// One job's problem: the instance, the exact reference draws the methods are scored against,
+/// and the seeds of its named streams.
+pub struct JobProblem {
+    /// The instance.
+    pub instance: Instance,
+    /// `samples` exact posterior draws, row-major `[n, d]`.
+    pub reference: Vec<f64>,
+    /// The seed of the metrics' projection directions.
+    pub metric_seed: u64,
+    job_seed: u64,
+}
+
+impl JobProblem {
+    /// The seed of a named stream of the job.
+    fn sub(&self, purpose: &str) -> u64 {
+        derive_seed(&[&self.job_seed.to_string(), purpose])
+    }
+}
+
+/// Builds `job`'s problem from its seed (the same for the run and for `figures`).
+pub fn job_problem(exp: &Experiment, gmm: &GmmExperiment, job: &GmmJob) -> Result<JobProblem> {
     let seed_text = exp.header.seed.to_string();
     let (d_s, dy_s, steps_s, r_s) = (job.d.to_string(), job.d_y.to_string(), job.budget.steps.to_string(), job.replicate.to_string());
     let job_seed = derive_seed(&["gmm", &seed_text, &d_s, &dy_s, &steps_s, &r_s]);
     let sub = |purpose: &str| derive_seed(&[&job_seed.to_string(), purpose]);
+    let instance = instance(job.d, job.d_y, sub("problem")).with_context(|| format!("job {}", job.id()))?;
+    let reference = Exact(instance.posterior.clone()).draw(&mut SampleRng::new(sub("reference"), gmm.grid.samples), job.d);
+    Ok(JobProblem { instance, reference, metric_seed: sub("metric"), job_seed })
+}
 
-    let inst = instance(job.d, job.d_y, sub("problem")).with_context(|| format!("job {}", job.id()))?;
-    let n = g.samples;
-    let reference = Exact(inst.posterior.clone()).draw(&mut SampleRng::new(sub("reference"), n), job.d);
-    let schedule = VpSchedule::by_name(&g.schedule)?;
-    let prior = GaussianMixturePrior::<B>::new(inst.mixture.clone(), schedule.clone(), device);
-    let tape_free = TapeFree::new(GaussianMixturePrior::<B::InnerBackend>::new(inst.mixture.clone(), schedule, device));
+/// One method's samples on a job's problem.
+pub struct MethodSamples {
+    /// Row-major `[n, d]`.
+    pub x: Vec<f64>,
+    /// Wall time, seconds.
+    pub seconds: f64,
+    /// Denoiser evaluations per sample.
+    pub nfe: usize,
+    /// The sampler's name.
+    pub sampler: String,
+}
+
+/// Runs method `index` of `exp` on `problem` (its own stream of the job), as the benchmark does.
+pub fn method_samples<B: NnAutodiffBackend>(
+    exp: &Experiment,
+    gmm: &GmmExperiment,
+    job: &GmmJob,
+    problem: &JobProblem,
+    index: usize,
+    device: &B::Device,
+) -> Result<MethodSamples> {
+    let (method, inst) = (&exp.methods[index], &problem.instance);
+    let schedule = VpSchedule::by_name(&gmm.grid.schedule)?;
+    let mut cfg: SamplerConfig = gmm.configs[index].clone();
+    cfg.set_budget(job.budget.steps, job.budget.eta);
+    let sampler = cfg.build::<B>(Some(&inst.posterior)).with_context(|| format!("method `{}`", method.label))?;
+    let taped;
+    let tape_free;
+    let prior: &dyn Prior<B> = if sampler.differentiates_prior() {
+        taped = GaussianMixturePrior::<B>::new(inst.mixture.clone(), schedule, device);
+        &taped
+    } else {
+        tape_free = TapeFree::new(GaussianMixturePrior::<B::InnerBackend>::new(inst.mixture.clone(), schedule, device));
+        &tape_free
+    };
     let op = DenseOperator::<B>::new("mcgdiff-random", inst.a.clone(), device)?;
     let y_row: Vec<f32> = inst.y.iter().map(|v| *v as f32).collect();
     let y = Tensor::<B, 1>::from_floats(y_row.as_slice(), device).reshape([1, job.d_y]);
-    let metric_seed = sub("metric");
-    let config = fingerprint(exp, gmm, &job.budget);
+    let problem_n = Problem::shared(prior, &op, y, inst.sigma_y, gmm.grid.samples);
+    let start = Instant::now();
+    let x = sample_in_chunks(sampler.as_ref(), &problem_n, problem.sub(&format!("method/{}", method.label)), chunk_rows(job.d))
+        .with_context(|| format!("method `{}` on job {}", method.label, job.id()))?;
+    let x: Vec<f64> = x.into_data().convert::<f32>().to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?.into_iter().map(f64::from).collect();
+    Ok(MethodSamples { x, seconds: start.elapsed().as_secs_f64(), nfe: sampler.nfe(&problem_n)?, sampler: cfg.kind().into() })
+}
 
+/// Runs every method of `exp` on one job and returns its rows (in method order).
+pub fn run_job<B: NnAutodiffBackend>(exp: &Experiment, gmm: &GmmExperiment, job: &GmmJob, device: &B::Device) -> Result<Vec<GmmRow>> {
+    let problem = job_problem(exp, gmm, job)?;
+    let config = fingerprint(exp, gmm, &job.budget);
     let mut rows = Vec::with_capacity(exp.methods.len());
-    for (method, base) in exp.methods.iter().zip(&gmm.configs) {
-        let mut cfg: SamplerConfig = base.clone();
-        cfg.set_budget(job.budget.steps, job.budget.eta);
-        let sampler = cfg.build::<B>(Some(&inst.posterior)).with_context(|| format!("method `{}`", method.label))?;
-        let prior: &dyn Prior<B> = if sampler.differentiates_prior() { &prior } else { &tape_free };
-        let problem = Problem::shared(prior, &op, y.clone(), inst.sigma_y, n);
-        let start = Instant::now();
-        let x = sample_in_chunks(sampler.as_ref(), &problem, sub(&format!("method/{}", method.label)), chunk_rows(job.d))
-            .with_context(|| format!("method `{}` on job {}", method.label, job.id()))?;
-        let x: Vec<f64> = x.into_data().convert::<f32>().to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?.into_iter().map(f64::from).collect();
-        let seconds = start.elapsed().as_secs_f64();
-        let finite = x.iter().all(|v| v.is_finite());
+    for (index, method) in exp.methods.iter().enumerate() {
+        let m = method_samples::<B>(exp, gmm, job, &problem, index, device)?;
+        let finite = m.x.iter().all(|v| v.is_finite());
         let (sw1, max_sw2) = if finite {
-            (sliced_w1(&x, &reference, job.d, exp.metric.projections, metric_seed), max_sliced_w2(&x, &reference, job.d, exp.metric.projections, metric_seed))
+            let (x, r, k, seed) = (&m.x, &problem.reference, exp.metric.projections, problem.metric_seed);
+            (sliced_w1(x, r, job.d, k, seed), max_sliced_w2(x, r, job.d, k, seed))
         } else {
             tracing::warn!(method = %method.label, job = %job.id(), "non-finite samples; scored as NaN");
             (f64::NAN, f64::NAN)
@@ -215,13 +267,13 @@ pub fn run_job<B: NnAutodiffBackend>(exp: &Experiment, gmm: &GmmExperiment, job:
             eta: job.budget.eta,
             replicate: job.replicate,
             problem: job.problem_number,
-            sigma_y: inst.sigma_y,
+            sigma_y: problem.instance.sigma_y,
             method: method.label.clone(),
-            sampler: cfg.kind().into(),
-            nfe: sampler.nfe(&problem)?,
+            sampler: m.sampler,
+            nfe: m.nfe,
             sw1,
             max_sw2,
-            seconds,
+            seconds: m.seconds,
         });
     }
     Ok(rows)

@@ -145,9 +145,45 @@ pub fn write_all(exp: &Experiment, gmm: &GmmExperiment, rows: &[GmmRow], out: &P
     }
     w.flush()?;
 
-    let md = markdown(exp, gmm, &agg, &order, &machine::read(out)?);
+    let mut md = markdown(exp, gmm, &agg, &order, &machine::read(out)?);
+    md.push_str(&figure_links(gmm, out));
     std::fs::write(out.join("table.md"), &md).context("cannot write table.md")?;
     Ok(md)
+}
+
+/// Links to the figures `dipbench figures` wrote into `out` (one row per (d, d_y), one column per
+/// budget, each replicate drawn), or nothing when there are none.
+fn figure_links(gmm: &GmmExperiment, out: &Path) -> String {
+    let jobs: Vec<super::GmmJob> = super::jobs(&gmm.grid).into_iter().filter(|j| out.join(crate::figures::figure_path(j)).is_file()).collect();
+    if jobs.is_empty() {
+        return String::new();
+    }
+    let g = &gmm.grid;
+    let mut s = String::from(
+        "\n## Figures\n\nEach method's samples against the exact posterior's on (x₁, x₂) and on A's leading right-singular \
+         direction (`dipbench figures`; the samples the table scored).\n\n| d | d_y |",
+    );
+    for b in &g.budgets {
+        let _ = write!(s, " {} steps |", b.steps);
+    }
+    s.push_str("\n|---|---|");
+    s.push_str(&"---|".repeat(g.budgets.len()));
+    s.push('\n');
+    for &d in &g.dims {
+        for &d_y in &g.obs_dims {
+            let _ = write!(s, "| {d} | {d_y} |");
+            for b in &g.budgets {
+                let links: Vec<String> = jobs
+                    .iter()
+                    .filter(|j| j.d == d && j.d_y == d_y && j.budget == *b)
+                    .map(|j| format!("[r{}]({})", j.replicate, crate::figures::figure_path(j).display()))
+                    .collect();
+                let _ = write!(s, " {} |", if links.is_empty() { "–".to_string() } else { links.join(" ") });
+            }
+            s.push('\n');
+        }
+    }
+    s
 }
 
 /// One cell of a distance table: `mean ± ci95`, or `mean (n = k)` when there are too few

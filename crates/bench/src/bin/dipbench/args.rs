@@ -40,6 +40,9 @@ pub enum Command {
     Slurm(commands::slurm::Args),
     /// Image grids of an image experiment's results: per task, GT | y | each method, first images.
     Grid(commands::grid::Args),
+    /// Figures of a GMM experiment: per (d, d_y, budget) and replicate, each method's samples
+    /// against the exact posterior's on (x1, x2) and on A's leading right-singular direction.
+    Figures(commands::figures::Args),
     /// List the known checkpoints, or verify one (keys, shapes, storage, then a pinned sha256).
     Weights(commands::weights::Args),
     /// Prepare a registered dataset folder from files you have, or check one.

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod check;
 pub mod data;
 pub mod doctor;
+pub mod figures;
 pub mod grid;
 pub mod measure;
 pub mod merge;
@@ -37,6 +38,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Merge(a) => merge::run(a),
         Command::Slurm(a) => slurm::run(a),
         Command::Grid(a) => grid::run(a),
+        Command::Figures(a) => figures::run(a),
         Command::Weights(a) => weights::run(a),
         Command::Data(a) => data::run(a),
         Command::Doctor(a) => doctor::run(a),

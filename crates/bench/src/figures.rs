@@ -1,0 +1,232 @@
+//! `dipbench figures EXPERIMENT`: for a GMM experiment, one PNG per (d, d_y, budget) and chosen
+//! replicate showing where each method's samples fall against the exact posterior's, so mode
+//! coverage reads at a glance:
+//! - top panel: the samples on the first two coordinates (x₁, x₂), the exact posterior's in grey
+//!   behind each method's, the prior's 25 component means as small crosses;
+//! - bottom panel: histograms of v₁ᵀx, v₁ the leading right-singular vector of A (the direction
+//!   the measurement informs most): exact posterior in grey, the method's as a line.
+//!
+//! The samples are recomputed from the job's seeds, so they are the very samples the table
+//! scored (`benchmarks::gmm::method_samples`); each panel's title gives its sliced W1 as in the
+//! table. The results folder's `table.md` links the figures it finds.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use dipbench_metrics::sliced_w1;
+use dipbench_nn::NnAutodiffBackend;
+use image::{Rgb, RgbImage};
+
+use crate::benchmarks::gmm::{GmmJob, job_problem, jobs, method_samples};
+use crate::experiment::{Experiment, Kind};
+use crate::grids::{draw_text, draw_text_scaled, text_width};
+
+const PANEL: u32 = 180;
+const HIST_H: u32 = 90;
+const GAP: u32 = 10;
+const TITLE: u32 = 22;
+const POINTS: usize = 1000;
+const BINS: usize = 45;
+const WHITE: Rgb<u8> = Rgb([255, 255, 255]);
+const INK: Rgb<u8> = Rgb([0, 0, 0]);
+const GREY: Rgb<u8> = Rgb([190, 190, 190]);
+const METHOD: Rgb<u8> = Rgb([31, 90, 200]);
+const MEANS: Rgb<u8> = Rgb([200, 60, 30]);
+
+/// The figure file of a job, relative to the results folder.
+pub fn figure_path(job: &GmmJob) -> PathBuf {
+    PathBuf::from("figures").join(format!("d{}-dy{}-steps{}-r{:03}.png", job.d, job.d_y, job.budget.steps, job.replicate))
+}
+
+/// A linear map of [lo, hi] onto [0, len).
+#[derive(Debug, Clone, Copy)]
+struct Axis {
+    lo: f64,
+    hi: f64,
+}
+
+impl Axis {
+    /// The range of the 0.5 %–99.5 % quantiles of `v`, widened by 15 % (so the plot is not set by
+    /// one far sample), never empty.
+    fn of(v: &[f64]) -> Self {
+        let mut s: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+        if s.is_empty() {
+            return Self { lo: -1.0, hi: 1.0 };
+        }
+        s.sort_by(f64::total_cmp);
+        let q = |p: f64| s[((s.len() - 1) as f64 * p).round() as usize];
+        let (lo, hi) = (q(0.005), q(0.995));
+        let pad = ((hi - lo) * 0.15).max(1e-6);
+        Self { lo: lo - pad, hi: hi + pad }
+    }
+
+    fn pixel(&self, v: f64, len: u32) -> Option<u32> {
+        let t = (v - self.lo) / (self.hi - self.lo);
+        (t.is_finite() && (0.0..1.0).contains(&t)).then(|| (t * f64::from(len)) as u32)
+    }
+}
+
+/// Column `j` of row-major `[n, d]` samples, at most `limit` of them.
+fn column(x: &[f64], d: usize, j: usize, limit: usize) -> Vec<f64> {
+    x.chunks(d).take(limit).map(|r| r[j]).collect()
+}
+
+/// vᵀx for each row.
+fn project(x: &[f64], d: usize, v: &[f64]) -> Vec<f64> {
+    x.chunks(d).map(|r| r.iter().zip(v).map(|(a, b)| a * b).sum()).collect()
+}
+
+fn histogram(v: &[f64], axis: Axis) -> Vec<f64> {
+    let mut h = vec![0.0; BINS];
+    for x in v {
+        if let Some(b) = axis.pixel(*x, BINS as u32) {
+            h[b as usize] += 1.0;
+        }
+    }
+    let total = v.len().max(1) as f64;
+    h.iter().map(|c| c / total).collect()
+}
+
+fn frame(canvas: &mut RgbImage, x0: u32, y0: u32, w: u32, h: u32) {
+    for x in x0..x0 + w {
+        canvas.put_pixel(x, y0, INK);
+        canvas.put_pixel(x, y0 + h - 1, INK);
+    }
+    for y in y0..y0 + h {
+        canvas.put_pixel(x0, y, INK);
+        canvas.put_pixel(x0 + w - 1, y, INK);
+    }
+}
+
+fn dot(canvas: &mut RgbImage, x: u32, y: u32, colour: Rgb<u8>) {
+    for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+        if x + dx < canvas.width() && y + dy < canvas.height() {
+            canvas.put_pixel(x + dx, y + dy, colour);
+        }
+    }
+}
+
+/// Writes the figures of `replicates` of every (d, d_y, budget) of a GMM experiment into
+/// `<out>/figures/`, recomputing the samples on `device`; returns the files written.
+pub fn figures<B: NnAutodiffBackend>(exp: &Experiment, out: &Path, replicates: &[usize], device: &B::Device) -> Result<Vec<PathBuf>> {
+    let Kind::Gmm(gmm) = &exp.kind else {
+        bail!("`dipbench figures` is for GMM experiments; {} is an image experiment (see `dipbench grid`)", exp.path.display())
+    };
+    crate::pipeline::runner::check_folder_configuration(exp, out)?;
+    if let Some(r) = replicates.iter().find(|r| **r >= gmm.grid.replicates) {
+        bail!("--replicates {r}: the experiment has replicates 0 to {}", gmm.grid.replicates - 1);
+    }
+    std::fs::create_dir_all(out.join("figures")).with_context(|| format!("cannot create {}", out.join("figures").display()))?;
+    let mut written = vec![];
+    for job in jobs(&gmm.grid).into_iter().filter(|j| replicates.contains(&j.replicate)) {
+        let problem = job_problem(exp, gmm, &job)?;
+        let d = job.d;
+        // v₁: the leading right-singular vector of A.
+        let svd = problem.instance.a.clone().svd(false, true);
+        let lead = svd.singular_values.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i);
+        let v1: Vec<f64> = svd.v_t.as_ref().expect("asked for Vᵀ").row(lead).iter().copied().collect();
+        let reference = &problem.reference;
+        let (ax, ay) = (Axis::of(&column(reference, d, 0, usize::MAX)), Axis::of(&column(reference, d, 1.min(d - 1), usize::MAX)));
+        let ref_proj = project(reference, d, &v1);
+        let ap = Axis::of(&ref_proj);
+        let ref_hist = histogram(&ref_proj, ap);
+        let means = problem.instance.mixture.means();
+
+        let n_methods = exp.methods.len() as u32;
+        let width = GAP + n_methods * (PANEL + GAP);
+        let header = 2 * TITLE;
+        let height = header + TITLE + PANEL + GAP + HIST_H + GAP;
+        let mut canvas = RgbImage::from_pixel(width, height, WHITE);
+        let title = format!(
+            "d = {}, d_y = {}, {} steps (eta {}), replicate {}: top (x1, x2), bottom v1'x",
+            d, job.d_y, job.budget.steps, job.budget.eta, job.replicate
+        );
+        draw_text(&mut canvas, GAP, 4, &title, width - 2 * GAP, INK);
+        draw_text(
+            &mut canvas,
+            GAP,
+            4 + TITLE,
+            "grey: exact posterior; blue: the method; red +: prior means; v1: A's leading right-singular vector",
+            width - 2 * GAP,
+            INK,
+        );
+        for (i, method) in exp.methods.iter().enumerate() {
+            let m = method_samples::<B>(exp, gmm, &job, &problem, i, device)?;
+            let x0 = GAP + i as u32 * (PANEL + GAP);
+            let finite = m.x.iter().all(|v| v.is_finite());
+            let score =
+                if finite { format!("SW1 {:.2}", sliced_w1(&m.x, reference, d, exp.metric.projections, problem.metric_seed)) } else { "diverged".into() };
+            draw_text(&mut canvas, x0, header, &method.label, PANEL, INK);
+            let w = text_width(&score, 1);
+            draw_text_scaled(&mut canvas, x0 + PANEL.saturating_sub(w), header + 10, &score, 1, INK);
+            let top = header + TITLE;
+            frame(&mut canvas, x0, top, PANEL, PANEL);
+            let inner = PANEL - 2;
+            let plot = |x: &[f64], colour: Rgb<u8>, canvas: &mut RgbImage| {
+                for r in x.chunks(d).take(POINTS) {
+                    if let (Some(px), Some(py)) = (ax.pixel(r[0], inner - 1), ay.pixel(r[1.min(d - 1)], inner - 1)) {
+                        dot(canvas, x0 + 1 + px, top + PANEL - 2 - py, colour);
+                    }
+                }
+            };
+            plot(reference, GREY, &mut canvas);
+            plot(&m.x, METHOD, &mut canvas);
+            for k in 0..means.nrows() {
+                if let (Some(px), Some(py)) = (ax.pixel(means[(k, 0)], inner), ay.pixel(means[(k, 1.min(d - 1))], inner)) {
+                    let (cx, cy) = (x0 + 1 + px, top + PANEL - 2 - py);
+                    for t in 0..5u32 {
+                        let (hx, vy) = ((cx + t).saturating_sub(2), (cy + t).saturating_sub(2));
+                        if hx < canvas.width() && cy < canvas.height() {
+                            canvas.put_pixel(hx, cy, MEANS);
+                        }
+                        if cx < canvas.width() && vy < canvas.height() {
+                            canvas.put_pixel(cx, vy, MEANS);
+                        }
+                    }
+                }
+            }
+            // The histograms of v₁ᵀx on one scale.
+            let hist_top = top + PANEL + GAP;
+            frame(&mut canvas, x0, hist_top, PANEL, HIST_H);
+            let hist = histogram(&project(&m.x, d, &v1), ap);
+            let peak = ref_hist.iter().chain(&hist).copied().fold(1e-12, f64::max);
+            let bar_w = (PANEL - 2) / BINS as u32;
+            let bar_h = |v: f64| ((v / peak) * f64::from(HIST_H - 4)) as u32;
+            for b in 0..BINS {
+                let bx = x0 + 1 + b as u32 * bar_w;
+                for y in 0..bar_h(ref_hist[b]) {
+                    for x in bx..bx + bar_w {
+                        canvas.put_pixel(x, hist_top + HIST_H - 2 - y, GREY);
+                    }
+                }
+                let level = hist_top + HIST_H - 2 - bar_h(hist[b]).min(HIST_H - 3);
+                for x in bx..bx + bar_w {
+                    canvas.put_pixel(x, level, METHOD);
+                    canvas.put_pixel(x, level.saturating_sub(1).max(hist_top + 1), METHOD);
+                }
+            }
+        }
+        let file = out.join(figure_path(&job));
+        canvas.save(&file).with_context(|| format!("cannot write {}", file.display()))?;
+        written.push(file);
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn axes_ignore_far_samples_and_histograms_sum_to_one() {
+        let mut v: Vec<f64> = (0..1000).map(|i| f64::from(i) / 1000.0).collect();
+        v.push(1e9);
+        let a = Axis::of(&v);
+        assert!(a.lo < 0.0 && a.hi > 1.0 && a.hi < 2.0, "{a:?}");
+        assert_eq!(a.pixel(1e9, 100), None);
+        assert_eq!(a.pixel(a.lo, 100), Some(0));
+        let h = histogram(&v[..1000], a);
+        assert!((h.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        assert_eq!(project(&[1.0, 2.0, 3.0, 4.0], 2, &[0.5, 0.5]), vec![1.5, 3.5]);
+    }
+}

@@ -8,7 +8,7 @@
 //!
 //! The samples are recomputed from the job's seeds, so they are the very samples the table
 //! scored (`benchmarks::gmm::method_samples`); each panel's title gives its sliced W1 as in the
-//! table. The results folder's `table.md` links the figures it finds.
+//! table. The results folder's `table.md` links the figures (rewritten here and by `table`).
 
 use std::path::{Path, PathBuf};
 
@@ -19,7 +19,7 @@ use image::{Rgb, RgbImage};
 
 use crate::benchmarks::gmm::{GmmJob, job_problem, jobs, method_samples};
 use crate::experiment::{Experiment, Kind};
-use crate::grids::{draw_text, draw_text_scaled, text_width};
+use crate::grids::{draw_text, draw_text_scaled};
 
 const PANEL: u32 = 180;
 const HIST_H: u32 = 90;
@@ -46,18 +46,31 @@ struct Axis {
 }
 
 impl Axis {
-    /// The range of the 0.5 %–99.5 % quantiles of `v`, widened by 15 % (so the plot is not set by
-    /// one far sample), never empty.
-    fn of(v: &[f64]) -> Self {
+    /// The range of the 0.5 %–99.5 % quantiles of `v` and of every value of `frame`, widened by
+    /// 15 % (so the plot is not set by one far sample), never empty.
+    fn of(v: &[f64], frame: &[f64]) -> Self {
+        let base = Self::quantiles(v);
+        let lo = frame.iter().copied().fold(base.lo, f64::min);
+        let hi = frame.iter().copied().fold(base.hi, f64::max);
+        let pad = ((hi - lo) * 0.15).max(1e-6);
+        Self { lo: lo - pad, hi: hi + pad }
+    }
+
+    /// The 0.5 %–99.5 % quantile range of `v` widened by `factor` times its width on each side.
+    fn around(v: &[f64], factor: f64) -> Self {
+        let q = Self::quantiles(v);
+        let pad = ((q.hi - q.lo) * factor).max(1e-6);
+        Self { lo: q.lo - pad, hi: q.hi + pad }
+    }
+
+    fn quantiles(v: &[f64]) -> Self {
         let mut s: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
         if s.is_empty() {
             return Self { lo: -1.0, hi: 1.0 };
         }
         s.sort_by(f64::total_cmp);
         let q = |p: f64| s[((s.len() - 1) as f64 * p).round() as usize];
-        let (lo, hi) = (q(0.005), q(0.995));
-        let pad = ((hi - lo) * 0.15).max(1e-6);
-        Self { lo: lo - pad, hi: hi + pad }
+        Self { lo: q(0.005), hi: q(0.995) }
     }
 
     fn pixel(&self, v: f64, len: u32) -> Option<u32> {
@@ -108,7 +121,9 @@ fn dot(canvas: &mut RgbImage, x: u32, y: u32, colour: Rgb<u8>) {
 
 /// Writes the figures of `replicates` of every (d, d_y, budget) of a GMM experiment into
 /// `<out>/figures/`, recomputing the samples on `device`; returns the files written.
-pub fn figures<B: NnAutodiffBackend>(exp: &Experiment, out: &Path, replicates: &[usize], device: &B::Device) -> Result<Vec<PathBuf>> {
+/// A figure already in the folder is kept unless `redraw` (the folder holds one experiment's
+/// configuration, checked first, so an existing figure shows the same samples).
+pub fn figures<B: NnAutodiffBackend>(exp: &Experiment, out: &Path, replicates: &[usize], redraw: bool, device: &B::Device) -> Result<Vec<PathBuf>> {
     let Kind::Gmm(gmm) = &exp.kind else {
         bail!("`dipbench figures` is for GMM experiments; {} is an image experiment (see `dipbench grid`)", exp.path.display())
     };
@@ -119,6 +134,11 @@ pub fn figures<B: NnAutodiffBackend>(exp: &Experiment, out: &Path, replicates: &
     std::fs::create_dir_all(out.join("figures")).with_context(|| format!("cannot create {}", out.join("figures").display()))?;
     let mut written = vec![];
     for job in jobs(&gmm.grid).into_iter().filter(|j| replicates.contains(&j.replicate)) {
+        let file = out.join(figure_path(&job));
+        if file.is_file() && !redraw {
+            written.push(file);
+            continue;
+        }
         let problem = job_problem(exp, gmm, &job)?;
         let d = job.d;
         // v₁: the leading right-singular vector of A.
@@ -126,16 +146,21 @@ pub fn figures<B: NnAutodiffBackend>(exp: &Experiment, out: &Path, replicates: &
         let lead = svd.singular_values.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i);
         let v1: Vec<f64> = svd.v_t.as_ref().expect("asked for Vᵀ").row(lead).iter().copied().collect();
         let reference = &problem.reference;
-        let (ax, ay) = (Axis::of(&column(reference, d, 0, usize::MAX)), Axis::of(&column(reference, d, 1.min(d - 1), usize::MAX)));
-        let ref_proj = project(reference, d, &v1);
-        let ap = Axis::of(&ref_proj);
-        let ref_hist = histogram(&ref_proj, ap);
+        // The frame: the exact posterior's bulk and every prior mode, so a method stuck on another
+        // mode still shows.
         let means = problem.instance.mixture.means();
+        let mean_col = |j: usize| -> Vec<f64> { (0..means.nrows()).map(|k| means[(k, j)]).collect() };
+        let y_col = 1.min(d - 1);
+        let (ax, ay) = (Axis::of(&column(reference, d, 0, usize::MAX), &mean_col(0)), Axis::of(&column(reference, d, y_col, usize::MAX), &mean_col(y_col)));
+        // Along v₁ the posterior is narrow (the measurement informs it): three times its width.
+        let ref_proj = project(reference, d, &v1);
+        let ap = Axis::around(&ref_proj, 1.0);
+        let ref_hist = histogram(&ref_proj, ap);
 
         let n_methods = exp.methods.len() as u32;
         let width = GAP + n_methods * (PANEL + GAP);
         let header = 2 * TITLE;
-        let height = header + TITLE + PANEL + GAP + HIST_H + GAP;
+        let height = header + 2 * TITLE + PANEL + GAP + HIST_H + GAP;
         let mut canvas = RgbImage::from_pixel(width, height, WHITE);
         let title = format!(
             "d = {}, d_y = {}, {} steps (eta {}), replicate {}: top (x1, x2), bottom v1'x",
@@ -156,15 +181,17 @@ pub fn figures<B: NnAutodiffBackend>(exp: &Experiment, out: &Path, replicates: &
             let finite = m.x.iter().all(|v| v.is_finite());
             let score =
                 if finite { format!("SW1 {:.2}", sliced_w1(&m.x, reference, d, exp.metric.projections, problem.metric_seed)) } else { "diverged".into() };
+            // Samples outside the frame, said rather than hidden.
+            let outside = m.x.chunks(d).filter(|r| ax.pixel(r[0], PANEL).is_none() || ay.pixel(r[y_col], PANEL).is_none()).count();
+            let score = if outside * 100 >= m.x.len() / d { format!("{score}, {}% off plot", outside * 100 / (m.x.len() / d).max(1)) } else { score };
             draw_text(&mut canvas, x0, header, &method.label, PANEL, INK);
-            let w = text_width(&score, 1);
-            draw_text_scaled(&mut canvas, x0 + PANEL.saturating_sub(w), header + 10, &score, 1, INK);
-            let top = header + TITLE;
+            draw_text_scaled(&mut canvas, x0, header + TITLE, &score, 1, INK);
+            let top = header + 2 * TITLE;
             frame(&mut canvas, x0, top, PANEL, PANEL);
             let inner = PANEL - 2;
             let plot = |x: &[f64], colour: Rgb<u8>, canvas: &mut RgbImage| {
                 for r in x.chunks(d).take(POINTS) {
-                    if let (Some(px), Some(py)) = (ax.pixel(r[0], inner - 1), ay.pixel(r[1.min(d - 1)], inner - 1)) {
+                    if let (Some(px), Some(py)) = (ax.pixel(r[0], inner - 1), ay.pixel(r[y_col], inner - 1)) {
                         dot(canvas, x0 + 1 + px, top + PANEL - 2 - py, colour);
                     }
                 }
@@ -172,7 +199,7 @@ pub fn figures<B: NnAutodiffBackend>(exp: &Experiment, out: &Path, replicates: &
             plot(reference, GREY, &mut canvas);
             plot(&m.x, METHOD, &mut canvas);
             for k in 0..means.nrows() {
-                if let (Some(px), Some(py)) = (ax.pixel(means[(k, 0)], inner), ay.pixel(means[(k, 1.min(d - 1))], inner)) {
+                if let (Some(px), Some(py)) = (ax.pixel(means[(k, 0)], inner), ay.pixel(means[(k, y_col)], inner)) {
                     let (cx, cy) = (x0 + 1 + px, top + PANEL - 2 - py);
                     for t in 0..5u32 {
                         let (hx, vy) = ((cx + t).saturating_sub(2), (cy + t).saturating_sub(2));
@@ -206,10 +233,10 @@ pub fn figures<B: NnAutodiffBackend>(exp: &Experiment, out: &Path, replicates: &
                 }
             }
         }
-        let file = out.join(figure_path(&job));
         canvas.save(&file).with_context(|| format!("cannot write {}", file.display()))?;
         written.push(file);
     }
+    crate::benchmarks::gmm::table::relink_figures(gmm, out)?;
     Ok(written)
 }
 
@@ -221,12 +248,17 @@ mod tests {
     fn axes_ignore_far_samples_and_histograms_sum_to_one() {
         let mut v: Vec<f64> = (0..1000).map(|i| f64::from(i) / 1000.0).collect();
         v.push(1e9);
-        let a = Axis::of(&v);
+        let a = Axis::of(&v, &[]);
         assert!(a.lo < 0.0 && a.hi > 1.0 && a.hi < 2.0, "{a:?}");
         assert_eq!(a.pixel(1e9, 100), None);
         assert_eq!(a.pixel(a.lo, 100), Some(0));
         let h = histogram(&v[..1000], a);
         assert!((h.iter().sum::<f64>() - 1.0).abs() < 1e-12);
         assert_eq!(project(&[1.0, 2.0, 3.0, 4.0], 2, &[0.5, 0.5]), vec![1.5, 3.5]);
+        // The frame widens the range to every value it holds.
+        let b = Axis::of(&v[..1000], &[-10.0, 5.0]);
+        assert!(b.lo < -10.0 && b.hi > 5.0, "{b:?}");
+        let c = Axis::around(&v[..1000], 1.0);
+        assert!((c.lo + 1.0).abs() < 0.02 && (c.hi - 2.0).abs() < 0.02, "{c:?}");
     }
 }

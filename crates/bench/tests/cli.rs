@@ -211,6 +211,12 @@ fn figures_recompute_the_scored_samples_and_the_table_links_them() {
         }
     }
     assert!(!out.join("figures/d8-dy1-steps20-r000.png").exists(), "only the replicate asked for");
+    // `figures` links them from the existing table.md at once, and a second call does not repeat the section.
+    let o = dipbench(&["figures", exp_path.to_str().unwrap(), "--out", out.to_str().unwrap(), "--replicates", "1"], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let md = read(&out.join("table.md"));
+    assert_eq!(md.matches("## Figures").count(), 1, "{md}");
+    assert!(md.contains("[r1](figures/d8-dy1-steps20-r001.png)"), "{md}");
     let o = dipbench(&["table", exp_path.to_str().unwrap(), "--out", out.to_str().unwrap()], None);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let md = read(&out.join("table.md"));

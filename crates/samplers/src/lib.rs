@@ -183,7 +183,7 @@ pub const PRESETS: &[(&str, &str)] = &[
     ("dps", "gmm, dps-repo, dps-paper, image"),
     ("mcg", "gmm, mcg-code, mcg-paper, projection"),
     ("daps", "gmm, daps-1k, daps-4k, daps-legacy"),
-    ("ddrm", "gmm, paper"),
+    ("ddrm", "gmm, gmm-script, paper"),
     ("mcgdiff", "gmm, package"),
     ("fps-smc", "repo"),
     ("dcdp", "repo, repo-default"),
@@ -265,6 +265,7 @@ impl SamplerConfig {
             }
             ("ddrm", "gmm") => Self::Ddrm(DdrmConfig::gmm()),
             ("ddrm", "paper") => Self::Ddrm(DdrmConfig::paper()),
+            ("ddrm", "gmm-script") => Self::Ddrm(DdrmConfig::gmm_script()),
             ("mcgdiff", "gmm") => Self::Mcgdiff(McgdiffConfig::gmm()),
             ("mcgdiff", "package") => Self::Mcgdiff(McgdiffConfig::package()),
             ("fps-smc", "repo") => Self::FpsSmc(context.map_or_else(FpsConfig::repo, |c| FpsConfig::for_task(c.task))),

@@ -153,7 +153,7 @@ pub fn write_all(exp: &Experiment, gmm: &GmmExperiment, rows: &[GmmRow], out: &P
 
 /// Links to the figures `dipbench figures` wrote into `out` (one row per (d, d_y), one column per
 /// budget, each replicate drawn), or nothing when there are none.
-fn figure_links(gmm: &GmmExperiment, out: &Path) -> String {
+pub fn figure_links(gmm: &GmmExperiment, out: &Path) -> String {
     let jobs: Vec<super::GmmJob> = super::jobs(&gmm.grid).into_iter().filter(|j| out.join(crate::figures::figure_path(j)).is_file()).collect();
     if jobs.is_empty() {
         return String::new();
@@ -184,6 +184,15 @@ fn figure_links(gmm: &GmmExperiment, out: &Path) -> String {
         }
     }
     s
+}
+
+/// Replaces the `## Figures` section of `out/table.md` (the last section, when present) by the
+/// links to the figures now in `out` (a results folder copied without its `runs/` keeps its table).
+pub fn relink_figures(gmm: &GmmExperiment, out: &Path) -> Result<()> {
+    let path = out.join("table.md");
+    let Ok(md) = std::fs::read_to_string(&path) else { return Ok(()) };
+    let body = md.find("\n## Figures\n").map_or(md.as_str(), |i| &md[..i]);
+    std::fs::write(&path, format!("{body}{}", figure_links(gmm, out))).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// One cell of a distance table: `mean ± ci95`, or `mean (n = k)` when there are too few

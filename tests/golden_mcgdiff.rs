@@ -209,3 +209,37 @@ fn golden_mcgdiff_package_replayed() {
     assert!(worst_x < 1e-4 && worst_final < 1e-4, "particles differ by {worst_x}, final cloud by {worst_final}");
     assert!(worst_w < 1e-3 && worst_final_w < 1e-3, "log-weights differ by {worst_w} (filtering), {worst_final_w} (final)");
 }
+
+/// DDRM's `gmm-script` convention walks the script's grid as its DDRM call does: on the fixture's
+/// main instance (the script's own adapted grid, 20 steps), ε̂ at timesteps[n−2] … timesteps[0]
+/// (the top point dropped), x̂₀ and σ at ᾱ_{t+1} (`compute_alpha` on the β table), x_T drawn at
+/// ᾱ_{timesteps[n−2]+1}, the last step to the clean end. The paper convention walks the whole grid
+/// at each point's own level.
+#[test]
+fn golden_ddrm_gmm_script_convention_walks_the_scripts_timesteps() {
+    use dipbench_samplers::ddrm::{Ddrm, DdrmConfig, Step};
+    let t = load_tensors("smc/mcgdiff_gmm");
+    let meta = load_json("smc/mcgdiff_gmm");
+    let m = &meta["cases"]["main"];
+    let steps = m["n_steps"].as_u64().unwrap() as usize;
+    let c = case(&t, "", m["instance"]["sigma_y"].as_f64().unwrap());
+    let grid = ints(tensor(&t, "mcg_main_timesteps"));
+    let ab = |k: usize| VpSchedule::mcgdiff_gmm().alpha_bar(k);
+    let y = Tensor::<B, 1>::from_floats(c.y.as_slice(), &Default::default()).reshape([1, c.y.len()]);
+    let problem = Problem::shared(&c.prior, &c.op, y, c.sigma_y, 1);
+
+    let script = Ddrm(DdrmConfig { steps, ..DdrmConfig::gmm_script() });
+    let (top, chain) = script.steps(&problem).unwrap();
+    let n = grid.len();
+    assert_eq!(top, ab(grid[n - 2] + 1), "x_T level");
+    let want: Vec<Step> =
+        (0..n - 1).rev().map(|k| Step { eps_t: grid[k], ab_t: ab(grid[k] + 1), ab_n: if k == 0 { 1.0 } else { ab(grid[k - 1] + 1) } }).collect();
+    assert_eq!(chain, want);
+
+    let paper = Ddrm(DdrmConfig { steps, ..DdrmConfig::gmm() });
+    let (top, chain) = paper.steps(&problem).unwrap();
+    assert_eq!(top, ab(grid[n - 1]));
+    // ᾱ_0 = 1 on this schedule: the step at t = 0 would be a no-op, so the chain ends at grid[1] → grid[0].
+    let want: Vec<Step> = (1..n).rev().map(|k| Step { eps_t: grid[k], ab_t: ab(grid[k]), ab_n: ab(grid[k - 1]) }).collect();
+    assert_eq!(chain, want);
+}

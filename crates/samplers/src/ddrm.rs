@@ -124,15 +124,19 @@ impl DdrmConfig {
 
 /// One step of a DDRM chain: evaluate ε̂ at `eps_t`, form x̂₀ and the update at levels `ab_t`
 /// (the current state's) and `ab_n` (the next one).
-struct Step {
-    eps_t: usize,
-    ab_t: f64,
-    ab_n: f64,
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Step {
+    /// The timestep ε̂ is evaluated at.
+    pub eps_t: usize,
+    /// ᾱ of the current state (x̂₀ and σ_t).
+    pub ab_t: f64,
+    /// ᾱ of the next state (σ_n; 1 = the clean end).
+    pub ab_n: f64,
 }
 
 impl Ddrm {
     /// The chain of steps and the level x_T is drawn at, in the configured convention.
-    fn steps<B: Backend>(&self, problem: &Problem<'_, B>) -> Result<(f64, Vec<Step>), SamplerError> {
+    pub fn steps<B: Backend>(&self, problem: &Problem<'_, B>) -> Result<(f64, Vec<Step>), SamplerError> {
         let schedule = problem.prior.schedule();
         let chain = problem_chain(problem, self.0.grid, self.0.steps, "ddrm")?;
         Ok(match self.0.convention {

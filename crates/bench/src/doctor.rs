@@ -327,8 +327,16 @@ pub fn results_size(exp: &Experiment) -> u64 {
         Kind::Image(img) => {
             let g = &img.grid;
             let png = (g.side * g.side * 3) as u64 * 3 / 4 + 2_000;
-            let runs: u64 = g.tasks.iter().map(|t| g.runs.get(t).copied().unwrap_or(1) as u64).sum();
-            let jobs = runs * exp.methods.len() as u64 * g.images as u64;
+            // Per task: its runs × the methods that run it (a method's `tasks` may leave it out).
+            let jobs: u64 = g
+                .tasks
+                .iter()
+                .map(|t| {
+                    g.runs.get(t).copied().unwrap_or(1) as u64
+                        * exp.methods.iter().filter(|m| crate::experiment::ImageExperiment::method_runs(m, *t)).count() as u64
+                })
+                .sum::<u64>()
+                * g.images as u64;
             jobs * png + (g.tasks.len() * g.images) as u64 * png
         }
         Kind::Gmm(_) => 50_000_000,

@@ -6,9 +6,9 @@
 //! - bottom panel: histograms of v₁ᵀx, v₁ the leading right-singular vector of A (the direction
 //!   the measurement informs most): exact posterior in grey, the method's as a line.
 //!
-//! The samples are recomputed from the job's seeds, so they are the very samples the table
-//! scored (`benchmarks::gmm::method_samples`); each panel's title gives its sliced W1 as in the
-//! table. The results folder's `table.md` links the figures (rewritten here and by `table`).
+//! The samples are recomputed on the CPU from the job's seeds, so they are the very samples the
+//! table scored when the table ran on the CPU (`benchmarks::gmm::method_samples`; tested), and
+//! equal to float rounding after a GPU run; each panel's title gives its sliced W1. The results folder's `table.md` links the figures (rewritten here and by `table`).
 
 use std::path::{Path, PathBuf};
 
@@ -35,7 +35,7 @@ const MEANS: Rgb<u8> = Rgb([200, 60, 30]);
 
 /// The figure file of a job, relative to the results folder.
 pub fn figure_path(job: &GmmJob) -> PathBuf {
-    PathBuf::from("figures").join(format!("d{}-dy{}-steps{}-r{:03}.png", job.d, job.d_y, job.budget.steps, job.replicate))
+    PathBuf::from("figures").join(format!("d{}-dy{}-steps{}-eta{}-r{:03}.png", job.d, job.d_y, job.budget.steps, job.budget.eta, job.replicate))
 }
 
 /// A linear map of [lo, hi] onto [0, len).
@@ -120,10 +120,11 @@ fn dot(canvas: &mut RgbImage, x: u32, y: u32, colour: Rgb<u8>) {
 }
 
 /// Writes the figures of `replicates` of every (d, d_y, budget) of a GMM experiment into
-/// `<out>/figures/`, recomputing the samples on `device`; returns the files written.
+/// `<out>/figures/`, recomputing the samples on `device`; returns each file and whether it was
+/// drawn now (`false`: kept).
 /// A figure already in the folder is kept unless `redraw` (the folder holds one experiment's
 /// configuration, checked first, so an existing figure shows the same samples).
-pub fn figures<B: NnAutodiffBackend>(exp: &Experiment, out: &Path, replicates: &[usize], redraw: bool, device: &B::Device) -> Result<Vec<PathBuf>> {
+pub fn figures<B: NnAutodiffBackend>(exp: &Experiment, out: &Path, replicates: &[usize], redraw: bool, device: &B::Device) -> Result<Vec<(PathBuf, bool)>> {
     let Kind::Gmm(gmm) = &exp.kind else {
         bail!("`dipbench figures` is for GMM experiments; {} is an image experiment (see `dipbench grid`)", exp.path.display())
     };
@@ -136,7 +137,7 @@ pub fn figures<B: NnAutodiffBackend>(exp: &Experiment, out: &Path, replicates: &
     for job in jobs(&gmm.grid).into_iter().filter(|j| replicates.contains(&j.replicate)) {
         let file = out.join(figure_path(&job));
         if file.is_file() && !redraw {
-            written.push(file);
+            written.push((file, false));
             continue;
         }
         let problem = job_problem(exp, gmm, &job)?;
@@ -217,24 +218,24 @@ pub fn figures<B: NnAutodiffBackend>(exp: &Experiment, out: &Path, replicates: &
             frame(&mut canvas, x0, hist_top, PANEL, HIST_H);
             let hist = histogram(&project(&m.x, d, &v1), ap);
             let peak = ref_hist.iter().chain(&hist).copied().fold(1e-12, f64::max);
-            let bar_w = (PANEL - 2) / BINS as u32;
             let bar_h = |v: f64| ((v / peak) * f64::from(HIST_H - 4)) as u32;
             for b in 0..BINS {
-                let bx = x0 + 1 + b as u32 * bar_w;
+                // Bin b spans [b, b + 1)·(PANEL − 2)/BINS pixels, so the bars fill the panel.
+                let (bx, bx_end) = (x0 + 1 + b as u32 * (PANEL - 2) / BINS as u32, x0 + 1 + (b as u32 + 1) * (PANEL - 2) / BINS as u32);
                 for y in 0..bar_h(ref_hist[b]) {
-                    for x in bx..bx + bar_w {
+                    for x in bx..bx_end {
                         canvas.put_pixel(x, hist_top + HIST_H - 2 - y, GREY);
                     }
                 }
                 let level = hist_top + HIST_H - 2 - bar_h(hist[b]).min(HIST_H - 3);
-                for x in bx..bx + bar_w {
+                for x in bx..bx_end {
                     canvas.put_pixel(x, level, METHOD);
                     canvas.put_pixel(x, level.saturating_sub(1).max(hist_top + 1), METHOD);
                 }
             }
         }
         canvas.save(&file).with_context(|| format!("cannot write {}", file.display()))?;
-        written.push(file);
+        written.push((file, true));
     }
     crate::benchmarks::gmm::table::relink_figures(gmm, out)?;
     Ok(written)

@@ -200,7 +200,7 @@ fn figures_recompute_the_scored_samples_and_the_table_links_them() {
     let o = dipbench(&["figures", exp_path.to_str().unwrap(), "--out", out.to_str().unwrap(), "--replicates", "1"], None);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     for d_y in [1, 2] {
-        let png = out.join(format!("figures/d8-dy{d_y}-steps20-r001.png"));
+        let png = out.join(format!("figures/d8-dy{d_y}-steps20-eta0.6-r001.png"));
         let img = image::open(&png).unwrap_or_else(|e| panic!("{}: {e}", png.display())).to_rgb8();
         // One 180-pixel column per method, each with the method's (blue) points.
         assert!(img.width() >= 8 * 180, "{}", img.width());
@@ -210,17 +210,17 @@ fn figures_recompute_the_scored_samples_and_the_table_links_them() {
             assert!(blue > 50, "d_y = {d_y}, method {i}: {blue} sample pixels");
         }
     }
-    assert!(!out.join("figures/d8-dy1-steps20-r000.png").exists(), "only the replicate asked for");
+    assert!(!out.join("figures/d8-dy1-steps20-eta0.6-r000.png").exists(), "only the replicate asked for");
     // `figures` links them from the existing table.md at once, and a second call does not repeat the section.
     let o = dipbench(&["figures", exp_path.to_str().unwrap(), "--out", out.to_str().unwrap(), "--replicates", "1"], None);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let md = read(&out.join("table.md"));
     assert_eq!(md.matches("## Figures").count(), 1, "{md}");
-    assert!(md.contains("[r1](figures/d8-dy1-steps20-r001.png)"), "{md}");
+    assert!(md.contains("[r1](figures/d8-dy1-steps20-eta0.6-r001.png)"), "{md}");
     let o = dipbench(&["table", exp_path.to_str().unwrap(), "--out", out.to_str().unwrap()], None);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let md = read(&out.join("table.md"));
-    assert!(md.contains("## Figures") && md.contains("[r1](figures/d8-dy2-steps20-r001.png)"), "{md}");
+    assert!(md.contains("## Figures") && md.contains("[r1](figures/d8-dy2-steps20-eta0.6-r001.png)"), "{md}");
     // An image experiment is refused with the command to use instead.
     let smoke = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/smoke.toml");
     let o = dipbench(&["figures", smoke.to_str().unwrap(), "--out", dir.join("x").to_str().unwrap()], None);

@@ -110,6 +110,8 @@ fn smoke_experiment_runs_every_method_on_every_task_and_writes_tables() {
     assert!(md.contains("UNTRAINED"), "the caption must say the weights are untrained");
     // Presets that assume a setting the paper does not state say so in the caption.
     assert!(md.contains("FPS-SMC (fps-smc, preset `repo`) assumes the authors' code defaults"), "{md}");
+    assert!(md.contains("Set here: particles = 2, steps = 6."), "the caption names the overrides: {md}");
+    assert!(md.contains("DCDP on hdr (dcdp, preset `repo-default`) assumes"), "{md}");
     let tex = read(&out.join("table.tex"));
     assert!(tex.contains("\\begin{tabular}") && tex.contains("\\textbf{"), "{tex}");
     for (i, line) in tex.lines().enumerate() {

@@ -101,6 +101,9 @@ impl DcdpConfig {
         if self.ddim_steps == 0 {
             return err("ddim_steps", "must be at least 1".into());
         }
+        if self.csgm_steps == 0 {
+            return err("csgm_steps", "must be at least 1".into());
+        }
         if self.t_end > self.t_start {
             return err("t_end", format!("{} is above t_start = {}", self.t_end, self.t_start));
         }
@@ -187,6 +190,13 @@ impl Dcdp {
         self.0.check()?;
         let (d, dev) = (problem.dim(), problem.device());
         let schedule = problem.prior.schedule();
+        if self.0.t_start > schedule.len() {
+            return Err(SamplerError::Config {
+                sampler: "dcdp".into(),
+                key: "t_start".into(),
+                why: format!("{} is beyond the prior's {} steps", self.0.t_start, schedule.len()),
+            });
+        }
         let mut x = Tensor::<B, 2>::zeros([problem.n(), d], &dev);
         for t in self.0.levels() {
             let iterates = self.consistency(problem, x, self.0.csgm_steps);
@@ -254,5 +264,7 @@ mod tests {
         assert_eq!(pr.levels().into_iter().map(|t| pr.purification_level(t).min(20)).sum::<usize>(), 4000);
         assert_eq!(DcdpConfig { rounds: 2, ..sr.clone() }.levels(), vec![400, 1]);
         assert!(DcdpConfig::repo("hdr").is_none());
+        assert!(DcdpConfig { csgm_steps: 0, ..sr.clone() }.check().is_err());
+        assert!(DcdpConfig { t_end: 500, ..sr }.check().is_err());
     }
 }

@@ -97,8 +97,8 @@ impl FpsConfig {
         if self.steps < 2 {
             return err("steps", format!("must be at least 2, got {}", self.steps));
         }
-        if !(0.0..=1.0).contains(&self.c_rate) {
-            return err("c_rate", format!("must be in [0, 1], got {}", self.c_rate));
+        if !(self.c_rate > 0.0 && self.c_rate <= 1.0) {
+            return err("c_rate", format!("must be in (0, 1] (0 makes the prior step deterministic and every weight NaN), got {}", self.c_rate));
         }
         if !(self.sigma.is_finite() && self.sigma > 0.0) {
             return err("sigma", format!("must be positive, got {}", self.sigma));
@@ -246,9 +246,9 @@ impl FpsSmc {
         let [c, h, w] = shape[..] else { return Err(unsupported(format!("the block-average proposal needs images, the prior's samples are {shape:?}"))) };
         let ratio = (c * h * w) as f64 / problem.operator.output_dim() as f64;
         let f = ratio.sqrt().round() as usize;
-        if f < 1 || f * f * problem.operator.output_dim() != c * h * w {
+        if f < 2 || f * f * problem.operator.output_dim() != c * h * w {
             return Err(unsupported(format!(
-                "the block-average proposal needs y of size {c}·(h/f)·(w/f); the operator gives {}",
+                "the block-average proposal needs y of size {c}·(h/f)·(w/f) with f ≥ 2; the operator gives {}",
                 problem.operator.output_dim()
             )));
         }

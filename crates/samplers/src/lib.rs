@@ -205,12 +205,12 @@ pub const ASSUMED_PRESETS: &[(&str, &str, &str)] = &[
     (
         "fps-smc",
         "repo",
-        "the authors' code defaults (M = 5 particles, c = 0.95, 1000 steps, σ = 0.05) on this experiment's operators and masks; the DAPS paper does not state its FPS-SMC setting",
+        "the authors' code defaults (particle count, c, step count and σ = 0.05 as the README's sampler table gives them, unless the experiment overrides them) on this experiment's operators and masks; the DAPS paper does not state its FPS-SMC setting",
     ),
     (
         "dcdp",
         "repo",
-        "the authors' per-task configurations on this experiment's operators, masks and σ_y (the code has σ_y = 0 for SR, inpainting and the linear deblurs, and one fixed box); the DAPS paper does not state its DCDP setting",
+        "the authors' per-task configurations (unless the experiment overrides them) on this experiment's operators, masks and σ_y (the code has σ_y = 0 for SR, inpainting and the linear deblurs, and one fixed box); the DAPS paper does not state its DCDP setting",
     ),
     ("dcdp", "repo-default", "the authors' SR configuration, for a task the code has none for"),
 ];

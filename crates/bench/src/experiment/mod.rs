@@ -200,12 +200,34 @@ pub fn key_at(text: &str, offset: usize) -> Option<String> {
     }
 }
 
+/// The key of a parse error that the TOML reader reports on a table's header (it does for values
+/// read through a flattened map, e.g. an integer beyond 64 bits in a `[[method]]` table): the
+/// first `key = <integer>` line of that table whose integer does not fit in i64, under the
+/// table's name; otherwise the key at the span's start ([`key_at`]).
+fn error_key(text: &str, span: std::ops::Range<usize>) -> Option<String> {
+    let from = text[..span.start.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+    let rest = &text[from..];
+    let header = rest.lines().next().unwrap_or_default().trim();
+    if !header.starts_with('[') {
+        return key_at(text, span.start);
+    }
+    let table = header.trim_start_matches('[').split(']').next().unwrap_or_default().trim().to_string();
+    // The table's lines: from its header to the next header.
+    let end = rest.char_indices().filter(|&(i, c)| c == '\n' && rest[i + 1..].trim_start().starts_with('[')).map(|(i, _)| i).next().unwrap_or(rest.len());
+    let oversized = rest[..end].lines().skip(1).filter_map(|l| l.split_once('=')).find(|(_, v)| {
+        let v = v.split('#').next().unwrap_or_default().trim().replace('_', "");
+        let digits = v.trim_start_matches(['+', '-']);
+        !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()) && v.parse::<i64>().is_err()
+    });
+    Some(oversized.map_or(table.clone(), |(k, _)| format!("{table}.{}", k.trim())))
+}
+
 impl Experiment {
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read experiment file {}", path.display()))?;
         let file: ExperimentFile = toml::from_str(&text).map_err(|e| {
-            let key = e.span().and_then(|span| key_at(&text, span.start)).map(|k| format!(" (key `{k}`)")).unwrap_or_default();
+            let key = e.span().and_then(|span| error_key(&text, span)).map(|k| format!(" (key `{k}`)")).unwrap_or_default();
             anyhow::Error::new(e).context(format!("invalid experiment file {}{key}", path.display()))
         })?;
         Self::validate(file, path).with_context(|| format!("invalid experiment file {}", path.display()))
@@ -281,5 +303,10 @@ mod tests {
         assert_eq!(key_at(text, text.find("\"f8\"").unwrap()).as_deref(), Some("image.precision"));
         assert_eq!(key_at(text, text.find("\"a\"").unwrap()).as_deref(), Some("method.label"));
         assert_eq!(key_at("", 0), None);
+        // An error spanning a whole `[[method]]` table names its oversized integer's key.
+        let text = "[[method]]\nlabel = \"a\"\niterations = 18446744073709551615\n\n[[method]]\nlabel = \"b\"\n";
+        assert_eq!(error_key(text, 0..10).as_deref(), Some("method.iterations"));
+        let second = text.rfind("[[method]]").unwrap();
+        assert_eq!(error_key(text, second..second + 10).as_deref(), Some("method"));
     }
 }

@@ -45,8 +45,11 @@ impl<B: Backend> BlockAverage<B> {
     pub fn with_basis(shape: ImageShape, factor: usize, v_small: &[f64], device: &B::Device) -> Result<Self, OperatorError> {
         let k = factor * factor;
         let bad = |why: String| OperatorError::Invalid { what: "block-average operator".into(), why };
-        if factor == 0 || !shape.h.is_multiple_of(factor) || !shape.w.is_multiple_of(factor) {
-            return Err(bad(format!("factor {factor} does not divide the image side {}×{}", shape.h, shape.w)));
+        if factor < 2 || !shape.h.is_multiple_of(factor) || !shape.w.is_multiple_of(factor) {
+            return Err(bad(format!("factor {factor}: must be at least 2 and divide the image side {}×{}", shape.h, shape.w)));
+        }
+        if v_small.iter().any(|v| !v.is_finite()) {
+            return Err(bad("the block basis has a non-finite value".into()));
         }
         if v_small.len() != k * k {
             return Err(bad(format!("the block basis has {} values, a {k}×{k} matrix has {}", v_small.len(), k * k)));
@@ -226,5 +229,7 @@ mod tests {
         let e = BlockAverage::<T>::with_basis(shape, 2, &identity, &dev).unwrap_err().to_string();
         assert!(e.contains("first column"), "{e}");
         assert!(BlockAverage::<T>::new(ImageShape { c: 1, h: 6, w: 4 }, 4, &dev).is_err());
+        // Factor 1 (y the size of x) has no averaging to do: refused, not a NaN basis.
+        assert!(BlockAverage::<T>::new(ImageShape { c: 1, h: 4, w: 4 }, 1, &dev).is_err());
     }
 }

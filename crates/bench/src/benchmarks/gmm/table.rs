@@ -164,7 +164,7 @@ pub fn figure_links(gmm: &GmmExperiment, out: &Path) -> String {
          direction (`dipbench figures`; the samples the table scored).\n\n| d | d_y |",
     );
     for b in &g.budgets {
-        let _ = write!(s, " {} steps |", b.steps);
+        let _ = write!(s, " {} steps (η = {}) |", b.steps, b.eta);
     }
     s.push_str("\n|---|---|");
     s.push_str(&"---|".repeat(g.budgets.len()));

@@ -338,16 +338,21 @@ pub fn caption(v: &View<'_>) -> String {
         Some(p) => format!(" Paper numbers in parentheses: {} table(s) {} on `{}`.", p.file.display(), p.tables.join(", "), p.dataset),
         None => String::new(),
     };
-    // Methods run with a preset that assumes what the paper does not say.
+    // Methods run with a preset (their own or a task's) that assumes what the paper does not say,
+    // with the keys the experiment sets on top of it.
     let assumed: String = e
         .methods
         .iter()
-        .filter_map(|m| {
-            let preset = m.preset.as_str();
-            dipbench_samplers::ASSUMED_PRESETS
-                .iter()
-                .find(|(s, p, _)| *s == m.sampler && *p == preset)
-                .map(|(s, p, what)| format!(" {} ({s}, preset `{p}`) assumes {what}.", m.label))
+        .flat_map(|m| {
+            let task_presets =
+                m.per_task.iter().filter_map(|(t, table)| table.get("preset").and_then(|p| p.as_str()).map(|p| (p.to_string(), format!(" on {t}"))));
+            std::iter::once((m.preset.clone(), String::new())).chain(task_presets).filter_map(move |(preset, on)| {
+                let (s, p, what) = dipbench_samplers::ASSUMED_PRESETS.iter().find(|(s, p, _)| *s == m.sampler && *p == preset)?;
+                let mut keys: Vec<String> = m.settings.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+                keys.sort();
+                let set = if keys.is_empty() { String::new() } else { format!(" Set here: {}.", keys.join(", ")) };
+                Some(format!(" {}{on} ({s}, preset `{p}`) assumes {what}.{set}", m.label))
+            })
         })
         .collect();
     format!(

@@ -22,8 +22,8 @@ pub struct Args {
 /// budget, replicate); then `dipbench table` links them from `table.md`.
 pub fn run(a: Args) -> Result<i32> {
     let (exp, out) = a.experiment.load()?;
-    for p in dipbench::figures::figures::<burn::backend::Autodiff<burn::backend::Flex>>(&exp, &out, &a.replicates, a.redraw, &Default::default())? {
-        say(format_args!("wrote {}", p.display()))?;
+    for (p, drawn) in dipbench::figures::figures::<burn::backend::Autodiff<burn::backend::Flex>>(&exp, &out, &a.replicates, a.redraw, &Default::default())? {
+        say(format_args!("{} {}", if drawn { "wrote" } else { "kept" }, p.display()))?;
     }
     Ok(0)
 }

@@ -17,7 +17,7 @@ use dipbench_metrics::sliced_w1;
 use dipbench_nn::NnAutodiffBackend;
 use image::{Rgb, RgbImage};
 
-use crate::benchmarks::gmm::{GmmJob, job_problem, jobs, method_samples};
+use crate::benchmarks::gmm::{figure_path, job_problem, jobs, method_samples};
 use crate::experiment::{Experiment, Kind};
 use crate::grids::{draw_text, draw_text_scaled};
 
@@ -32,11 +32,6 @@ const INK: Rgb<u8> = Rgb([0, 0, 0]);
 const GREY: Rgb<u8> = Rgb([190, 190, 190]);
 const METHOD: Rgb<u8> = Rgb([31, 90, 200]);
 const MEANS: Rgb<u8> = Rgb([200, 60, 30]);
-
-/// The figure file of a job, relative to the results folder.
-pub fn figure_path(job: &GmmJob) -> PathBuf {
-    PathBuf::from("figures").join(format!("d{}-dy{}-steps{}-eta{}-r{:03}.png", job.d, job.d_y, job.budget.steps, job.budget.eta, job.replicate))
-}
 
 /// A linear map of [lo, hi] onto [0, len).
 #[derive(Debug, Clone, Copy)]

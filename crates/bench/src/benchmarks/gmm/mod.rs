@@ -10,7 +10,7 @@
 
 pub mod table;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -68,6 +68,11 @@ pub fn jobs(grid: &GmmGrid) -> Vec<GmmJob> {
         }
     }
     out
+}
+
+/// The file of a job's figure (`dipbench figures`), relative to the results folder.
+pub fn figure_path(job: &GmmJob) -> PathBuf {
+    PathBuf::from("figures").join(format!("d{}-dy{}-steps{}-eta{}-r{:03}.png", job.d, job.d_y, job.budget.steps, job.budget.eta, job.replicate))
 }
 
 /// One result row: one method on one replicate.

@@ -154,7 +154,7 @@ pub fn write_all(exp: &Experiment, gmm: &GmmExperiment, rows: &[GmmRow], out: &P
 /// Links to the figures `dipbench figures` wrote into `out` (one row per (d, d_y), one column per
 /// budget, each replicate drawn), or nothing when there are none.
 pub fn figure_links(gmm: &GmmExperiment, out: &Path) -> String {
-    let jobs: Vec<super::GmmJob> = super::jobs(&gmm.grid).into_iter().filter(|j| out.join(crate::figures::figure_path(j)).is_file()).collect();
+    let jobs: Vec<super::GmmJob> = super::jobs(&gmm.grid).into_iter().filter(|j| out.join(super::figure_path(j)).is_file()).collect();
     if jobs.is_empty() {
         return String::new();
     }
@@ -176,7 +176,7 @@ pub fn figure_links(gmm: &GmmExperiment, out: &Path) -> String {
                 let links: Vec<String> = jobs
                     .iter()
                     .filter(|j| j.d == d && j.d_y == d_y && j.budget == *b)
-                    .map(|j| format!("[r{}]({})", j.replicate, crate::figures::figure_path(j).display()))
+                    .map(|j| format!("[r{}]({})", j.replicate, super::figure_path(j).display()))
                     .collect();
                 let _ = write!(s, " {} |", if links.is_empty() { "–".to_string() } else { links.join(" ") });
             }

@@ -10,28 +10,20 @@
 
 use burn::backend::{Autodiff, Flex};
 use burn::prelude::*;
-use dipbench_models::unet::{AdmUnet, UnetConfig, UnetPrior};
-use dipbench_nn::source::MemorySource;
 use dipbench_operators::SampleRng;
 use dipbench_operators::image::{ImageShape, Task, build};
 use dipbench_samplers::daps::{Daps, DapsConfig};
 use dipbench_samplers::dps::{Dps, DpsConfig, Likelihood};
 use dipbench_samplers::{Problem, Sampler};
-use dipbench_tests::{GoldenTensor, golden_dir, load_json, load_tensors, max_abs_diff, rel_err, tensor};
+use dipbench_tests::{GoldenTensor, load_json, load_tensors, max_abs_diff, rel_err, tensor, tiny_unet_prior};
 
 type B = Autodiff<Flex>;
 
 const D: usize = 3 * 32 * 32;
 
-fn prior() -> UnetPrior<B> {
-    let mut src = MemorySource::from_pytorch(&golden_dir().join("unet_tiny.pt"), None).unwrap();
-    UnetPrior::new(AdmUnet::load(&UnetConfig::tiny32(), &mut src, &Default::default()).unwrap())
-}
-
-/// Rows of a golden tensor as a `[rows, len/rows]` tensor.
-fn rows(t: &GoldenTensor, rows: usize) -> Tensor<B, 2> {
-    let v: Vec<f32> = t.data.iter().map(|x| *x as f32).collect();
-    Tensor::<B, 1>::from_floats(v.as_slice(), &Default::default()).reshape([rows, v.len() / rows])
+/// A golden tensor as `[rows, len/rows]` on `B`.
+fn rows(t: &GoldenTensor, n: usize) -> Tensor<B, 2> {
+    dipbench_tests::rows::<B>(t, n)
 }
 
 /// Row `i` of `d` values.
@@ -71,7 +63,7 @@ fn check_rel(name: &str, got: Tensor<B, 2>, want: &[f64], tol: f64) {
 fn golden_dps_step_matches_posterior_sampling_at_t500_and_t0() {
     let meta = load_json("samplers");
     let io = load_tensors("samplers");
-    let prior = prior();
+    let prior = tiny_unet_prior::<B>();
     let op = sr4();
     let problem = Problem::shared(&prior, op.as_ref(), rows(tensor(&io, "dps_y"), 1), 0.05, 1);
     // PosteriorSampling(scale = 0.5) on the released DDPM sampler (learned range, clamp).
@@ -102,7 +94,7 @@ fn golden_dps_step_matches_posterior_sampling_at_t500_and_t0() {
 fn golden_daps_pf_ode_euler_matches_torchdiffeq() {
     let meta = load_json("samplers");
     let io = load_tensors("samplers");
-    let prior = prior();
+    let prior = tiny_unet_prior::<B>();
     let grid: Vec<f64> = meta["daps"]["pf_ode"]["grid_float64"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
     // The same grid from DAPS-1K's scheduler: poly-7 from σ = 10 to ode_sigma_min in 5 steps.
     let ours = DapsConfig::daps_1k().ode_sigmas(grid[0]);
@@ -125,7 +117,7 @@ fn golden_daps_pf_ode_euler_matches_torchdiffeq() {
 fn golden_daps_langevin_with_one_and_three_steps() {
     let meta = load_json("samplers");
     let io = load_tensors("samplers");
-    let prior = prior();
+    let prior = tiny_unet_prior::<B>();
     let op = sr4();
     let problem = Problem::shared(&prior, op.as_ref(), rows(tensor(&io, "dps_y"), 1), 0.05, 1);
     // The reference's x_t (`daps_ode_xt`) enters its update twice with opposite signs; dipbench
@@ -148,7 +140,7 @@ fn golden_daps_two_level_run_matches_daps_sample() {
     let meta = load_json("samplers");
     let io = load_tensors("samplers");
     let run = &meta["daps"]["run"];
-    let prior = prior();
+    let prior = tiny_unet_prior::<B>();
     let op = sr4();
     let problem = Problem::shared(&prior, op.as_ref(), rows(tensor(&io, "dps_y"), 1), 0.05, 1);
     let ann = &run["annealing_scheduler_config"];

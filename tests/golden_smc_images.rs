@@ -17,14 +17,12 @@ use std::collections::VecDeque;
 
 use burn::backend::{Autodiff, Flex};
 use burn::prelude::*;
-use dipbench_models::unet::{AdmUnet, UnetConfig, UnetPrior};
-use dipbench_nn::source::MemorySource;
 use dipbench_operators::image::{BlockAverage, ImageShape, InpaintOperator, Mask, Task, build};
 use dipbench_operators::{LinearOperator, Operator, SampleRng};
 use dipbench_samplers::Problem;
 use dipbench_samplers::dcdp::{Dcdp, DcdpConfig};
 use dipbench_samplers::fps::{FpsConfig, FpsProposal, FpsSmc, RunTrace, Tables, Uniforms};
-use dipbench_tests::{GoldenTensor, golden_dir, load_json, load_tensors, max_abs_diff, tensor};
+use dipbench_tests::{GoldenTensor, load_json, load_tensors, max_abs_diff, tensor, tiny_unet_prior};
 use serde_json::Value;
 
 type B = Autodiff<Flex>;
@@ -44,15 +42,9 @@ const NET: f64 = 1e-4;
 /// agree exactly).
 const SR_RUN: f64 = 1e-2;
 
-fn prior() -> UnetPrior<B> {
-    let mut src = MemorySource::from_pytorch(&golden_dir().join("unet_tiny.pt"), None).unwrap();
-    UnetPrior::new(AdmUnet::load(&UnetConfig::tiny32(), &mut src, &Default::default()).unwrap())
-}
-
-/// A golden tensor as `[rows, len/rows]`.
-fn rows(t: &GoldenTensor, rows: usize) -> Tensor<B, 2> {
-    let v: Vec<f32> = t.data.iter().map(|x| *x as f32).collect();
-    Tensor::<B, 1>::from_floats(v.as_slice(), &Default::default()).reshape([rows, v.len() / rows])
+/// A golden tensor as `[rows, len/rows]` on `B`.
+fn rows(t: &GoldenTensor, n: usize) -> Tensor<B, 2> {
+    dipbench_tests::rows::<B>(t, n)
 }
 
 /// Values `[from, to)` of a golden tensor's flat data.
@@ -118,7 +110,7 @@ fn golden_fps_smc_single_steps_box_inpainting_and_sr() {
     let m = meta["M"].as_u64().unwrap() as usize;
     assert_eq!(meta["c_rate"].as_f64().unwrap(), FpsConfig::repo().c_rate);
     assert_eq!(meta["sigma_hardcoded"].as_f64().unwrap(), FpsConfig::repo().sigma);
-    let prior = prior();
+    let prior = tiny_unet_prior::<B>();
     let inp = inpaint_op(&io);
     let (sr, block) = sr_ops(&io);
     for tag in ["inp_t500", "inp_t20", "sr_t500"] {
@@ -180,7 +172,7 @@ fn golden_fps_smc_six_step_runs_box_inpainting_and_sr() {
     let meta = load_json("smc/fps_smc");
     let io = load_tensors("smc/fps_smc");
     let m = meta["M"].as_u64().unwrap() as usize;
-    let prior = prior();
+    let prior = tiny_unet_prior::<B>();
     let inp = inpaint_op(&io);
     let (sr, block) = sr_ops(&io);
     for tag in ["run", "runsr"] {
@@ -229,7 +221,7 @@ fn golden_fps_smc_six_step_runs_box_inpainting_and_sr() {
 fn golden_dcdp_runs_sr_and_box_inpainting() {
     let meta = load_json("smc/dcdp");
     let io = load_tensors("smc/dcdp");
-    let prior = prior();
+    let prior = tiny_unet_prior::<B>();
     for tag in ["sr", "inp"] {
         let case = &meta["cases"][tag];
         let key = |k: &str| format!("dcdp_{tag}_{k}");

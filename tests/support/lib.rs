@@ -117,3 +117,16 @@ pub fn write_tiny_image_experiment(dir: &std::path::Path, name: &str, seed: u64,
     std::fs::write(&path, text).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
     path
 }
+
+/// The tiny ADM UNet of `<golden>/unet_tiny.pt` as a prior (golden README §1), on backend `B`.
+pub fn tiny_unet_prior<B: dipbench_nn::NnBackend>() -> dipbench_models::unet::UnetPrior<B> {
+    use dipbench_models::unet::{AdmUnet, UnetConfig, UnetPrior};
+    let mut src = dipbench_nn::source::MemorySource::from_pytorch(&golden_dir().join("unet_tiny.pt"), None).unwrap();
+    UnetPrior::new(AdmUnet::load(&UnetConfig::tiny32(), &mut src, &Default::default()).unwrap())
+}
+
+/// A golden tensor as a `[rows, len/rows]` float32 tensor on `B`'s default device.
+pub fn rows<B: burn::tensor::backend::Backend>(t: &GoldenTensor, rows: usize) -> burn::tensor::Tensor<B, 2> {
+    let v: Vec<f32> = t.data.iter().map(|x| *x as f32).collect();
+    burn::tensor::Tensor::<B, 1>::from_floats(v.as_slice(), &Default::default()).reshape([rows, v.len() / rows])
+}

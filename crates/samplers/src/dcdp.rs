@@ -120,9 +120,15 @@ pub struct Dcdp(pub DcdpConfig);
 
 impl Dcdp {
     /// One consistency phase: `steps` momentum-SGD steps on mean((y − 𝒜(x))²) per row from `x`
-    /// (`[n, d]`), returning every iterate (the last is the phase's result). Rows are independent:
-    /// each row's loss is the mean over its own m entries.
-    pub fn consistency<B: NnAutodiffBackend>(&self, problem: &Problem<'_, B>, x: Tensor<B, 2>, steps: usize) -> Vec<Tensor<B, 2>> {
+    /// (`[n, d]`), returning the last iterate; `iterates` (when given) receives every one. Rows are
+    /// independent: each row's loss is the mean over its own m entries.
+    pub fn consistency<B: NnAutodiffBackend>(
+        &self,
+        problem: &Problem<'_, B>,
+        x: Tensor<B, 2>,
+        steps: usize,
+        mut iterates: Option<&mut Vec<Tensor<B, 2>>>,
+    ) -> Tensor<B, 2> {
         let c = &self.0;
         let [n, d] = x.dims();
         let dev = x.device();
@@ -130,7 +136,6 @@ impl Dcdp {
         let (lr, mu) = (-(c.lr as f32), c.momentum as f32);
         let mut xs: Vec<f32> = x.into_data().convert::<f32>().to_vec().expect("f32 data");
         let mut buf: Vec<f32> = Vec::new();
-        let mut iterates = Vec::with_capacity(steps);
         for _ in 0..steps {
             let x_t = Tensor::<B, 2>::from_data(TensorData::new(xs.clone(), [n, d]), &dev);
             // ∇ₓ Σ_rows mean((𝒜x − y)²) = (2/m)·J𝒜ᵀ(𝒜x − y) per row (r·r: an exact doubling in backward).
@@ -149,23 +154,25 @@ impl Dcdp {
             for (x, b) in xs.iter_mut().zip(&buf) {
                 *x = b.mul_add(lr, *x);
             }
-            iterates.push(Tensor::from_data(TensorData::new(xs.clone(), [n, d]), &dev));
+            if let Some(list) = iterates.as_deref_mut() {
+                list.push(Tensor::from_data(TensorData::new(xs.clone(), [n, d]), &dev));
+            }
         }
-        iterates
+        Tensor::from_data(TensorData::new(xs, [n, d]), &dev)
     }
 
     /// The deterministic DDIM purification from `x` at level `level` (module documentation, step
-    /// 3): returns each step's (input, x̂₀) and the output.
+    /// 3): returns the output; `trace` (when given) receives each step's (input, x̂₀).
     pub fn purify<B: NnAutodiffBackend>(
         &self,
         problem: &Problem<'_, B>,
         mut x: Tensor<B, 2>,
         level: usize,
-    ) -> (Vec<(Tensor<B, 2>, Tensor<B, 2>)>, Tensor<B, 2>) {
+        mut trace: Option<&mut Vec<(Tensor<B, 2>, Tensor<B, 2>)>>,
+    ) -> Tensor<B, 2> {
         let schedule = problem.prior.schedule();
         let kept = space_timesteps(level, level.min(self.0.ddim_steps));
         let ab = schedule.respaced_alpha_bars(&kept);
-        let mut trace = Vec::with_capacity(kept.len());
         for k in (0..kept.len()).rev() {
             let eps = problem.prior.eps(x.clone(), kept[k]);
             let x0 = x0_from_eps(x.clone(), eps, ab[k]).clamp(-1.0, 1.0);
@@ -173,10 +180,12 @@ impl Dcdp {
             let eps = (x.clone().mul_scalar((1.0 / ab[k]).sqrt()) - x0.clone()).div_scalar((1.0 / ab[k] - 1.0).sqrt());
             // DDIM with η = 0; ᾱ′_{k−1} enters as float32 and its roots are float32, as the reference's.
             let prev = if k == 0 { 1.0f32 } else { ab[k - 1] as f32 };
-            trace.push((x.clone(), x0.clone()));
+            if let Some(list) = trace.as_deref_mut() {
+                list.push((x.clone(), x0.clone()));
+            }
             x = x0.mul_scalar(prev.sqrt()) + eps.mul_scalar((1.0f32 - prev).sqrt());
         }
-        (trace, x)
+        x
     }
 
     /// Runs DCDP; `record` receives each round's consistency iterates, noised start and purified
@@ -199,12 +208,12 @@ impl Dcdp {
         }
         let mut x = Tensor::<B, 2>::zeros([problem.n(), d], &dev);
         for t in self.0.levels() {
-            let iterates = self.consistency(problem, x, self.0.csgm_steps);
-            x = iterates.last().cloned().expect("at least one SGD step");
+            let keep = record.is_some();
+            let (mut iterates, mut ddim) = (Vec::new(), Vec::new());
+            x = self.consistency(problem, x, self.0.csgm_steps, keep.then_some(&mut iterates));
             let ab = schedule.alpha_bar(t - 1);
             let noisy = x.clone().mul_scalar(ab.sqrt()) + rng.normal::<B>(d, &dev).mul_scalar((1.0 - ab).sqrt());
-            let (ddim, out) = self.purify(problem, noisy.clone(), self.0.purification_level(t));
-            x = out;
+            x = self.purify(problem, noisy.clone(), self.0.purification_level(t), keep.then_some(&mut ddim));
             if let Some(r) = record.as_deref_mut() {
                 r.push(Round { level: t, iterates, noisy, ddim, purified: x.clone() });
             }

@@ -178,6 +178,11 @@ pub fn check_finite(config: &SamplerConfig, what: &str) -> Result<()> {
     walk(&toml::Value::try_from(config).context("configs serialise")?, "", what)
 }
 
+/// The name of a `[table]` or `[[array]]` header line (`[[method]]` → `method`).
+fn header_name(line: &str) -> String {
+    line.trim().trim_start_matches('[').split(']').next().unwrap_or_default().trim().to_string()
+}
+
 /// The dotted key written at byte `offset` of a TOML document (`image.precision`,
 /// `method.preset`): the `key =` of that line under the last `[table]` or `[[array]]` header
 /// above it, for naming the key in a parse error. `None` where the line has no key.
@@ -186,12 +191,7 @@ pub fn key_at(text: &str, offset: usize) -> Option<String> {
     let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
     let line = text[start..].lines().next().unwrap_or_default();
     let key = line.split_once('=').map(|(k, _)| k.trim().trim_matches('"').to_string()).filter(|k| !k.is_empty() && !k.starts_with('#'));
-    let table = text[..start]
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| l.starts_with('['))
-        .map(|l| l.trim_start_matches('[').split(']').next().unwrap_or_default().trim().to_string());
+    let table = text[..start].lines().rev().map(str::trim).find(|l| l.starts_with('[')).map(header_name);
     match (table, key) {
         (Some(t), Some(k)) if !t.is_empty() => Some(format!("{t}.{k}")),
         (_, Some(k)) => Some(k),
@@ -211,7 +211,7 @@ fn error_key(text: &str, span: std::ops::Range<usize>) -> Option<String> {
     if !header.starts_with('[') {
         return key_at(text, span.start);
     }
-    let table = header.trim_start_matches('[').split(']').next().unwrap_or_default().trim().to_string();
+    let table = header_name(header);
     // The table's lines: from its header to the next header.
     let end = rest.char_indices().filter(|&(i, c)| c == '\n' && rest[i + 1..].trim_start().starts_with('[')).map(|(i, _)| i).next().unwrap_or(rest.len());
     let oversized = rest[..end].lines().skip(1).filter_map(|l| l.split_once('=')).find(|(_, v)| {

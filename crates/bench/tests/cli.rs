@@ -240,7 +240,8 @@ fn asking_for_more_devices_than_the_backend_has_is_an_error() {
 fn slurm_writes_a_job_array_and_merge_joins_shards() {
     let dir = temp_dir("slurm");
     let exp = tiny_experiment(&dir, "", "");
-    let o = dipbench(&["slurm", exp.to_str().unwrap(), "--shards", "3", "--out", "res", "--partition", "gpu"], None);
+    let res = dir.join("res");
+    let o = dipbench(&["slurm", exp.to_str().unwrap(), "--shards", "3", "--out", res.to_str().unwrap(), "--partition", "gpu"], None);
     let script = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     for needle in [

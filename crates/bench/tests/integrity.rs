@@ -58,10 +58,11 @@ fn slurm_refuses_to_overwrite_an_existing_script_without_force() {
     let err = refused(&dipbench(&["slurm", exp.to_str().unwrap(), "--shards", "2", "--script", exp.to_str().unwrap()]));
     assert!(err.contains("--force") && err.contains("slurm.toml"), "{err}");
     assert_eq!(read(&exp), original);
-    let script = dir.join("job.sbatch");
-    ok(&dipbench(&["slurm", exp.to_str().unwrap(), "--shards", "2", "--script", script.to_str().unwrap()]));
-    refused(&dipbench(&["slurm", exp.to_str().unwrap(), "--shards", "2", "--script", script.to_str().unwrap()]));
-    ok(&dipbench(&["slurm", exp.to_str().unwrap(), "--shards", "2", "--script", script.to_str().unwrap(), "--force"]));
+    let (script, out) = (dir.join("job.sbatch"), dir.join("out"));
+    let (script, out) = (script.to_str().unwrap(), out.to_str().unwrap());
+    ok(&dipbench(&["slurm", exp.to_str().unwrap(), "--shards", "2", "--out", out, "--script", script]));
+    refused(&dipbench(&["slurm", exp.to_str().unwrap(), "--shards", "2", "--out", out, "--script", script]));
+    ok(&dipbench(&["slurm", exp.to_str().unwrap(), "--shards", "2", "--out", out, "--script", script, "--force"]));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -77,9 +78,12 @@ fn slurm_values_are_validated_and_quoted() {
         assert!(err.contains(flag), "{flag}: {err}");
     }
     // A results folder with a space and a shell character is one quoted word, not two commands.
-    let script = ok(&dipbench(&["slurm", e, "--shards", "2", "--out", "my results;x"]));
-    assert!(script.contains("'my results;x'"), "{script}");
-    assert!(!script.lines().any(|l| !l.starts_with('#') && l.contains("my results;x") && !l.contains("'my results;x'")), "{script}");
+    let out = dir.join("my results;x");
+    let out = out.to_str().unwrap();
+    let script = ok(&dipbench(&["slurm", e, "--shards", "2", "--out", out]));
+    let quoted = format!("'{out}'");
+    assert!(script.contains(&quoted), "{script}");
+    assert!(!script.lines().any(|l| !l.starts_with('#') && l.contains(out) && !l.contains(&quoted)), "{script}");
 }
 
 #[test]

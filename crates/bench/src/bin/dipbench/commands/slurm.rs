@@ -49,13 +49,14 @@ pub fn run(a: Args) -> Result<i32> {
         partition: a.partition,
     };
     let text = slurm_script(&req)?;
+    // Refused before anything is created.
+    if let Some(p) = a.script.as_ref().filter(|p| p.exists() && !a.force) {
+        bail!("{} exists; give --force to replace it", p.display());
+    }
     // sbatch does not create the folder of --output; a missing one loses the logs.
     std::fs::create_dir_all(out.join("slurm")).with_context(|| format!("cannot create {}", out.join("slurm").display()))?;
     match a.script {
         Some(p) => {
-            if p.exists() && !a.force {
-                bail!("{} exists; give --force to replace it", p.display());
-            }
             dipbench::pipeline::store::write_atomic(&p, text.as_bytes())?;
             say(format_args!("wrote {}; submit it with `sbatch {}`", p.display(), p.display()))?;
         }

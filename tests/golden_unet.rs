@@ -9,7 +9,7 @@ use burn::prelude::*;
 use dipbench_models::unet::{AdmUnet, UnetConfig};
 use dipbench_nn::layers::Precision;
 use dipbench_nn::source::{GoldenFill, MemorySource, ShapeSource};
-use dipbench_tests::{GoldenTensor, golden_dir, load_json, load_tensors, rel_err, tensor};
+use dipbench_tests::{GoldenTensor, golden_dir, load_json, load_tensors, rel_err, tensor, unet_trace_against};
 
 type B = Flex;
 
@@ -44,18 +44,9 @@ fn tiny() -> AdmUnet<B> {
 fn golden_unet_tiny_matches_reference_for_integer_and_float_timesteps() {
     let net = tiny();
     let io = load_tensors("unet_tiny_io");
-    let x: Tensor<B, 4> = to_tensor(tensor(&io, "x"));
     for case in ["int", "float"] {
-        let t: Vec<f32> = tensor(&io, &format!("t_{case}")).data.iter().map(|v| *v as f32).collect();
-        let trace = net.forward_traced(x.clone(), &t);
-        for (name, got) in [
-            ("temb_sin", values(trace.temb_sin)),
-            ("emb", values(trace.emb)),
-            ("h_in0", values(trace.h_in0)),
-            ("h_mid", values(trace.h_mid)),
-            ("out", values(trace.out)),
-        ] {
-            let err = rel_err(&got, &tensor(&io, &format!("{name}_{case}")).data);
+        for (name, got, want) in unet_trace_against(&net, &io, case) {
+            let err = rel_err(&got, &want.data);
             println!("tiny {case} {name}: relative error {err:.2e}");
             assert!(err <= 1e-4, "{name} ({case} timesteps): relative error {err:.3e}");
         }

@@ -130,3 +130,26 @@ pub fn rows<B: burn::tensor::backend::Backend>(t: &GoldenTensor, rows: usize) ->
     let v: Vec<f32> = t.data.iter().map(|x| *x as f32).collect();
     burn::tensor::Tensor::<B, 1>::from_floats(v.as_slice(), &Default::default()).reshape([rows, v.len() / rows])
 }
+
+/// The intermediates of a UNet forward on the inputs of a `unet_*_io` fixture (`x`, `t_<case>`),
+/// paired with the fixture's expected tensors `<name>_<case>`: (name, got, expected) for the
+/// timestep embedding, `time_embed`, the first input block, the middle block and the output.
+pub fn unet_trace_against<'a, B: dipbench_nn::NnBackend>(
+    net: &dipbench_models::unet::AdmUnet<B>,
+    io: &'a HashMap<String, GoldenTensor>,
+    case: &str,
+) -> Vec<(&'static str, Vec<f64>, &'a GoldenTensor)> {
+    let x = tensor(io, "x");
+    let shape: [usize; 4] = x.shape.clone().try_into().expect("x is [n, c, h, w]");
+    let xv: Vec<f32> = x.data.iter().map(|v| *v as f32).collect();
+    let x = burn::tensor::Tensor::<B, 1>::from_floats(xv.as_slice(), &Default::default()).reshape(shape);
+    let t: Vec<f32> = tensor(io, &format!("t_{case}")).data.iter().map(|v| *v as f32).collect();
+    let trace = net.forward_traced(x, &t);
+    fn host<B: burn::tensor::backend::Backend, const D: usize>(t: burn::tensor::Tensor<B, D>) -> Vec<f64> {
+        t.into_data().convert::<f32>().to_vec::<f32>().unwrap().into_iter().map(f64::from).collect()
+    }
+    [("temb_sin", host(trace.temb_sin)), ("emb", host(trace.emb)), ("h_in0", host(trace.h_in0)), ("h_mid", host(trace.h_mid)), ("out", host(trace.out))]
+        .into_iter()
+        .map(|(name, got)| (name, got, tensor(io, &format!("{name}_{case}"))))
+        .collect()
+}

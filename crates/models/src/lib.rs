@@ -9,6 +9,11 @@
 //! - [`gaussian_mixture`]: analytic Gaussian-mixture and single-Gaussian priors with exact score
 //!   and denoiser at every noise level.
 //! - [`exact_posterior`]: their exact posterior under a linear-Gaussian measurement.
+//! - [`unet`]: the ADM UNet of guided-diffusion (pixel priors) and, with plain resampling and no
+//!   scale-shift norm, the unconditional UNet of latent diffusion.
+//! - [`vq`]: latent diffusion's VQ autoencoder (encoder, codebook, decoder).
+//! - [`latent`]: a latent-diffusion checkpoint (UNet + autoencoder + schedule) as a prior on
+//!   latents, with encode/decode.
 //!
 //! What it is not for: measurement operators (`dipbench-operators`), sampling algorithms
 //! (`dipbench-samplers`), randomness (every random input here is passed in explicitly, so the
@@ -17,9 +22,11 @@
 pub mod error;
 pub mod exact_posterior;
 pub mod gaussian_mixture;
+pub mod latent;
 pub mod prior;
 pub mod schedule;
 pub mod unet;
+pub mod vq;
 
 pub use error::ModelError;
 pub use exact_posterior::ExactPosterior;

@@ -32,6 +32,21 @@ impl VpSchedule {
         Self { name: format!("linear({beta_start},{beta_end},{steps})"), alpha_bar }
     }
 
+    /// Latent diffusion's "linear" schedule (`make_beta_schedule("linear")` of CompVis ldm):
+    /// β = linspace(√β_start, √β_end, T)², linear in √β, in f64; ᾱ_t = Π_{i≤t}(1−β_i). The
+    /// LDM-VQ-4 checkpoints use (0.0015, 0.0195, 1000): σ_t = √(1/ᾱ_t − 1) from 0.0388 to 83.8.
+    pub fn sqrt_linear(beta_start: f64, beta_end: f64, steps: usize) -> Self {
+        let mut acc = 1.0;
+        let alpha_bar = linspace(beta_start.sqrt(), beta_end.sqrt(), steps)
+            .iter()
+            .map(|r| {
+                acc *= 1.0 - r * r;
+                acc
+            })
+            .collect();
+        Self { name: format!("sqrt-linear({beta_start},{beta_end},{steps})"), alpha_bar }
+    }
+
     /// The schedule of the original MCGdiff Gaussian-mixture script (docs/gmm.md): β =
     /// linspace(0.02, 1e-4, 999) — note: *decreasing* — and ᾱ = cumprod([1] ++ (1 − β)), so
     /// ᾱ_0 = 1 exactly (t = 0 is the data) and ᾱ_999 ≈ e^−10.

@@ -211,7 +211,7 @@ impl<B: Backend> Linear<B> {
     }
 }
 
-/// GroupNorm with 32 groups and ε = 1e-5, in float32 (guided-diffusion `GroupNorm32`:
+/// GroupNorm with 32 groups and ε = 1e-5 (or another ε, [`GroupNorm32::with_eps`]), in float32 (guided-diffusion `GroupNorm32`:
 /// `super().forward(x.float()).type(x.dtype)`): y = (x − mean_g)/√(var_g + ε)·γ + β, statistics
 /// (biased variance) over each group's channels and positions; a half-precision input is
 /// normalised in float32 and the result returned in the input's precision.
@@ -219,12 +219,13 @@ impl<B: Backend> Linear<B> {
 pub struct GroupNorm32<B: Backend> {
     gamma: Tensor<B, 1>,
     beta: Tensor<B, 1>,
+    eps: f64,
 }
 
 impl<B: Backend> GroupNorm32<B> {
     /// The layer with every weight mapped by `m`.
     pub fn map<C: Backend>(self, m: &impl WeightMap<B, C>) -> GroupNorm32<C> {
-        GroupNorm32 { gamma: m.map(self.gamma), beta: m.map(self.beta) }
+        GroupNorm32 { gamma: m.map(self.gamma), beta: m.map(self.beta), eps: self.eps }
     }
 }
 
@@ -241,7 +242,12 @@ impl<B: NnBackend> GroupNorm32<B> {
 
     /// Loads `<key>.weight` (γ) and `<key>.bias` (β), both `[c]`.
     pub fn load(l: &mut Loader<'_, B>, key: &str, c: usize) -> Result<Self, LoadError> {
-        Ok(Self { gamma: l.tensor(&format!("{key}.weight"), [c])?, beta: l.tensor(&format!("{key}.bias"), [c])? })
+        Ok(Self { gamma: l.tensor(&format!("{key}.weight"), [c])?, beta: l.tensor(&format!("{key}.bias"), [c])?, eps: Self::EPS })
+    }
+
+    /// The layer with another ε (latent diffusion's autoencoder `Normalize`: 1e-6).
+    pub fn with_eps(self, eps: f64) -> Self {
+        Self { eps, ..self }
     }
 
     /// Normalises `[n, c, h, w]`.
@@ -273,13 +279,13 @@ impl<B: NnBackend> GroupNorm32<B> {
                 }
                 None => (gamma, beta),
             };
-            return group_norm_act(x, a, b, Self::GROUPS, Self::EPS, silu_after);
+            return group_norm_act(x, a, b, Self::GROUPS, self.eps, silu_after);
         }
         let dtype = x.dtype();
         let g = Self::GROUPS;
         let grouped = x.cast(FloatDType::F32).reshape([n, g, (c / g) * h * w]);
         let (var, mean) = grouped.clone().var_mean_bias(2);
-        let normed = (grouped - mean).div(var.add_scalar(Self::EPS).sqrt()).reshape([n, c, h, w]);
+        let normed = (grouped - mean).div(var.add_scalar(self.eps).sqrt()).reshape([n, c, h, w]);
         let y = normed * self.gamma.clone().reshape([1, c, 1, 1]) + self.beta.clone().reshape([1, c, 1, 1]);
         let mut y = y.cast(FloatDType::from(dtype));
         if let Some((s, t)) = modulation {

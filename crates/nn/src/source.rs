@@ -199,6 +199,11 @@ impl MemorySource {
         self
     }
 
+    /// Adds (or replaces) `key` with `shape` and row-major `values`.
+    pub fn insert(&mut self, key: &str, shape: Vec<usize>, values: Vec<f32>) {
+        self.tensors.insert(key.to_string(), (shape, values));
+    }
+
     /// Keys and shapes, sorted by key.
     pub fn manifest(&self) -> Vec<(String, Vec<usize>)> {
         self.tensors.iter().map(|(k, (s, _))| (k.clone(), s.clone())).collect()
@@ -279,6 +284,40 @@ impl ParamSource for ShapeSource {
 
     fn remaining(&self) -> Vec<String> {
         self.shapes.keys().cloned().collect()
+    }
+}
+
+/// The keys of `inner` that start with `prefix`, seen without it: a Lightning checkpoint holds
+/// several networks (`model.diffusion_model.*`, `first_stage_model.*`), each loaded strictly
+/// through its own view; [`ParamSource::remaining`] lists only this view's keys, so what the
+/// other views and the caller must account for stays in `inner`.
+pub struct Prefixed<'a> {
+    inner: &'a mut dyn ParamSource,
+    prefix: String,
+}
+
+impl<'a> Prefixed<'a> {
+    /// The view of `inner` under `prefix`.
+    pub fn new(inner: &'a mut dyn ParamSource, prefix: &str) -> Self {
+        Self { inner, prefix: prefix.to_string() }
+    }
+}
+
+impl ParamSource for Prefixed<'_> {
+    fn name(&self) -> String {
+        format!("{} [{}*]", self.inner.name(), self.prefix)
+    }
+
+    fn shape_of(&self, key: &str, expected: &[usize]) -> Option<Vec<usize>> {
+        self.inner.shape_of(&format!("{}{key}", self.prefix), expected)
+    }
+
+    fn take_values(&mut self, key: &str, shape: &[usize]) -> Result<Vec<f32>, LoadError> {
+        self.inner.take_values(&format!("{}{key}", self.prefix), shape)
+    }
+
+    fn remaining(&self) -> Vec<String> {
+        self.inner.remaining().into_iter().filter_map(|k| k.strip_prefix(&self.prefix).map(str::to_string)).collect()
     }
 }
 

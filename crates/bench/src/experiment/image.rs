@@ -193,6 +193,9 @@ impl ImageExperiment {
             bail!("key `image.batch` = {}: must be in 1..=4096", grid.batch);
         }
         let model = UnetConfig::by_name(&grid.model).with_context(|| format!("key `image.model`: `{}`", grid.model))?;
+        if model.is_latent() {
+            bail!("key `image.model` = `{}`: a latent-diffusion UNet denoises autoencoder latents; image experiments run pixel-space priors only", grid.model);
+        }
         if model.image_size != grid.side {
             bail!("key `image.side` = {} but model `{}` takes {}×{} images", grid.side, grid.model, model.image_size, model.image_size);
         }

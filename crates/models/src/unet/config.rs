@@ -35,8 +35,12 @@ pub struct UnetConfig {
     pub resblock_updown: bool,
 }
 
-/// The preset names of [`UnetConfig::by_name`].
-pub const NAMES: &[&str] = &["ffhq256", "imagenet256", "tiny32"];
+/// The preset names of [`UnetConfig::by_name`]: the pixel-space networks, then the latent ones
+/// ([`LATENT_NAMES`]).
+pub const NAMES: &[&str] = &["ffhq256", "imagenet256", "tiny32", "ffhq256-ldm", "tiny16-ldm"];
+
+/// The presets that are latent-diffusion UNets (they denoise autoencoder latents, not images).
+pub const LATENT_NAMES: &[&str] = &["ffhq256-ldm", "tiny16-ldm"];
 
 impl UnetConfig {
     /// FFHQ 256 (`ffhq_10m.pt`, DPS/DAPS `model_config.yaml`): 128 ch, 1 block, mult
@@ -78,14 +82,56 @@ impl UnetConfig {
         }
     }
 
+    /// The unconditional latent-diffusion UNet of the LDM-VQ-4 FFHQ checkpoint
+    /// (`ffhq-ldm-vq-4.yaml`): 3×64×64 latents, 224 ch, mult (1,2,3,4), 2 blocks, attention at
+    /// ds 2, 4, 8 with 32 channels per head, no scale-shift norm, plain-layer resampling, ε only.
+    /// 274,056,163 parameters.
+    pub fn ffhq256_ldm() -> Self {
+        Self {
+            name: "ffhq256-ldm".into(),
+            image_size: 64,
+            in_channels: 3,
+            model_channels: 224,
+            out_channels: 3,
+            num_res_blocks: 2,
+            attention_ds: vec![2, 4, 8],
+            channel_mult: vec![1, 2, 3, 4],
+            num_heads: 1,
+            num_head_channels: 32,
+            use_scale_shift_norm: false,
+            resblock_updown: false,
+        }
+    }
+
+    /// The latent fixtures' tiny LDM UNet (`latent/ldm_tiny.pt`): 16×16 latents, 32 ch, mult
+    /// (1,1,2), 1 block, attention at ds 2 and 4, the FFHQ LDM's option set.
+    pub fn tiny16_ldm() -> Self {
+        Self {
+            name: "tiny16-ldm".into(),
+            image_size: 16,
+            model_channels: 32,
+            num_res_blocks: 1,
+            attention_ds: vec![2, 4],
+            channel_mult: vec![1, 1, 2],
+            ..Self::ffhq256_ldm()
+        }
+    }
+
     /// A preset by name ([`NAMES`]).
     pub fn by_name(name: &str) -> Result<Self, ModelError> {
         match name {
             "ffhq256" => Ok(Self::ffhq256()),
             "imagenet256" => Ok(Self::imagenet256()),
             "tiny32" => Ok(Self::tiny32()),
+            "ffhq256-ldm" => Ok(Self::ffhq256_ldm()),
+            "tiny16-ldm" => Ok(Self::tiny16_ldm()),
             other => Err(ModelError::UnknownName { what: "UNet config", name: other.into(), known: NAMES.join(", ") }),
         }
+    }
+
+    /// Whether the preset is a latent-diffusion UNet ([`LATENT_NAMES`]).
+    pub fn is_latent(&self) -> bool {
+        LATENT_NAMES.contains(&self.name.as_str())
     }
 
     /// Heads of an attention block with `channels` channels.

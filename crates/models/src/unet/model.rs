@@ -1,11 +1,15 @@
 //! The ADM UNet of guided-diffusion (Dhariwal & Nichol 2021), the prior network of DPS, MCG and
 //! DAPS, built directly from a checkpoint's state dict (module layout and key names mirror
-//! `unet.py`: `time_embed`, `input_blocks`, `middle_block`, `output_blocks`, `out`).
+//! `unet.py`: `time_embed`, `input_blocks`, `middle_block`, `output_blocks`, `out`). With
+//! `resblock_updown = false` and no scale-shift norm it is also the unconditional UNet of latent
+//! diffusion (`openaimodel.py`, the same code base), whose levels resample with plain layers.
 
 use burn::prelude::*;
 use burn::tensor::FloatDType;
 use burn::tensor::activation::silu;
 use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::module::interpolate;
+use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 
 use super::blocks::{AttentionBlock, ResBlock, Resample};
 use super::config::UnetConfig;
@@ -19,12 +23,15 @@ enum Layer<B: Backend> {
     Conv(Conv2d<B>),
     Res(ResBlock<B>),
     Attn(AttentionBlock<B>),
+    /// `Upsample(use_conv=True)`: nearest ×2, then a 3×3 convolution (`conv`).
+    Up(Conv2d<B>),
 }
 
 impl<B: Backend> Layer<B> {
     fn map<C: Backend>(self, m: &impl WeightMap<B, C>) -> Layer<C> {
         match self {
             Self::Conv(c) => Layer::Conv(c.map(m)),
+            Self::Up(c) => Layer::Up(c.map(m)),
             Self::Res(r) => Layer::Res(r.map(m)),
             Self::Attn(a) => Layer::Attn(a.map(m)),
         }
@@ -35,6 +42,7 @@ impl<B: NnBackend> Layer<B> {
     fn cast(self, dtype: FloatDType) -> Self {
         match self {
             Self::Conv(c) => Self::Conv(c.cast(dtype)),
+            Self::Up(c) => Self::Up(c.cast(dtype)),
             Self::Res(r) => Self::Res(r.cast(dtype)),
             Self::Attn(a) => Self::Attn(a.cast(dtype)),
         }
@@ -43,6 +51,10 @@ impl<B: NnBackend> Layer<B> {
     fn forward(&self, x: Tensor<B, 4>, silu_emb: &Tensor<B, 2>) -> Tensor<B, 4> {
         match self {
             Self::Conv(c) => c.forward(x),
+            Self::Up(c) => {
+                let [_, _, h, w] = x.dims();
+                c.forward(interpolate(x, [2 * h, 2 * w], InterpolateOptions::new(InterpolateMode::Nearest)))
+            }
             Self::Res(r) => r.forward(x, silu_emb.clone()),
             Self::Attn(a) => a.forward(x),
         }
@@ -162,7 +174,8 @@ impl<B: NnBackend> AdmUnet<B> {
                 let layer = if config.resblock_updown {
                     Layer::Res(ResBlock::load(&mut l, &key, ch, emb_ch, ch, ss, Resample::Down)?)
                 } else {
-                    unimplemented_resample("downsample")?
+                    // `Downsample(use_conv=True)`: a 3×3 convolution with stride 2, padding 1 (`op`).
+                    Layer::Conv(Conv2d::load(&mut l, &format!("{key}.op"), ch, ch, 3, 2, 1)?)
                 };
                 input_blocks.push(vec![layer]);
                 chans.push(ch);
@@ -190,7 +203,7 @@ impl<B: NnBackend> AdmUnet<B> {
                     let layer = if config.resblock_updown {
                         Layer::Res(ResBlock::load(&mut l, &k, ch, emb_ch, ch, ss, Resample::Up)?)
                     } else {
-                        unimplemented_resample("upsample")?
+                        Layer::Up(Conv2d::load(&mut l, &format!("{k}.conv"), ch, ch, 3, 1, 1)?)
                     };
                     layers.push(layer);
                     ds /= 2;
@@ -244,7 +257,7 @@ impl<B: NnBackend> AdmUnet<B> {
     fn visit_weights(&self) -> impl Iterator<Item = bool> + '_ {
         let blocks = self.input_blocks.iter().chain(std::iter::once(&self.middle_block)).chain(self.output_blocks.iter());
         let layers = blocks.flatten().flat_map(|l| match l {
-            Layer::Conv(c) => c.requires_grad(),
+            Layer::Conv(c) | Layer::Up(c) => c.requires_grad(),
             Layer::Res(r) => r.requires_grad(),
             Layer::Attn(a) => a.requires_grad(),
         });
@@ -301,14 +314,6 @@ impl<B: NnBackend> AdmUnet<B> {
         let out = self.out_conv.forward(self.out_norm.forward_silu(h.cast(FloatDType::F32)));
         UnetTrace { temb_sin, emb, h_in0: h_in0.expect("at least one input block"), h_mid, out }
     }
-}
-
-fn unimplemented_resample<T>(what: &str) -> Result<T, LoadError> {
-    Err(LoadError::Data {
-        source_name: "config".into(),
-        key: "resblock_updown".into(),
-        why: format!("plain-layer {what} (resblock_updown = false) is not implemented; every checkpoint dipbench knows uses resblock_updown"),
-    })
 }
 
 fn broadcast_t(t: &[f32], n: usize) -> Vec<f32> {

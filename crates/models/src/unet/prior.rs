@@ -26,6 +26,13 @@ impl<B: NnBackend> UnetPrior<B> {
         Self { net, schedule: VpSchedule::linear(1e-4, 0.02, 1000), continuous: ContinuousVp::default() }
     }
 
+    /// Wraps `net` trained on `schedule` (its ε̂ is indexed by that table's steps); D(x; σ) keeps
+    /// the pixel models' continuous-VP c_noise whatever the schedule, as DAPS's wrapper does for
+    /// the latent-diffusion UNets.
+    pub fn with_schedule(net: AdmUnet<B>, schedule: VpSchedule) -> Self {
+        Self { net, schedule, continuous: ContinuousVp::default() }
+    }
+
     /// The network.
     pub fn net(&self) -> &AdmUnet<B> {
         &self.net

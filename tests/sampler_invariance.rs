@@ -13,7 +13,21 @@ type B = Autodiff<Flex>;
 /// The samplers that run on the Gaussian-mixture benchmark (those with a `gmm` preset; the
 /// phase-retrieval and TV baselines need image structure and are checked on images).
 fn gmm_kinds() -> Vec<&'static str> {
-    SAMPLER_KINDS.iter().copied().filter(|k| SamplerConfig::preset(k, "gmm").is_ok()).collect()
+    let mut kinds: Vec<&str> = SAMPLER_KINDS.iter().copied().filter(|k| SamplerConfig::preset(k, "gmm").is_ok()).collect();
+    kinds.push("ddsmc-draw");
+    kinds
+}
+
+/// The `gmm` preset of `kind`, with particle clouds of 2 rows for the particle methods (a split
+/// at an even row keeps every cloud whole); `ddsmc-draw` is DDSMC with 3 particles inside each
+/// row (`output = "draw"`).
+fn gmm_config(kind: &str) -> SamplerConfig {
+    let (sampler, overrides) = match kind {
+        "mcgdiff" | "ddsmc" => (kind, "particles = 2"),
+        "ddsmc-draw" => ("ddsmc", "particles = 3\noutput = \"draw\""),
+        other => (other, ""),
+    };
+    SamplerConfig::preset(sampler, "gmm").unwrap().with_overrides(&toml::from_str(overrides).unwrap()).unwrap()
 }
 
 fn run(kind: &str, rows: std::ops::Range<usize>, seed: u64) -> Vec<f32> {
@@ -35,11 +49,7 @@ fn run_with(kind: &str, rows: std::ops::Range<usize>, seed: u64, tape_free: bool
     let op = DenseOperator::<B>::new("A", a, &dev).unwrap();
     let yt = Tensor::<B, 1>::from_floats([3.0f32, -2.0], &dev).reshape([1, 2]);
     let problem = Problem::shared(prior, &op, yt, 0.3, rows.len());
-    let mut cfg = SamplerConfig::preset(kind, "gmm").unwrap();
-    if kind == "mcgdiff" {
-        // Particle clouds of 2 rows: a split at an even row keeps every cloud whole.
-        cfg = cfg.with_overrides(&toml::from_str("particles = 2").unwrap()).unwrap();
-    }
+    let mut cfg = gmm_config(kind);
     cfg.set_budget(20, 0.6);
     let sampler = cfg.build::<B>(Some(&post)).unwrap();
     let out = sampler.sample(&problem, &mut SampleRng::rows(seed, rows)).unwrap();
@@ -53,7 +63,7 @@ fn same_seed_same_samples_and_another_seed_differs() {
     for kind in kinds {
         let a = run(kind, 0..5, 42);
         assert_eq!(a, run(kind, 0..5, 42), "{kind}: not deterministic");
-        if SamplerConfig::preset(kind, "gmm").unwrap().is_stochastic() {
+        if gmm_config(kind).is_stochastic() {
             assert_ne!(a, run(kind, 0..5, 43), "{kind}: ignores its seed");
         }
     }
@@ -65,7 +75,7 @@ fn samples_do_not_depend_on_the_batch_split() {
         let whole = run(kind, 0..6, 7);
         let mut split = run(kind, 0..2, 7);
         split.extend(run(kind, 2..6, 7));
-        // Rows are computed independently (MCGdiff: clouds of 2 rows, never split here) and the
+        // Rows are computed independently (MCGdiff, DDSMC: clouds of 2 rows, never split here) and the
         // CPU kernels reduce each row in the same order whatever the batch, so the samples are
         // bitwise identical.
         assert_eq!(whole, split, "{kind}: batch of 6 vs 2 + 4 differs");
@@ -194,7 +204,7 @@ fn tape_free_prior_gives_the_taped_samples() {
     };
     let mut checked = vec![];
     for kind in gmm_kinds() {
-        let cfg = SamplerConfig::preset(kind, "gmm").unwrap();
+        let cfg = gmm_config(kind);
         if !cfg.build::<B>(None).map(|s| s.differentiates_prior()).unwrap_or(false) {
             close(run_with(kind, 0..4, 3, true), run_with(kind, 0..4, 3, false), format!("{kind} on the mixture"));
             checked.push(kind);

@@ -6,8 +6,8 @@
 //! Gaussian-mixture benchmark and on image priors. A sampler is a pure function of
 //! (prior, operator, y, config, seeded RNG) → samples: no I/O, no globals.
 //!
-//! Samplers: [`dps`], [`mcg`] (also Score-SDE/ILVR projection), [`daps`], [`ddrm`], [`ddnm`], [`mcgdiff`] and [`fps`]
-//! (FPS-SMC; particles), [`dcdp`] (data consistency + diffusion purification),
+//! Samplers: [`dps`], [`mcg`] (also Score-SDE/ILVR projection), [`daps`], [`ddrm`], [`ddnm`], [`mcgdiff`], [`fps`]
+//! (FPS-SMC) and [`ddsmc`] (particles), [`dcdp`] (data consistency + diffusion purification),
 //! [`pigdm`] (ΠGDM), [`diffpir`], [`reddiff`] (RED-diff), the optimisation baselines
 //! [`classical`] (PnP-ADMM, ADMM-TV), the phase-retrieval baselines [`fienup`] (ER, HIO, OSS),
 //! and [`exact`] (the reference row). The catalog below — [`SamplerConfig`], its presets and [`SamplerConfig::build`] — is the one
@@ -21,6 +21,7 @@ pub mod daps;
 pub mod dcdp;
 pub mod ddnm;
 pub mod ddrm;
+pub mod ddsmc;
 pub mod diffpir;
 pub mod dps;
 pub mod error;
@@ -39,6 +40,7 @@ use crate::daps::{Daps, DapsConfig};
 use crate::dcdp::{Dcdp, DcdpConfig};
 use crate::ddnm::{Ddnm, DdnmConfig};
 use crate::ddrm::{Ddrm, DdrmConfig};
+use crate::ddsmc::{Ddsmc, DdsmcConfig};
 use crate::diffpir::{Diffpir, DiffpirConfig};
 use crate::dps::{Dps, DpsConfig, Likelihood};
 use crate::exact::Exact;
@@ -132,6 +134,8 @@ pub enum SamplerConfig {
     Mcgdiff(McgdiffConfig),
     /// [`FpsSmc`].
     FpsSmc(FpsConfig),
+    /// [`Ddsmc`].
+    Ddsmc(DdsmcConfig),
     /// [`Dcdp`].
     Dcdp(DcdpConfig),
     /// [`Daps`].
@@ -159,8 +163,10 @@ pub enum SamplerConfig {
 }
 
 /// The sampler names accepted by `sampler = "…"`.
-pub const SAMPLER_KINDS: &[&str] =
-    &["exact", "dps", "ddrm", "mcgdiff", "fps-smc", "dcdp", "daps", "mcg", "pigdm", "diffpir", "reddiff", "ddnm", "pnp-admm", "admm-tv", "er", "hio", "oss"];
+pub const SAMPLER_KINDS: &[&str] = &[
+    "exact", "dps", "ddrm", "mcgdiff", "fps-smc", "ddsmc", "dcdp", "daps", "mcg", "pigdm", "diffpir", "reddiff", "ddnm", "pnp-admm", "admm-tv", "er", "hio",
+    "oss",
+];
 
 /// What a task-dependent preset needs to know: the task (`sr4`, `inpaint_box`, …, as
 /// `dipbench_operators::image::Task::by_name`), the dataset (`ffhq…`, `imagenet…`) and the
@@ -186,6 +192,7 @@ pub const PRESETS: &[(&str, &str)] = &[
     ("ddrm", "gmm, gmm-script, paper"),
     ("mcgdiff", "gmm, package"),
     ("fps-smc", "repo"),
+    ("ddsmc", "gmm, inversebench"),
     ("dcdp", "repo, repo-default"),
     ("ddnm", "gmm, paper"),
     ("pigdm", "gmm, paper"),
@@ -268,6 +275,8 @@ impl SamplerConfig {
             ("ddrm", "gmm-script") => Self::Ddrm(DdrmConfig::gmm_script()),
             ("mcgdiff", "gmm") => Self::Mcgdiff(McgdiffConfig::gmm()),
             ("mcgdiff", "package") => Self::Mcgdiff(McgdiffConfig::package()),
+            ("ddsmc", "gmm") => Self::Ddsmc(DdsmcConfig::gmm()),
+            ("ddsmc", "inversebench") => Self::Ddsmc(DdsmcConfig::inversebench()),
             ("fps-smc", "repo") => Self::FpsSmc(context.map_or_else(FpsConfig::repo, |c| FpsConfig::for_task(c.task))),
             ("dcdp", "repo-default") => Self::Dcdp(DcdpConfig::repo_default()),
             ("dcdp", "repo") => {
@@ -310,6 +319,7 @@ impl SamplerConfig {
             Self::Ddrm(_) => "ddrm",
             Self::Mcgdiff(_) => "mcgdiff",
             Self::FpsSmc(_) => "fps-smc",
+            Self::Ddsmc(_) => "ddsmc",
             Self::Dcdp(_) => "dcdp",
             Self::Daps(_) => "daps",
             Self::Mcg(_) => "mcg",
@@ -368,8 +378,8 @@ impl SamplerConfig {
     }
 
     /// Applies an experiment's step budget: the grid size of the discrete samplers (FPS-SMC's
-    /// respaced chain), DAPS's annealing levels, RED-diff's Adam steps; and its η to the samplers
-    /// that take one (DPS, MCG, ΠGDM, MCGdiff). DDRM keeps its own η's (the GMM script does too);
+    /// respaced chain), DAPS's annealing levels, DDSMC's levels, RED-diff's Adam steps; and its η to the samplers
+    /// that take one (DPS, MCG, ΠGDM, MCGdiff). DDRM and DDSMC keep their own η's (DDRM as the GMM script; DDSMC's η is another quantity);
     /// DCDP's budget is its rounds and purification steps, set by name.
     pub fn set_budget(&mut self, steps: usize, eta: f64) {
         match self {
@@ -380,6 +390,7 @@ impl SamplerConfig {
             Self::Ddrm(c) => c.steps = steps,
             Self::Mcgdiff(c) => (c.steps, c.eta) = (steps, eta),
             Self::FpsSmc(c) => c.steps = steps,
+            Self::Ddsmc(c) => c.steps = steps,
             Self::Dcdp(_) => {}
             Self::Diffpir(c) => c.steps = steps,
             Self::Reddiff(c) => c.steps = steps,
@@ -402,6 +413,7 @@ impl SamplerConfig {
             Self::Ddrm(c) => Box::new(Ddrm(c.clone())),
             Self::Mcgdiff(c) => Box::new(Mcgdiff(c.clone())),
             Self::FpsSmc(c) => Box::new(FpsSmc(c.clone())),
+            Self::Ddsmc(c) => Box::new(Ddsmc(c.clone())),
             Self::Dcdp(c) => Box::new(Dcdp(c.clone())),
             Self::Daps(c) => Box::new(Daps(c.clone())),
             Self::Mcg(c) => Box::new(Mcg(c.clone())),

@@ -178,30 +178,35 @@ fn resample(logw: &[f64], size: usize, source: &mut Ancestors, rng: &mut SampleR
             assert_eq!(local.len(), n, "replayed MCGdiff: recorded ancestors for {} rows, the run has {n}", local.len());
             clouds(n, size).into_iter().flat_map(|c| local[c.clone()].iter().map(move |&a| c.start + a).collect::<Vec<_>>()).collect()
         }
-        Ancestors::Draw => {
-            let u = rng.uniform();
-            let mut out = Vec::with_capacity(n);
-            for c in clouds(n, size) {
-                // A non-finite log-weight (a diverged particle) weighs nothing; a cloud with no
-                // finite weight is resampled uniformly.
-                let lw = |i: usize| if logw[i].is_finite() { logw[i] } else { f64::NEG_INFINITY };
-                let max = c.clone().map(lw).fold(f64::NEG_INFINITY, f64::max);
-                let w: Vec<f64> = c.clone().map(|i| if max.is_finite() { (lw(i) - max).exp() } else { 1.0 }).collect();
-                let total: f64 = w.iter().sum();
-                let mut cdf = Vec::with_capacity(w.len());
-                let mut acc = 0.0;
-                for wi in &w {
-                    acc += wi / total;
-                    cdf.push(acc);
-                }
-                for i in c.clone() {
-                    let k = cdf.partition_point(|&p| p <= u[i]).min(w.len() - 1);
-                    out.push(c.start + k);
-                }
-            }
-            out
+        Ancestors::Draw => resample_with(logw, size, &rng.uniform()),
+    }
+}
+
+/// Multinomial resampling within clouds of `size` consecutive rows: row i takes the index of its
+/// cloud whose cumulative normalised weight first exceeds `u[i]` (inverse CDF). A non-finite
+/// log-weight (a diverged particle) weighs nothing; a cloud with no finite weight is resampled
+/// uniformly.
+pub(crate) fn resample_with(logw: &[f64], size: usize, u: &[f64]) -> Vec<usize> {
+    let n = logw.len();
+    assert_eq!(u.len(), n, "one uniform per row");
+    let mut out = Vec::with_capacity(n);
+    for c in clouds(n, size) {
+        let lw = |i: usize| if logw[i].is_finite() { logw[i] } else { f64::NEG_INFINITY };
+        let max = c.clone().map(lw).fold(f64::NEG_INFINITY, f64::max);
+        let w: Vec<f64> = c.clone().map(|i| if max.is_finite() { (lw(i) - max).exp() } else { 1.0 }).collect();
+        let total: f64 = w.iter().sum();
+        let mut cdf = Vec::with_capacity(w.len());
+        let mut acc = 0.0;
+        for wi in &w {
+            acc += wi / total;
+            cdf.push(acc);
+        }
+        for i in c.clone() {
+            let k = cdf.partition_point(|&p| p <= u[i]).min(w.len() - 1);
+            out.push(c.start + k);
         }
     }
+    out
 }
 
 impl Mcgdiff {

@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use burn::prelude::*;
 use dipbench_models::Prior;
+use dipbench_models::latent::UNET_PREFIX;
 use dipbench_models::unet::{AdmUnet, UnetConfig, UnetPrior};
 use dipbench_nn::layers::Precision;
-use dipbench_nn::source::{GoldenFill, ParamSource};
+use dipbench_nn::source::{GoldenFill, MemorySource, ParamSource, Prefixed};
 use dipbench_nn::{NnAutodiffBackend, NnBackend};
 
 use crate::weights;
@@ -18,7 +19,8 @@ use crate::weights;
 /// What to evaluate.
 #[derive(Debug, Clone)]
 pub struct EvalRequest {
-    /// Config name (`ffhq256`, `imagenet256`, `tiny32`).
+    /// Config name (`ffhq256`, `imagenet256`, `tiny32`, and the latent UNets `ffhq256-ldm`,
+    /// `tiny16-ldm`).
     pub config: String,
     /// Checkpoint file (`.pt` or `.safetensors`); `None` uses the golden fill.
     pub checkpoint: Option<PathBuf>,
@@ -34,12 +36,23 @@ pub struct EvalRequest {
     pub precision: Precision,
 }
 
-/// Builds the network of `config` from a checkpoint, or from the golden fill when `None`.
+/// Builds the network of `config` from a checkpoint, or from the golden fill when `None`. For a
+/// latent-diffusion config the checkpoint may be a `LatentDiffusion` one (weights under
+/// `state_dict`, the UNet's keys under `model.diffusion_model.`): the UNet's part is then read
+/// strictly and the rest of the file (autoencoder, schedule) is not this network's to check.
 pub fn load_net<B: NnBackend>(config: &UnetConfig, checkpoint: Option<&Path>, device: &B::Device) -> Result<AdmUnet<B>> {
     let mut source: Box<dyn ParamSource> = match checkpoint {
+        Some(p) if config.is_latent() => match MemorySource::from_pytorch(p, Some("state_dict")) {
+            Ok(whole) => Box::new(whole),
+            Err(_) => Box::new(weights::open_checkpoint(p)?),
+        },
         Some(p) => Box::new(weights::open_checkpoint(p)?),
         None => Box::new(GoldenFill::new(AdmUnet::<B>::manifest(config))),
     };
+    let lightning = config.is_latent() && source.remaining().iter().any(|k| k.starts_with(UNET_PREFIX));
+    if lightning {
+        return Ok(AdmUnet::load(config, &mut Prefixed::new(source.as_mut(), UNET_PREFIX), device)?);
+    }
     Ok(AdmUnet::load(config, source.as_mut(), device)?)
 }
 

@@ -82,6 +82,44 @@ fn golden_model_eval_reproduces_the_reference_outputs() {
 }
 
 #[test]
+fn golden_model_eval_reads_the_unet_of_a_latent_diffusion_checkpoint() {
+    // The tiny LatentDiffusion checkpoint: the UNet under `model.diffusion_model.` beside the
+    // autoencoder and the schedule buffers, all under `state_dict`.
+    let dir = temp_dir("eval-ldm");
+    let ckpt = golden_dir().join("latent/ldm_tiny.pt");
+    let io = load_tensors("latent/unet_io");
+    let d = 3 * 16 * 16;
+    let input = dir.join("x.safetensors");
+    let out = dir.join("out.safetensors");
+    // Row 1 of the reference input at its timestep (t_int[1]).
+    let t = tensor(&io, "t_int").data[1].to_string();
+    write_x(&input, vec![1, 3, 16, 16], &tensor(&io, "x").data[d..2 * d]);
+    let o = model_eval("tiny16-ldm", &ckpt, &input, &out, &["--t", &t]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = rel_err(&read_tensor(&out, "out"), &tensor(&io, "out_int").data[d..2 * d]);
+    assert!(err <= 1e-4, "raw output relative error {err}");
+    // DAPS's LDM denoiser at the fixture's smallest σ (the σ of each row is named in its check
+    // keys, `tweedie_sigma<σ>_vs_manual_maxabs`): row 0 of den_z.
+    let json = dipbench_tests::load_json("latent/unet_io");
+    let sigma = json["checks"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter_map(|k| k.strip_prefix("tweedie_sigma").and_then(|r| r.strip_suffix("_vs_manual_maxabs")).map(|v| v.parse::<f64>().unwrap()))
+        .fold(f64::INFINITY, f64::min);
+    write_x(&input, vec![1, 3, 16, 16], &tensor(&io, "den_z").data[..d]);
+    let o = model_eval("tiny16-ldm", &ckpt, &input, &out, &["--sigma", &sigma.to_string()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = rel_err(&read_tensor(&out, "denoised"), &tensor(&io, "den_out").data[..d]);
+    assert!(err <= 1e-4, "denoiser relative error {err}");
+    // A pixel config on this checkpoint finds none of its keys.
+    write_x(&input, vec![1, 3, 32, 32], &vec![0.0; 3 * 32 * 32]);
+    let o = model_eval("tiny32", &ckpt, &input, &out, &["--t", "10"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("missing key"), "{err}");
+}
+
+#[test]
 fn weights_lists_known_checkpoints_and_says_where_to_get_a_missing_one() {
     let dir = temp_dir("weights");
     let o = dipbench(&["weights", "--dir", dir.to_str().unwrap()]);

@@ -338,3 +338,45 @@ fn golden_latent_prior_encodes_and_decodes_image_rows() {
     let h: Tensor<B, 2> = to_tensor::<4>(tensor(&io, "h_quant")).reshape([2, prior.dim()]);
     check("decode (rows)", values(prior.decode(h)), tensor(&io, "dec_q"), 1e-4);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The class-conditional UNet (cin256-v2's option set: SpatialTransformer with a class context).
+
+/// The tiny cross-attention UNet with golden-fill weights over the full key names and its
+/// class-1000 context, as `latent/unet_io` (`cin_*`) made them.
+#[test]
+fn golden_ldm_cross_attention_unet_with_golden_fill_weights() {
+    let config = UnetConfig::tiny16_cin();
+    let io = load_tensors("latent/unet_io");
+    let json = load_json("latent/unet_io");
+    let context_dim = json["cin_config"]["context_dim"].as_u64().unwrap() as usize;
+    assert_eq!(config.context_dim, context_dim, "the fixture's context width");
+    // The full key names: the UNet's under `model.diffusion_model.`, and the class embedding.
+    let embedding = ("cond_stage_model.embedding.weight".to_string(), vec![1001, context_dim]);
+    let mut manifest: Vec<(String, Vec<usize>)> = AdmUnet::<B>::manifest(&config).into_iter().map(|(k, s)| (format!("{UNET}{k}"), s)).collect();
+    manifest.push(embedding.clone());
+    let mut fill = GoldenFill::new(manifest);
+    let net = AdmUnet::<B>::load(&config, &mut Prefixed::new(&mut fill, UNET), &Default::default()).unwrap();
+    // ClassEmbedder(label 1000): row 1000 of the embedding.
+    let table = GoldenFill::values(&embedding.0, &embedding.1);
+    let row: Vec<f64> = table[1000 * context_dim..1001 * context_dim].iter().map(|v| f64::from(*v)).collect();
+    check("class-1000 context", row.clone(), tensor(&io, "cin_context"), 1e-7);
+    let context = Tensor::<B, 1>::from_floats(row.iter().map(|v| *v as f32).collect::<Vec<_>>().as_slice(), &Default::default()).reshape([1, 1, context_dim]);
+    let net = net.with_context(context);
+    let t: Vec<f32> = tensor(&io, "t_float").data.iter().map(|v| *v as f32).collect();
+    let out = values(net.forward(to_tensor(tensor(&io, "x")), &t));
+    // The fixture's 1e-3: this golden-filled net moves by 1.8e-4 under a 1e-7 relative input change.
+    check("cross-attention UNet (golden fill)", out, tensor(&io, "cin_out"), 1e-3);
+}
+
+#[test]
+fn golden_ldm_imagenet_unet_manifest_matches_the_model() {
+    let keys = load_json("latent/latent_keys");
+    let m: Vec<(String, Vec<usize>)> = manifest("imagenet256ldm", UNET).into_iter().map(|(k, s)| (k[UNET.len()..].to_string(), s)).collect();
+    let params: usize = m.iter().map(|(_, s)| s.iter().product::<usize>()).sum();
+    println!("imagenet256ldm UNet: {} tensors, {params} parameters", m.len());
+    assert_eq!(AdmUnet::<B>::manifest(&UnetConfig::imagenet256_ldm()), m, "the model's state-dict manifest, in order");
+    let group = &keys["imagenet256ldm"]["groups"]["model.diffusion_model"];
+    assert_eq!(m.len(), group["tensors"].as_u64().unwrap() as usize, "tensor count");
+    assert_eq!(params, group["numel"].as_u64().unwrap() as usize, "parameter count");
+}

@@ -41,6 +41,13 @@ pub struct EvalRequest {
 /// `state_dict`, the UNet's keys under `model.diffusion_model.`): the UNet's part is then read
 /// strictly and the rest of the file (autoencoder, schedule) is not this network's to check.
 pub fn load_net<B: NnBackend>(config: &UnetConfig, checkpoint: Option<&Path>, device: &B::Device) -> Result<AdmUnet<B>> {
+    if config.context_dim > 0 {
+        bail!(
+            "config `{}` is class-conditional (a cross-attention context of width {}); the `model` and `bench` commands do not give it one yet",
+            config.name,
+            config.context_dim
+        );
+    }
     let mut source: Box<dyn ParamSource> = match checkpoint {
         Some(p) if config.is_latent() => match MemorySource::from_pytorch(p, Some("state_dict")) {
             Ok(whole) => Box::new(whole),

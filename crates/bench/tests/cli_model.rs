@@ -112,6 +112,10 @@ fn golden_model_eval_reads_the_unet_of_a_latent_diffusion_checkpoint() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let err = rel_err(&read_tensor(&out, "denoised"), &tensor(&io, "den_out").data[..d]);
     assert!(err <= 1e-4, "denoiser relative error {err}");
+    // A class-conditional config is refused with the reason, not run without its context.
+    let o = model_eval("tiny16-cin", &ckpt, &input, &out, &["--t", "10"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("class-conditional"), "{err}");
     // A pixel config on this checkpoint finds none of its keys.
     write_x(&input, vec![1, 3, 32, 32], &vec![0.0; 3 * 32 * 32]);
     let o = model_eval("tiny32", &ckpt, &input, &out, &["--t", "10"]);

@@ -107,7 +107,7 @@ impl<B: NnBackend> LatentPrior<B> {
                 examples: left.into_iter().take(5).collect(),
                 config: if conditional {
                     format!(
-                        "{} + {} (a conditional checkpoint's `cond_stage_model.*` needs a cross-attention UNet, which dipbench does not have yet)",
+                        "{} + {} (a class-conditional checkpoint: its UNet config is `imagenet256-ldm`, and the latent prior does not read the class embedding yet)",
                         unet.name, vq.name
                     )
                 } else {

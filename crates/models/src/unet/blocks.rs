@@ -2,7 +2,7 @@
 //! conditioning and optional resampling, and the legacy-order multi-head attention block.
 
 use burn::prelude::*;
-use burn::tensor::activation::softmax;
+use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::module::{avg_pool2d, interpolate};
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 
@@ -200,5 +200,202 @@ impl<B: NnBackend> AttentionBlock<B> {
         // a[b, c, t] = Σ_s weight[b, t, s]·v[b, c, s].
         let a = v.matmul(weight.swap_dims(1, 2)).reshape([n, c, t]);
         x + self.proj_out.forward(a).reshape([n, c, hh, ww])
+    }
+}
+
+/// LayerNorm over the last dimension (torch `nn.LayerNorm`, ε = 1e-5, biased variance).
+#[derive(Debug, Clone)]
+struct LayerNorm<B: Backend> {
+    gamma: Tensor<B, 1>,
+    beta: Tensor<B, 1>,
+}
+
+impl<B: Backend> LayerNorm<B> {
+    fn load(l: &mut Loader<'_, B>, key: &str, c: usize) -> Result<Self, LoadError> {
+        Ok(Self { gamma: l.tensor(&format!("{key}.weight"), [c])?, beta: l.tensor(&format!("{key}.bias"), [c])? })
+    }
+
+    fn map<C: Backend>(self, m: &impl WeightMap<B, C>) -> LayerNorm<C> {
+        LayerNorm { gamma: m.map(self.gamma), beta: m.map(self.beta) }
+    }
+
+    fn requires_grad(&self) -> Vec<bool> {
+        vec![self.gamma.is_require_grad(), self.beta.is_require_grad()]
+    }
+
+    /// (x − mean)/√(var + ε)·γ + β over the last axis of `[n, t, c]`.
+    fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let c = x.dims()[2];
+        let (var, mean) = x.clone().var_mean_bias(2);
+        (x - mean).div(var.add_scalar(1e-5).sqrt()) * self.gamma.clone().reshape([1, 1, c]) + self.beta.clone().reshape([1, 1, c])
+    }
+}
+
+/// A linear map on `[n, t, c_in]` (torch `nn.Linear` on tokens), with or without bias.
+#[derive(Debug, Clone)]
+struct TokenLinear<B: Backend> {
+    weight: Tensor<B, 2>,
+    bias: Option<Tensor<B, 1>>,
+}
+
+impl<B: Backend> TokenLinear<B> {
+    fn load(l: &mut Loader<'_, B>, key: &str, cin: usize, cout: usize, bias: bool) -> Result<Self, LoadError> {
+        let weight = l.tensor(&format!("{key}.weight"), [cout, cin])?;
+        let bias = if bias { Some(l.tensor(&format!("{key}.bias"), [cout])?) } else { None };
+        Ok(Self { weight, bias })
+    }
+
+    fn map<C: Backend>(self, m: &impl WeightMap<B, C>) -> TokenLinear<C> {
+        TokenLinear { weight: m.map(self.weight), bias: self.bias.map(|b| m.map(b)) }
+    }
+
+    fn requires_grad(&self) -> Vec<bool> {
+        std::iter::once(self.weight.is_require_grad()).chain(self.bias.iter().map(|b| b.is_require_grad())).collect()
+    }
+
+    /// y = x·Wᵀ + b.
+    fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let [n, t, cin] = x.dims();
+        let cout = self.weight.dims()[0];
+        dipbench_nn::layers::count_macs(n * t * cin * cout);
+        let y = x.reshape([n * t, cin]).matmul(self.weight.clone().transpose()).reshape([n, t, cout]);
+        match &self.bias {
+            Some(b) => y + b.clone().reshape([1, 1, cout]),
+            None => y,
+        }
+    }
+}
+
+/// latent diffusion's `CrossAttention`: q from the tokens, k and v from the context (the tokens
+/// themselves for self-attention), no bias; softmax(q·kᵀ·d^−½) per head; `to_out.0` with bias.
+#[derive(Debug, Clone)]
+struct CrossAttention<B: Backend> {
+    to_q: TokenLinear<B>,
+    to_k: TokenLinear<B>,
+    to_v: TokenLinear<B>,
+    to_out: TokenLinear<B>,
+    heads: usize,
+}
+
+impl<B: Backend> CrossAttention<B> {
+    fn load(l: &mut Loader<'_, B>, key: &str, c: usize, context: usize, heads: usize) -> Result<Self, LoadError> {
+        Ok(Self {
+            to_q: TokenLinear::load(l, &format!("{key}.to_q"), c, c, false)?,
+            to_k: TokenLinear::load(l, &format!("{key}.to_k"), context, c, false)?,
+            to_v: TokenLinear::load(l, &format!("{key}.to_v"), context, c, false)?,
+            to_out: TokenLinear::load(l, &format!("{key}.to_out.0"), c, c, true)?,
+            heads,
+        })
+    }
+
+    fn map<C: Backend>(self, m: &impl WeightMap<B, C>) -> CrossAttention<C> {
+        CrossAttention { to_q: self.to_q.map(m), to_k: self.to_k.map(m), to_v: self.to_v.map(m), to_out: self.to_out.map(m), heads: self.heads }
+    }
+
+    /// `x` `[n, t, c]`, `context` `[n, s, c_ctx]`.
+    fn forward(&self, x: Tensor<B, 3>, context: Tensor<B, 3>) -> Tensor<B, 3> {
+        let [n, t, c] = x.dims();
+        let s = context.dims()[1];
+        let (h, d) = (self.heads, c / self.heads);
+        let split = |y: Tensor<B, 3>, len: usize| y.reshape([n, len, h, d]).swap_dims(1, 2).reshape([n * h, len, d]);
+        let q = split(self.to_q.forward(x), t);
+        let k = split(self.to_k.forward(context.clone()), s);
+        let v = split(self.to_v.forward(context), s);
+        dipbench_nn::layers::count_macs(2 * n * h * t * s * d);
+        let w = softmax(q.matmul(k.swap_dims(1, 2)).mul_scalar(1.0 / (d as f64).sqrt()), 2);
+        let a = w.matmul(v).reshape([n, h, t, d]).swap_dims(1, 2).reshape([n, t, c]);
+        self.to_out.forward(a)
+    }
+}
+
+/// latent diffusion's `SpatialTransformer` (depth 1): GN(32, ε 1e-6) → `proj_in` 1×1 → tokens
+/// `[n, h·w, c]` → x += attn1(LN₁x) → x += attn2(LN₂x, context) → x += ff(LN₃x) with the GEGLU
+/// feed-forward (`net.0.proj` to 2·4c, split [x, gate], x·gelu(gate), `net.2` back to c) →
+/// `proj_out` 1×1 → + input.
+#[derive(Debug, Clone)]
+pub struct SpatialTransformer<B: Backend> {
+    norm: GroupNorm32<B>,
+    proj_in: Conv2d<B>,
+    attn1: CrossAttention<B>,
+    ff_proj: TokenLinear<B>,
+    ff_out: TokenLinear<B>,
+    attn2: CrossAttention<B>,
+    norm1: LayerNorm<B>,
+    norm2: LayerNorm<B>,
+    norm3: LayerNorm<B>,
+    proj_out: Conv2d<B>,
+}
+
+impl<B: Backend> SpatialTransformer<B> {
+    /// The block with every weight mapped by `m`.
+    pub fn map<C: Backend>(self, m: &impl WeightMap<B, C>) -> SpatialTransformer<C> {
+        SpatialTransformer {
+            norm: self.norm.map(m),
+            proj_in: self.proj_in.map(m),
+            attn1: self.attn1.map(m),
+            ff_proj: self.ff_proj.map(m),
+            ff_out: self.ff_out.map(m),
+            attn2: self.attn2.map(m),
+            norm1: self.norm1.map(m),
+            norm2: self.norm2.map(m),
+            norm3: self.norm3.map(m),
+            proj_out: self.proj_out.map(m),
+        }
+    }
+}
+
+impl<B: NnBackend> SpatialTransformer<B> {
+    /// Loads the block at `key` in state-dict order (`norm`, `proj_in`,
+    /// `transformer_blocks.0.{attn1, ff, attn2, norm1, norm2, norm3}`, `proj_out`).
+    pub fn load(l: &mut Loader<'_, B>, key: &str, c: usize, context: usize, heads: usize) -> Result<Self, LoadError> {
+        let tb = format!("{key}.transformer_blocks.0");
+        Ok(Self {
+            norm: GroupNorm32::load(l, &format!("{key}.norm"), c)?.with_eps(1e-6),
+            proj_in: Conv2d::load(l, &format!("{key}.proj_in"), c, c, 1, 1, 0)?,
+            attn1: CrossAttention::load(l, &format!("{tb}.attn1"), c, c, heads)?,
+            ff_proj: TokenLinear::load(l, &format!("{tb}.ff.net.0.proj"), c, 8 * c, true)?,
+            ff_out: TokenLinear::load(l, &format!("{tb}.ff.net.2"), 4 * c, c, true)?,
+            attn2: CrossAttention::load(l, &format!("{tb}.attn2"), c, context, heads)?,
+            norm1: LayerNorm::load(l, &format!("{tb}.norm1"), c)?,
+            norm2: LayerNorm::load(l, &format!("{tb}.norm2"), c)?,
+            norm3: LayerNorm::load(l, &format!("{tb}.norm3"), c)?,
+            proj_out: Conv2d::load(l, &format!("{key}.proj_out"), c, c, 1, 1, 0)?,
+        })
+    }
+
+    /// Whether each weight tensor requires a gradient.
+    pub fn requires_grad(&self) -> Vec<bool> {
+        let a = |c: &CrossAttention<B>| [c.to_q.requires_grad(), c.to_k.requires_grad(), c.to_v.requires_grad(), c.to_out.requires_grad()].concat();
+        [
+            self.norm.requires_grad(),
+            self.proj_in.requires_grad(),
+            a(&self.attn1),
+            self.ff_proj.requires_grad(),
+            self.ff_out.requires_grad(),
+            a(&self.attn2),
+            self.norm1.requires_grad(),
+            self.norm2.requires_grad(),
+            self.norm3.requires_grad(),
+            self.proj_out.requires_grad(),
+        ]
+        .concat()
+    }
+
+    /// The block on `x` `[n, c, h, w]` with `context` `[1 or n, s, c_ctx]` (batch 1 broadcasts).
+    pub fn forward(&self, x: Tensor<B, 4>, context: &Tensor<B, 3>) -> Tensor<B, 4> {
+        let [n, c, hh, ww] = x.dims();
+        let t = hh * ww;
+        let [cn, s, cc] = context.dims();
+        let context = if cn == n { context.clone() } else { context.clone().expand([n, s, cc]) };
+        let h = self.proj_in.forward(self.norm.forward(x.clone()));
+        let mut tok = h.reshape([n, c, t]).swap_dims(1, 2);
+        let normed = self.norm1.forward(tok.clone());
+        tok = tok + self.attn1.forward(normed.clone(), normed);
+        tok = tok.clone() + self.attn2.forward(self.norm2.forward(tok.clone()), context);
+        let ff = self.ff_proj.forward(self.norm3.forward(tok.clone()));
+        let (a, gate) = (ff.clone().slice([0..n, 0..t, 0..4 * c]), ff.slice([0..n, 0..t, 4 * c..8 * c]));
+        tok = tok + self.ff_out.forward(a * gelu(gate));
+        let h = tok.swap_dims(1, 2).reshape([n, c, hh, ww]);
+        x + self.proj_out.forward(h)
     }
 }

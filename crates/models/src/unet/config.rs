@@ -33,14 +33,22 @@ pub struct UnetConfig {
     pub use_scale_shift_norm: bool,
     /// Resample with residual blocks (`ResBlock(down/up=True)`) rather than plain layers.
     pub resblock_updown: bool,
+    /// Width of the cross-attention context: > 0 makes every attention a `SpatialTransformer`
+    /// (latent diffusion's class-conditional UNets), 0 the ADM `AttentionBlock`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub context_dim: usize,
+}
+
+fn is_zero(v: &usize) -> bool {
+    *v == 0
 }
 
 /// The preset names of [`UnetConfig::by_name`]: the pixel-space networks, then the latent ones
 /// ([`LATENT_NAMES`]).
-pub const NAMES: &[&str] = &["ffhq256", "imagenet256", "tiny32", "ffhq256-ldm", "tiny16-ldm"];
+pub const NAMES: &[&str] = &["ffhq256", "imagenet256", "tiny32", "ffhq256-ldm", "tiny16-ldm", "imagenet256-ldm", "tiny16-cin"];
 
 /// The presets that are latent-diffusion UNets (they denoise autoencoder latents, not images).
-pub const LATENT_NAMES: &[&str] = &["ffhq256-ldm", "tiny16-ldm"];
+pub const LATENT_NAMES: &[&str] = &["ffhq256-ldm", "tiny16-ldm", "imagenet256-ldm", "tiny16-cin"];
 
 impl UnetConfig {
     /// FFHQ 256 (`ffhq_10m.pt`, DPS/DAPS `model_config.yaml`): 128 ch, 1 block, mult
@@ -59,6 +67,7 @@ impl UnetConfig {
             num_head_channels: 64,
             use_scale_shift_norm: true,
             resblock_updown: true,
+            context_dim: 0,
         }
     }
 
@@ -100,7 +109,30 @@ impl UnetConfig {
             num_head_channels: 32,
             use_scale_shift_norm: false,
             resblock_updown: false,
+            context_dim: 0,
         }
+    }
+
+    /// The class-conditional latent-diffusion UNet of cin256-v2 (the DAPS paper's ImageNet
+    /// latent prior): 192 ch, mult (1,2,3,5), 2 blocks, a `SpatialTransformer` (one head of the
+    /// block's width, depth 1, 512-wide class context) at ds 2, 4, 8 and in the middle.
+    /// 400,920,579 parameters.
+    pub fn imagenet256_ldm() -> Self {
+        Self {
+            name: "imagenet256-ldm".into(),
+            model_channels: 192,
+            channel_mult: vec![1, 2, 3, 5],
+            num_heads: 1,
+            num_head_channels: 0,
+            context_dim: 512,
+            ..Self::ffhq256_ldm()
+        }
+    }
+
+    /// The latent fixtures' tiny cross-attention UNet (`latent/unet_io`, `cin_*`): the
+    /// cin256-v2 option set at 16×16 latents, 32 ch, mult (1,1,2), 1 block, 32-wide context.
+    pub fn tiny16_cin() -> Self {
+        Self { name: "tiny16-cin".into(), num_heads: 1, num_head_channels: 0, context_dim: 32, ..Self::tiny16_ldm() }
     }
 
     /// The latent fixtures' tiny LDM UNet (`latent/ldm_tiny.pt`): 16×16 latents, 32 ch, mult
@@ -125,6 +157,8 @@ impl UnetConfig {
             "tiny32" => Ok(Self::tiny32()),
             "ffhq256-ldm" => Ok(Self::ffhq256_ldm()),
             "tiny16-ldm" => Ok(Self::tiny16_ldm()),
+            "imagenet256-ldm" => Ok(Self::imagenet256_ldm()),
+            "tiny16-cin" => Ok(Self::tiny16_cin()),
             other => Err(ModelError::UnknownName { what: "UNet config", name: other.into(), known: NAMES.join(", ") }),
         }
     }

@@ -11,7 +11,7 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 
-use super::blocks::{AttentionBlock, ResBlock, Resample};
+use super::blocks::{AttentionBlock, ResBlock, Resample, SpatialTransformer};
 use super::config::UnetConfig;
 use dipbench_nn::NnBackend;
 use dipbench_nn::layers::{Conv2d, GroupNorm32, Linear, Loader, Precision, ToInner, WeightMap};
@@ -25,6 +25,8 @@ enum Layer<B: Backend> {
     Attn(AttentionBlock<B>),
     /// `Upsample(use_conv=True)`: nearest ×2, then a 3×3 convolution (`conv`).
     Up(Conv2d<B>),
+    /// `SpatialTransformer` with the network's cross-attention context.
+    Cross(SpatialTransformer<B>),
 }
 
 impl<B: Backend> Layer<B> {
@@ -32,6 +34,7 @@ impl<B: Backend> Layer<B> {
         match self {
             Self::Conv(c) => Layer::Conv(c.map(m)),
             Self::Up(c) => Layer::Up(c.map(m)),
+            Self::Cross(t) => Layer::Cross(t.map(m)),
             Self::Res(r) => Layer::Res(r.map(m)),
             Self::Attn(a) => Layer::Attn(a.map(m)),
         }
@@ -43,13 +46,16 @@ impl<B: NnBackend> Layer<B> {
         match self {
             Self::Conv(c) => Self::Conv(c.cast(dtype)),
             Self::Up(c) => Self::Up(c.cast(dtype)),
+            // The transformer's linear layers and norms stay float32 (its convolutions are 1×1).
+            Self::Cross(t) => Self::Cross(t),
             Self::Res(r) => Self::Res(r.cast(dtype)),
             Self::Attn(a) => Self::Attn(a.cast(dtype)),
         }
     }
 
-    fn forward(&self, x: Tensor<B, 4>, silu_emb: &Tensor<B, 2>) -> Tensor<B, 4> {
+    fn forward(&self, x: Tensor<B, 4>, silu_emb: &Tensor<B, 2>, context: Option<&Tensor<B, 3>>) -> Tensor<B, 4> {
         match self {
+            Self::Cross(t) => t.forward(x, context.expect("a cross-attention UNet runs with its context (AdmUnet::with_context)")),
             Self::Conv(c) => c.forward(x),
             Self::Up(c) => {
                 let [_, _, h, w] = x.dims();
@@ -61,8 +67,8 @@ impl<B: NnBackend> Layer<B> {
     }
 }
 
-fn run<B: NnBackend>(layers: &[Layer<B>], x: Tensor<B, 4>, silu_emb: &Tensor<B, 2>) -> Tensor<B, 4> {
-    layers.iter().fold(x, |h, l| l.forward(h, silu_emb))
+fn run<B: NnBackend>(layers: &[Layer<B>], x: Tensor<B, 4>, silu_emb: &Tensor<B, 2>, context: Option<&Tensor<B, 3>>) -> Tensor<B, 4> {
+    layers.iter().fold(x, |h, l| l.forward(h, silu_emb, context))
 }
 
 /// Intermediate activations, for checking a port layer by layer.
@@ -92,6 +98,8 @@ pub struct AdmUnet<B: Backend> {
     out_norm: GroupNorm32<B>,
     out_conv: Conv2d<B>,
     precision: Precision,
+    /// The cross-attention context `[1 or n, s, context_dim]` of a class-conditional network.
+    context: Option<Tensor<B, 3>>,
     device: B::Device,
 }
 
@@ -109,6 +117,7 @@ impl<B: Backend> AdmUnet<B> {
             out_norm: self.out_norm.map(m),
             out_conv: self.out_conv.map(m),
             precision: self.precision,
+            context: self.context.map(|c| m.map(c)),
             device,
         }
     }
@@ -164,7 +173,7 @@ impl<B: NnBackend> AdmUnet<B> {
                 let mut layers = vec![Layer::Res(ResBlock::load(&mut l, &format!("{key}.0"), ch, emb_ch, out, ss, Resample::None)?)];
                 ch = out;
                 if config.attention_ds.contains(&ds) {
-                    layers.push(Layer::Attn(AttentionBlock::load(&mut l, &format!("{key}.1"), ch, config.heads(ch))?));
+                    layers.push(attention(&mut l, config, &format!("{key}.1"), ch)?);
                 }
                 input_blocks.push(layers);
                 chans.push(ch);
@@ -184,7 +193,7 @@ impl<B: NnBackend> AdmUnet<B> {
         }
         let middle_block = vec![
             Layer::Res(ResBlock::load(&mut l, "middle_block.0", ch, emb_ch, ch, ss, Resample::None)?),
-            Layer::Attn(AttentionBlock::load(&mut l, "middle_block.1", ch, config.heads(ch))?),
+            attention(&mut l, config, "middle_block.1", ch)?,
             Layer::Res(ResBlock::load(&mut l, "middle_block.2", ch, emb_ch, ch, ss, Resample::None)?),
         ];
         let mut output_blocks = vec![];
@@ -196,7 +205,7 @@ impl<B: NnBackend> AdmUnet<B> {
                 let mut layers = vec![Layer::Res(ResBlock::load(&mut l, &format!("{key}.0"), ch + ich, emb_ch, out, ss, Resample::None)?)];
                 ch = out;
                 if config.attention_ds.contains(&ds) {
-                    layers.push(Layer::Attn(AttentionBlock::load(&mut l, &format!("{key}.1"), ch, config.heads(ch))?));
+                    layers.push(attention(&mut l, config, &format!("{key}.1"), ch)?);
                 }
                 if level > 0 && i == config.num_res_blocks {
                     let k = format!("{key}.{}", layers.len());
@@ -224,8 +233,16 @@ impl<B: NnBackend> AdmUnet<B> {
             out_norm,
             out_conv,
             precision: Precision::F32,
+            context: None,
             device: device.clone(),
         })
+    }
+
+    /// The network with its cross-attention context `[1 or n, s, context_dim]` (batch 1 is
+    /// broadcast over the images): latent diffusion's class embedding of the label it is
+    /// conditioned on (`ClassEmbedder`; DAPS fixes class 1000).
+    pub fn with_context(self, context: Tensor<B, 3>) -> Self {
+        Self { context: Some(context), ..self }
     }
 
     /// The network in `precision` ([`Precision`]): for half precision the convolutions of the
@@ -260,6 +277,7 @@ impl<B: NnBackend> AdmUnet<B> {
             Layer::Conv(c) | Layer::Up(c) => c.requires_grad(),
             Layer::Res(r) => r.requires_grad(),
             Layer::Attn(a) => a.requires_grad(),
+            Layer::Cross(t) => t.requires_grad(),
         });
         layers
             .chain(self.time_embed_0.requires_grad())
@@ -298,22 +316,32 @@ impl<B: NnBackend> AdmUnet<B> {
         };
         let mut h_in0 = None;
         for block in &self.input_blocks {
-            h = run(block, h, &silu_emb);
+            h = run(block, h, &silu_emb, self.context.as_ref());
             if h_in0.is_none() {
                 h_in0 = Some(h.clone());
             }
             skips.push(h.clone());
         }
-        h = run(&self.middle_block, h, &silu_emb);
+        h = run(&self.middle_block, h, &silu_emb, self.context.as_ref());
         let h_mid = h.clone();
         for block in &self.output_blocks {
             let skip = skips.pop().expect("one skip per output block");
-            h = run(block, Tensor::cat(vec![h, skip], 1), &silu_emb);
+            h = run(block, Tensor::cat(vec![h, skip], 1), &silu_emb, self.context.as_ref());
         }
         // `h = h.type(x.dtype)`: `out` runs in float32.
         let out = self.out_conv.forward(self.out_norm.forward_silu(h.cast(FloatDType::F32)));
         UnetTrace { temb_sin, emb, h_in0: h_in0.expect("at least one input block"), h_mid, out }
     }
+}
+
+/// The attention layer of `config` at `key`: the ADM `AttentionBlock`, or a `SpatialTransformer`
+/// when the network has a cross-attention context.
+fn attention<B: NnBackend>(l: &mut Loader<'_, B>, config: &UnetConfig, key: &str, ch: usize) -> Result<Layer<B>, LoadError> {
+    Ok(if config.context_dim > 0 {
+        Layer::Cross(SpatialTransformer::load(l, key, ch, config.context_dim, config.heads(ch))?)
+    } else {
+        Layer::Attn(AttentionBlock::load(l, key, ch, config.heads(ch))?)
+    })
 }
 
 fn broadcast_t(t: &[f32], n: usize) -> Vec<f32> {

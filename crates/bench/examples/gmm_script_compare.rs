@@ -23,7 +23,7 @@ use burn::backend::{Autodiff, Flex};
 use burn::prelude::*;
 use dipbench_metrics::sliced::sliced_w1;
 use dipbench_models::{ExactPosterior, GaussianMixture, GaussianMixturePrior, VpSchedule};
-use dipbench_operators::{DenseOperator, SampleRng, derive_seed};
+use dipbench_operators::{DenseOperator, LinearOperator, SampleRng, derive_seed};
 use dipbench_samplers::exact::Exact;
 use dipbench_samplers::grid::{GridKind, build_grid};
 use dipbench_samplers::{Problem, SamplerConfig, sample_in_chunks};
@@ -90,8 +90,9 @@ fn score(inst: &ScriptInstance, script_ddrm: &[f64], script_mcgdiff: &[f64], pro
     let y_row: Vec<f32> = inst.y.iter().map(|v| *v as f32).collect();
     let y_t = Tensor::<B, 1>::from_floats(y_row.as_slice(), &dev).reshape([1, inst.dim_y]);
     let problem = Problem::shared(&prior, &op, y_t, inst.sigma_y, n);
-    let svd = nalgebra::linalg::SVD::new(DMatrix::from_fn(inst.dim_y, d, |i, j| inst.a[i][j]), false, false);
-    let grid = build_grid(&schedule, GridKind::McgdiffAdapted, inst.steps, Some(svd.singular_values.as_slice()), inst.sigma_y, "ddrm")?;
+    // The grid DDRM builds from the operator's own singular values.
+    let singular_values = op.svd().context("a dense operator has an SVD")?.singular_values().to_vec();
+    let grid = build_grid(&schedule, GridKind::McgdiffAdapted, inst.steps, Some(&singular_values), inst.sigma_y, "ddrm")?;
     let same_grid = grid == inst.timesteps;
     let metric = stream("metric");
     let w1 = |x: &[f64]| sliced_w1(x, &reference, d, projections, metric);

@@ -387,18 +387,10 @@ impl<B: NnBackend> VqAutoencoder<B> {
     /// The codes of `indices` (row-major `[n, h, w]`) as a latent `[n, embed_dim, h, w]`.
     pub fn codes(&self, indices: &[usize], [n, h, w]: [usize; 3]) -> Tensor<B, 4> {
         assert_eq!(indices.len(), n * h * w, "one index per latent position");
-        let c = self.config.embed_dim;
-        let codes: Vec<f32> = self.codebook.clone().into_data().convert::<f32>().to_vec().expect("float codebook");
-        let mut z = vec![0f32; n * c * h * w];
-        for b in 0..n {
-            for p in 0..h * w {
-                let j = indices[b * h * w + p];
-                for ch in 0..c {
-                    z[(b * c + ch) * h * w + p] = codes[j * c + ch];
-                }
-            }
-        }
-        Tensor::from_data(TensorData::new(z, [n, c, h, w]), &self.codebook.device())
+        let device = self.codebook.device();
+        let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(indices.iter().map(|&i| i as i64).collect::<Vec<_>>(), [indices.len()]), &device);
+        // Rows of the codebook, one per position ([n·h·w, c]), to channels-first.
+        self.codebook.clone().select(0, idx).reshape([n, h, w, self.config.embed_dim]).permute([0, 3, 1, 2])
     }
 
     /// decode(z) = decoder(post_quant_conv(quantize(z))) with the straight-through estimator

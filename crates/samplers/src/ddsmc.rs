@@ -42,7 +42,7 @@ use serde::{Deserialize, Serialize};
 use crate::Sampler;
 use crate::common::Problem;
 use crate::error::SamplerError;
-use crate::mcgdiff::resample_with;
+use crate::mcgdiff::{host, indices, resample_with};
 
 /// How the ρ_k sequence is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -202,18 +202,10 @@ pub struct Run<B: Backend> {
     pub ess: Vec<f64>,
 }
 
-fn host<B: Backend>(t: Tensor<B, 2>) -> Vec<f32> {
-    t.into_data().convert::<f32>().to_vec::<f32>().expect("float tensor")
-}
-
 fn row_sq_norms<B: Backend>(t: Tensor<B, 2>) -> Vec<f64> {
     let [n, _] = t.dims();
     let s = t.powi_scalar(2).sum_dim(1).reshape([n, 1]);
     host(s).into_iter().map(f64::from).collect()
-}
-
-fn indices<B: Backend>(a: &[usize], dev: &B::Device) -> Tensor<B, 1, Int> {
-    Tensor::from_data(TensorData::new(a.iter().map(|&i| i as i64).collect::<Vec<_>>(), [a.len()]), dev)
 }
 
 /// The particle rows' random draws: with `per_row` particles inside each sample row

@@ -114,12 +114,13 @@ pub struct Run<B: Backend> {
     pub trace: Vec<StepTrace>,
 }
 
-fn host<B: Backend>(t: Tensor<B, 2>) -> Vec<f32> {
+/// A `[n, d]` tensor's values on the host, row-major.
+pub(crate) fn host<B: Backend>(t: Tensor<B, 2>) -> Vec<f32> {
     t.into_data().convert::<f32>().to_vec::<f32>().expect("float tensor")
 }
 
 /// Row indices as an index tensor (for `select`).
-fn indices<B: Backend>(a: &[usize], dev: &B::Device) -> Tensor<B, 1, Int> {
+pub(crate) fn indices<B: Backend>(a: &[usize], dev: &B::Device) -> Tensor<B, 1, Int> {
     Tensor::from_data(TensorData::new(a.iter().map(|&i| i as i64).collect::<Vec<_>>(), [a.len()]), dev)
 }
 

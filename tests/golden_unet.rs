@@ -165,6 +165,7 @@ fn golden_wrong_config_corrupt_file_and_bad_shapes_fail_naming_the_key() {
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
     let err = MemorySource::from_pytorch(&cut, None).unwrap_err().to_string();
     assert!(err.contains(&cut.display().to_string()), "{err}");
+    let _ = std::fs::remove_file(&cut);
     // A missing file says so.
     let err = MemorySource::from_pytorch(std::path::Path::new("no/such/ffhq_10m.pt"), None).unwrap_err().to_string();
     assert!(err.contains("no such file"), "{err}");
@@ -234,6 +235,7 @@ fn golden_safetensors_checkpoints_load_like_pytorch_ones() {
         let out = values(net.forward(x.clone(), &[10.0, 700.0]));
         let err = rel_err(&out, &from_pt);
         println!("tiny from {name} safetensors vs from .pt: relative difference {err:.2e}");
+        let _ = std::fs::remove_file(&path);
         assert!(err <= tol, "{name}: relative error {err:.3e}");
     }
 }

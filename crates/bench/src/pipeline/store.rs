@@ -244,5 +244,6 @@ mod tests {
         std::fs::write(job_path(&dir, "j1"), &text[..text.len() / 2]).unwrap();
         let err = format!("{:#}", read_job::<serde_json::Value>(&dir, expect).unwrap_err());
         assert!(err.contains("not a complete job file"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

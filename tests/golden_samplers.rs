@@ -15,7 +15,7 @@ use dipbench_operators::image::{ImageShape, Task, build};
 use dipbench_samplers::daps::{Daps, DapsConfig};
 use dipbench_samplers::dps::{Dps, DpsConfig, Likelihood};
 use dipbench_samplers::{Problem, Sampler};
-use dipbench_tests::{GoldenTensor, load_json, load_tensors, max_abs_diff, rel_err, tensor, tiny_unet_prior};
+use dipbench_tests::{GoldenTensor, draws, load_json, load_tensors, max_abs_diff, rel_err, tensor, tiny_unet_prior};
 
 type B = Autodiff<Flex>;
 
@@ -33,11 +33,6 @@ fn part(t: &GoldenTensor, i: usize, d: usize) -> &[f64] {
 
 fn values(t: Tensor<B, 2>) -> Vec<f64> {
     t.into_data().convert::<f32>().to_vec::<f32>().unwrap().into_iter().map(f64::from).collect()
-}
-
-/// The recorded noises `[k, d]` of a fixture tensor as replayed draws for one row.
-fn draws(t: &GoldenTensor, d: usize) -> Vec<Vec<f32>> {
-    t.data.chunks(d).map(|c| c.iter().map(|v| *v as f32).collect()).collect()
 }
 
 /// SR ×4 32 → 8, the operator of both fixtures (DPS `SuperResolutionOperator`, DAPS

@@ -124,6 +124,7 @@ const IMAGE_SAMPLERS: &[(&str, &str, &str, &str)] = &[
     ("diffpir", "paper", "steps = 4", "sr4"),
     ("reddiff", "paper", "steps = 4", "sr4"),
     ("daps", "daps-1k", "annealing_steps = 3\node_steps = 1\nlangevin_steps = 2", "sr4"),
+    ("daps", "latent-daps", "annealing_steps = 3\nlangevin_steps = 2", "sr4"),
     ("pnp-admm", "default", "iterations = 3", "sr4"),
     ("admm-tv", "default", "iterations = 5", "sr4"),
     ("fps-smc", "repo", "particles = 3\nsteps = 4", "sr4"),

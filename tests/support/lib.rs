@@ -125,6 +125,12 @@ pub fn tiny_unet_prior<B: dipbench_nn::NnBackend>() -> dipbench_models::unet::Un
     UnetPrior::new(AdmUnet::load(&UnetConfig::tiny32(), &mut src, &Default::default()).unwrap())
 }
 
+/// The recorded noises `[k, d]` of a fixture tensor as replayed draws for one row
+/// (`SampleRng::replay`).
+pub fn draws(t: &GoldenTensor, d: usize) -> Vec<Vec<f32>> {
+    t.data.chunks(d).map(|c| c.iter().map(|v| *v as f32).collect()).collect()
+}
+
 /// A golden tensor as a `[rows, len/rows]` float32 tensor on `B`'s default device.
 pub fn rows<B: burn::tensor::backend::Backend>(t: &GoldenTensor, rows: usize) -> burn::tensor::Tensor<B, 2> {
     let v: Vec<f32> = t.data.iter().map(|x| *x as f32).collect();

@@ -49,6 +49,17 @@ pub const SCHEDULE_BUFFERS: &[&str] = &[
     "posterior_mean_coef2",
 ];
 
+/// The autoencoder a latent UNet config is paired with in its checkpoint (`ffhq256-ldm` and
+/// `imagenet256-ldm`: VQ-f4; the fixtures' `tiny16-ldm` and `tiny16-cin`: `vq-tiny`), or `None`
+/// for a pixel-space config.
+pub fn autoencoder_for(unet: &UnetConfig) -> Option<VqConfig> {
+    match unet.name.as_str() {
+        "ffhq256-ldm" | "imagenet256-ldm" => Some(VqConfig::vq_f4()),
+        "tiny16-ldm" | "tiny16-cin" => Some(VqConfig::tiny()),
+        _ => None,
+    }
+}
+
 /// The UNet, autoencoder and schedule of an unconditional latent-diffusion checkpoint.
 #[derive(Debug, Clone)]
 pub struct LatentPrior<B: Backend> {
@@ -60,6 +71,14 @@ impl<B: NnBackend> LatentPrior<B> {
     /// The LDM-VQ-4 schedule: β = linspace(√0.0015, √0.0195, 1000)².
     pub fn ldm_schedule() -> VpSchedule {
         VpSchedule::sqrt_linear(0.0015, 0.0195, 1000)
+    }
+
+    /// The prior made of networks built elsewhere (the golden fill of untrained weights for
+    /// plumbing checks, or parts loaded separately), on the LDM schedule. Fails when the UNet's
+    /// latents are not the autoencoder's.
+    pub fn from_parts(net: AdmUnet<B>, autoencoder: VqAutoencoder<B>) -> Result<Self, LoadError> {
+        check_pair(net.config(), autoencoder.config())?;
+        Ok(Self { unet: UnetPrior::with_schedule(net, Self::ldm_schedule()), vq: autoencoder })
     }
 
     /// Reads a `LatentDiffusion` checkpoint (`torch.save` with the weights under `state_dict`,
@@ -78,20 +97,7 @@ impl<B: NnBackend> LatentPrior<B> {
     /// Builds the prior from a checkpoint's parameters (module documentation for what is
     /// required of them).
     pub fn load(source: &mut dyn ParamSource, unet: &UnetConfig, vq: &VqConfig, device: &B::Device) -> Result<Self, LoadError> {
-        let mismatch = |what: String| LoadError::Data { source_name: source_name(unet, vq), key: "config".into(), why: what };
-        if unet.in_channels != vq.embed_dim || unet.out_channels != vq.embed_dim || unet.image_size != vq.latent_side() {
-            return Err(mismatch(format!(
-                "UNet `{}` takes {}×{}×{} latents but autoencoder `{}` makes {}×{}×{}",
-                unet.name,
-                unet.in_channels,
-                unet.image_size,
-                unet.image_size,
-                vq.name,
-                vq.embed_dim,
-                vq.latent_side(),
-                vq.latent_side()
-            )));
-        }
+        check_pair(unet, vq)?;
         let net = AdmUnet::load(unet, &mut Prefixed::new(source, UNET_PREFIX), device)?;
         let autoencoder = VqAutoencoder::load(vq, &mut Prefixed::new(source, VQ_PREFIX), device)?;
         let schedule = Self::ldm_schedule();
@@ -116,6 +122,12 @@ impl<B: NnBackend> LatentPrior<B> {
             });
         }
         Ok(Self { unet: UnetPrior::with_schedule(net, schedule), vq: autoencoder })
+    }
+
+    /// The prior with its UNet in `precision` (the autoencoder stays float32).
+    pub fn with_precision(self, precision: dipbench_nn::layers::Precision) -> Self {
+        let schedule = self.unet.schedule().clone();
+        Self { unet: UnetPrior::with_schedule(self.unet.net().clone().with_precision(precision), schedule), vq: self.vq }
     }
 
     /// The UNet as a prior on latents.
@@ -160,6 +172,28 @@ impl<B: NnBackend> LatentPrior<B> {
 
 fn source_name(unet: &UnetConfig, vq: &VqConfig) -> String {
     format!("latent prior {} + {}", unet.name, vq.name)
+}
+
+/// Refuses a UNet whose latents are not the autoencoder's.
+fn check_pair(unet: &UnetConfig, vq: &VqConfig) -> Result<(), LoadError> {
+    if unet.in_channels != vq.embed_dim || unet.out_channels != vq.embed_dim || unet.image_size != vq.latent_side() {
+        return Err(LoadError::Data {
+            source_name: source_name(unet, vq),
+            key: "config".into(),
+            why: format!(
+                "UNet `{}` takes {}×{}×{} latents but autoencoder `{}` makes {}×{}×{}",
+                unet.name,
+                unet.in_channels,
+                unet.image_size,
+                unet.image_size,
+                vq.name,
+                vq.embed_dim,
+                vq.latent_side(),
+                vq.latent_side()
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// The schedule buffers that define the schedule; a checkpoint must hold them.

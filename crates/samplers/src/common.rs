@@ -6,6 +6,8 @@ use dipbench_models::Prior;
 use dipbench_nn::NnAutodiffBackend;
 use dipbench_operators::{Operator, SampleRng};
 
+use crate::latent::LatentOperator;
+
 /// An inverse problem: prior p(x₀), forward model A, one measurement row per sample
 /// (`y` is `[n, m]`) and the noise level σ_y the measurement was made with.
 pub struct Problem<'a, B: Backend> {
@@ -17,13 +19,34 @@ pub struct Problem<'a, B: Backend> {
     pub y: Tensor<B, 2>,
     /// Measurement noise standard deviation σ_y.
     pub sigma_y: f64,
+    /// For a problem on autoencoder latents (`operator` is then A∘D): the autoencoder and the
+    /// pixel-space A, for samplers that need them apart (PSLD's gluing term).
+    pub latent: Option<&'a LatentOperator<'a, B>>,
 }
 
 impl<'a, B: Backend> Problem<'a, B> {
     /// A problem whose `n` samples all share one measurement row `y` (`[1, m]` or `[m]`-like).
     pub fn shared(prior: &'a dyn Prior<B>, operator: &'a dyn Operator<B>, y: Tensor<B, 2>, sigma_y: f64, n: usize) -> Self {
         let m = y.dims()[1];
-        Self { prior, operator, y: y.expand([n, m]), sigma_y }
+        Self { prior, operator, y: y.expand([n, m]), sigma_y, latent: None }
+    }
+
+    /// A problem on latents: the prior is a latent prior, the operator A∘D (`latent`), and
+    /// samplers that need the autoencoder or the pixel-space A find them in `latent`.
+    pub fn on_latents(prior: &'a dyn Prior<B>, latent: &'a LatentOperator<'a, B>, y: Tensor<B, 2>, sigma_y: f64) -> Self
+    where
+        B: dipbench_nn::NnBackend,
+    {
+        Self { prior, operator: latent, y, sigma_y, latent: Some(latent) }
+    }
+
+    /// The latent side of the problem, or an error naming `needed_by` when it is a pixel-space
+    /// problem.
+    pub fn require_latent(&self, needed_by: &str) -> Result<&'a LatentOperator<'a, B>, crate::SamplerError> {
+        self.latent.ok_or_else(|| crate::SamplerError::Unsupported {
+            sampler: needed_by.into(),
+            why: "needs a latent-diffusion prior (a latent UNet config with its autoencoder)".into(),
+        })
     }
 
     /// Number of samples (rows).

@@ -13,6 +13,19 @@
 //! (σ_max … σ_min, then 0), an ODE grid that ends with a step to σ = 0, the data term
 //! ‖A(x)−y‖²/(2τ²) (half as strong), η_k with k/N_A, and no Langevin at the last level.
 //!
+//! HMC instead of Langevin (`x0y = "hmc"`, the reference's `mc_algo: hmc`; LatentDAPS):
+//! v ← ε₀, x ← x̂₀, then N_L times
+//!     v ← m·v + √η_k·[−c·g + (x_t − x)/σ_k² + (x̂₀ − x_t)/σ_k²] + √(2(1−m))·ε,  x ← x + √η_k·v,
+//! with g = ∇‖A(x)−y‖², clamped elementwise to [−1, 1] where `grad_clamp = 1` (LatentDAPS clamps in
+//! latent space, the ∇ being taken through the decoder). No Metropolis correction. A row whose
+//! chain turned NaN returns zeros (the reference zeroes its whole batch; rows here are
+//! independent samples, so only that row is).
+//!
+//! LatentDAPS (`latent-daps` preset; spec: the `ldm` task group) is this sampler on a latent
+//! prior with A replaced by A∘D (D the quantising decoder, [`crate::latent::LatentOperator`]):
+//! 50 annealing levels from σ = 10 to 0.1, 2 Euler steps to σ = 0.001 per level, HMC with the
+//! per-task settings of [`DapsConfig::latent_for_task`].
+//!
 //! Two dipbench options, off in the paper presets: `step_rule = "lipschitz"` sets
 //! η_k = lr/L_k with L_k = c_τ‖A‖²/τ² + 1/σ_k² (the log-target's gradient Lipschitz constant for a
 //! linear A), so Langevin stays stable whatever σ_y; `x0y = "exact"` draws x₀ʸ exactly from
@@ -57,6 +70,9 @@ pub enum X0y {
     Langevin,
     /// Exact Gaussian conditional for a linear operator with SVD and Gaussian noise σ_y.
     Exact,
+    /// Hamiltonian Monte Carlo without Metropolis correction, as the reference's `hmc`
+    /// (module documentation); needs `momentum`.
+    Hmc,
 }
 
 /// DAPS settings.
@@ -89,6 +105,13 @@ pub struct DapsConfig {
     pub tau: f64,
     /// Step-size rule.
     pub step_rule: StepRule,
+    /// m, the HMC momentum (`x0y = "hmc"` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub momentum: Option<f64>,
+    /// c: the data gradient ∇‖A(x)−y‖² is clamped elementwise to [−c, c] (LatentDAPS: 1); no
+    /// clamp when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grad_clamp: Option<f64>,
 }
 
 impl DapsConfig {
@@ -109,7 +132,50 @@ impl DapsConfig {
             lr_min_ratio: 0.01,
             tau: 0.01,
             step_rule: StepRule::Fixed,
+            momentum: None,
+            grad_clamp: None,
         }
+    }
+
+    /// LatentDAPS-100 (the `ldm` task group of the reference configs): 50 annealing levels
+    /// σ = 10 → 0.1 (poly-7), 2 Euler PF-ODE steps per level down to σ = 0.001, HMC in latent
+    /// space with τ = 0.01 and the data gradient clamped to [−1, 1]; N_L, η₀, δ and m at the
+    /// super-resolution values until [`DapsConfig::latent_for_task`] sets them.
+    pub fn latent() -> Self {
+        Self {
+            variant: DapsVariant::Main,
+            annealing_steps: 50,
+            sigma_max: 10.0,
+            sigma_min: 0.1,
+            rho: 7.0,
+            ode_steps: 2,
+            ode_sigma_min: 0.001,
+            x0y: X0y::Hmc,
+            langevin_steps: 24,
+            lr: 1.35e-4,
+            lr_min_ratio: 0.023,
+            tau: 0.01,
+            step_rule: StepRule::Fixed,
+            momentum: Some(0.86),
+            grad_clamp: Some(1.0),
+        }
+    }
+
+    /// LatentDAPS's per-task HMC settings (N_L, η₀, δ, m) of the `ldm` task configs, the same
+    /// for FFHQ and ImageNet. `None` for a task the configs do not have.
+    pub fn latent_for_task(self, task: &str) -> Option<Self> {
+        let (steps, lr, ratio, m) = match task {
+            "sr4" => (24, 1.35e-4, 0.023, 0.86),
+            "inpaint_box" => (15, 9.02e-6, 0.13, 0.74),
+            "inpaint_random" => (38, 8.40e-6, 0.013, 0.92),
+            "deblur_gauss" => (35, 2.70e-6, 0.95, 0.95),
+            "deblur_motion" => (49, 2.4e-5, 0.041, 0.45),
+            "phase_retrieval" => (65, 2.1e-5, 0.12, 0.41),
+            "deblur_nonlinear" => (80, 3.71e-6, 0.024, 0.91),
+            "hdr" => (38, 4.52e-6, 0.015, 0.58),
+            _ => return None,
+        };
+        Some(Self { langevin_steps: steps, lr, lr_min_ratio: ratio, momentum: Some(m), ..self })
     }
 
     /// DAPS-4K: 4000 NFE as 400 annealing levels × 10 ODE steps. The split is second-hand
@@ -234,20 +300,73 @@ impl Daps {
         tau: f64,
         rng: &mut SampleRng,
     ) -> Tensor<B, 2> {
-        let data_scale = match self.0.variant {
-            DapsVariant::Main => 1.0 / (tau * tau),
-            DapsVariant::Legacy => 0.5 / (tau * tau),
-        };
+        let data_scale = self.data_scale(tau);
         // x ← x + η·[−c·∇‖A(x) − y‖² + (x_t − x)/σ² + (x̂₀ − x_t)/σ²] + √(2η)·ε, with c the data
         // scale. The x_t terms cancel, so one fused pass computes
         // x ← (1 − η/σ²)·x + (η/σ²)·x̂₀ − η·c·∇ + √(2η)·ε.
         let k = lr / (sigma * sigma);
         let mut x = x0hat.clone();
         for _ in 0..self.0.langevin_steps {
-            let grad = data_grad(problem, x.clone());
+            let grad = self.clamped(data_grad(problem, x.clone()));
             x = rng.combine(vec![(x, 1.0 - k), (x0hat.clone(), k), (grad, -lr * data_scale)], (2.0 * lr).sqrt());
         }
         x
+    }
+
+    /// N_L HMC steps on x₀ from x̂₀ at level σ with step `lr` and momentum m (module
+    /// documentation). Draws v₀, then one ε per step.
+    pub fn hmc<B: NnAutodiffBackend>(
+        &self,
+        problem: &Problem<'_, B>,
+        x0hat: &Tensor<B, 2>,
+        sigma: f64,
+        lr: f64,
+        tau: f64,
+        rng: &mut SampleRng,
+    ) -> Result<Tensor<B, 2>, SamplerError> {
+        let m = self.momentum()?;
+        let data_scale = self.data_scale(tau);
+        let step = lr.sqrt();
+        let k = step / (sigma * sigma);
+        // v₀ ~ N(0, I).
+        let mut v = rng.normal::<B>(problem.dim(), &problem.device());
+        let mut x = x0hat.clone();
+        for _ in 0..self.0.langevin_steps {
+            let grad = self.clamped(data_grad(problem, x.clone()));
+            // v ← m·v + √η·[−c·g + (x̂₀ − x)/σ²] + √(2(1−m))·ε (the x_t terms cancel);
+            // x ← x + √η·v.
+            v = rng.combine(vec![(v, m), (grad, -step * data_scale), (x0hat.clone(), k), (x.clone(), -k)], (2.0 * (1.0 - m)).sqrt());
+            x = x + v.clone().mul_scalar(step);
+        }
+        // A row whose chain diverged (NaN persists through x ← x + √η·v) returns zeros.
+        let [n, d] = x.dims();
+        let diverged = x.clone().is_nan().any_dim(1).expand([n, d]);
+        Ok(x.mask_fill(diverged, 0.0))
+    }
+
+    /// c, the data term's weight: 1/τ² for main's ‖A(x)−y‖²/τ², 1/(2τ²) for legacy's.
+    fn data_scale(&self, tau: f64) -> f64 {
+        match self.0.variant {
+            DapsVariant::Main => 1.0 / (tau * tau),
+            DapsVariant::Legacy => 0.5 / (tau * tau),
+        }
+    }
+
+    /// m, required by `x0y = "hmc"` and in [0, 1).
+    fn momentum(&self) -> Result<f64, SamplerError> {
+        match self.0.momentum {
+            Some(m) if (0.0..1.0).contains(&m) => Ok(m),
+            Some(m) => Err(SamplerError::Config { sampler: "daps".into(), key: "momentum".into(), why: format!("{m} is not in [0, 1)") }),
+            None => Err(SamplerError::Config { sampler: "daps".into(), key: "momentum".into(), why: "x0y = \"hmc\" needs a momentum m in [0, 1)".into() }),
+        }
+    }
+
+    /// The data gradient clamped elementwise to [−c, c] when `grad_clamp = c` is set.
+    fn clamped<B: Backend>(&self, grad: Tensor<B, 2>) -> Tensor<B, 2> {
+        match self.0.grad_clamp {
+            Some(c) => grad.clamp(-c, c),
+            None => grad,
+        }
     }
 
     /// Exact draw from N(x̂₀, r²I)·N(y; Ax₀, σ_y²I) in A's spectral basis: row-space coordinate i
@@ -300,6 +419,14 @@ impl<B: NnAutodiffBackend> Sampler<B> for Daps {
         if c.annealing_steps == 0 || c.ode_steps == 0 {
             return Err(SamplerError::Config { sampler: "daps".into(), key: "annealing_steps / ode_steps".into(), why: "must be positive".into() });
         }
+        if let Some(clamp) = c.grad_clamp
+            && (clamp.is_nan() || clamp <= 0.0)
+        {
+            return Err(SamplerError::Config { sampler: "daps".into(), key: "grad_clamp".into(), why: format!("{clamp} is not positive") });
+        }
+        if c.x0y == X0y::Hmc {
+            self.momentum()?;
+        }
         let tau = c.tau_for(problem.sigma_y);
         let lipschitz = match c.step_rule {
             StepRule::Fixed => None,
@@ -315,16 +442,15 @@ impl<B: NnAutodiffBackend> Sampler<B> for Daps {
             let sigma = sigmas[k];
             let x0hat = Self::ode_x0(problem.prior, x.clone(), &c.ode_sigmas(sigma));
             let last_legacy = c.variant == DapsVariant::Legacy && k + 1 == c.annealing_steps;
+            let mut lr = c.lr * c.lr_multiplier(k);
+            if let Some(l_data) = lipschitz {
+                lr /= l_data + 1.0 / (sigma * sigma);
+            }
             let x0y = match (c.x0y, last_legacy) {
                 (_, true) => x0hat,
                 (X0y::Exact, false) => Self::exact_x0y(problem, x0hat, sigma, rng)?,
-                (X0y::Langevin, false) => {
-                    let mut lr = c.lr * c.lr_multiplier(k);
-                    if let Some(l_data) = lipschitz {
-                        lr /= l_data + 1.0 / (sigma * sigma);
-                    }
-                    self.langevin(problem, &x0hat, sigma, lr, tau, rng)
-                }
+                (X0y::Langevin, false) => self.langevin(problem, &x0hat, sigma, lr, tau, rng),
+                (X0y::Hmc, false) => self.hmc(problem, &x0hat, sigma, lr, tau, rng)?,
             };
             let sigma_next = sigmas[k + 1];
             // x_{k+1} = x₀ʸ + σ_{k+1}·ε.

@@ -6,9 +6,10 @@
 //! Gaussian-mixture benchmark and on image priors. A sampler is a pure function of
 //! (prior, operator, y, config, seeded RNG) → samples: no I/O, no globals.
 //!
-//! Samplers: [`dps`], [`mcg`] (also Score-SDE/ILVR projection), [`daps`], [`ddrm`], [`ddnm`], [`mcgdiff`], [`fps`]
+//! Samplers: [`dps`], [`mcg`] (also Score-SDE/ILVR projection), [`daps`] (also LatentDAPS, with
+//! [`latent`]'s A∘D), [`ddrm`], [`ddnm`], [`mcgdiff`], [`fps`]
 //! (FPS-SMC) and [`ddsmc`] (particles), [`dcdp`] (data consistency + diffusion purification),
-//! [`pigdm`] (ΠGDM), [`diffpir`], [`reddiff`] (RED-diff), the optimisation baselines
+//! [`pigdm`] (ΠGDM), the latent-space [`psld`], [`diffpir`], [`reddiff`] (RED-diff), the optimisation baselines
 //! [`classical`] (PnP-ADMM, ADMM-TV), the phase-retrieval baselines [`fienup`] (ER, HIO, OSS),
 //! and [`exact`] (the reference row). The catalog below — [`SamplerConfig`], its presets and [`SamplerConfig::build`] — is the one
 //! place that names them: adding a sampler is its own file plus this one.
@@ -29,9 +30,11 @@ pub mod exact;
 pub mod fienup;
 pub mod fps;
 pub mod grid;
+pub mod latent;
 pub mod mcg;
 pub mod mcgdiff;
 pub mod pigdm;
+pub mod psld;
 pub mod reddiff;
 pub mod transition;
 
@@ -49,6 +52,7 @@ use crate::fps::{FpsConfig, FpsSmc};
 use crate::mcg::{Mcg, McgConfig};
 use crate::mcgdiff::{Mcgdiff, McgdiffConfig};
 use crate::pigdm::{Pigdm, PigdmConfig};
+use crate::psld::{Psld, PsldConfig};
 use crate::reddiff::{RedDiff, RedDiffConfig};
 use burn::prelude::*;
 use dipbench_models::ExactPosterior;
@@ -109,7 +113,7 @@ pub fn sample_in_chunks<B: NnAutodiffBackend>(
         .par_iter()
         .map(|&start| {
             let end = (start + chunk).min(n);
-            let part = Problem { prior: problem.prior, operator: problem.operator, y: problem.y.clone().slice(start..end), sigma_y: problem.sigma_y };
+            let part = Problem { y: problem.y.clone().slice(start..end), ..*problem };
             sampler.sample(&part, &mut SampleRng::rows(seed, start..end))
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -140,6 +144,8 @@ pub enum SamplerConfig {
     Dcdp(DcdpConfig),
     /// [`Daps`].
     Daps(DapsConfig),
+    /// [`Psld`].
+    Psld(PsldConfig),
     /// [`Mcg`].
     Mcg(McgConfig),
     /// [`Pigdm`].
@@ -164,8 +170,8 @@ pub enum SamplerConfig {
 
 /// The sampler names accepted by `sampler = "…"`.
 pub const SAMPLER_KINDS: &[&str] = &[
-    "exact", "dps", "ddrm", "mcgdiff", "fps-smc", "ddsmc", "dcdp", "daps", "mcg", "pigdm", "diffpir", "reddiff", "ddnm", "pnp-admm", "admm-tv", "er", "hio",
-    "oss",
+    "exact", "dps", "ddrm", "mcgdiff", "fps-smc", "ddsmc", "dcdp", "daps", "psld", "mcg", "pigdm", "diffpir", "reddiff", "ddnm", "pnp-admm", "admm-tv", "er",
+    "hio", "oss",
 ];
 
 /// What a task-dependent preset needs to know: the task (`sr4`, `inpaint_box`, …, as
@@ -188,7 +194,8 @@ pub struct PresetContext<'a> {
 pub const PRESETS: &[(&str, &str)] = &[
     ("dps", "gmm, dps-repo, dps-paper, image"),
     ("mcg", "gmm, mcg-code, mcg-paper, projection"),
-    ("daps", "gmm, daps-1k, daps-4k, daps-legacy"),
+    ("daps", "gmm, daps-1k, daps-4k, daps-legacy, latent-daps"),
+    ("psld", "repo"),
     ("ddrm", "gmm, gmm-script, paper"),
     ("mcgdiff", "gmm, package"),
     ("fps-smc", "repo"),
@@ -220,6 +227,11 @@ pub const ASSUMED_PRESETS: &[(&str, &str, &str)] = &[
         "the authors' per-task configurations (unless the experiment overrides them) on this experiment's operators, masks and σ_y (the code has σ_y = 0 for SR, inpainting and the linear deblurs, and one fixed box); the DAPS paper does not state its DCDP setting",
     ),
     ("dcdp", "repo-default", "the authors' SR configuration, for a task the code has none for"),
+    (
+        "psld",
+        "repo",
+        "the authors' LDM-FFHQ scripts (1000 DDIM steps, γ = 0.1, ω = 0.9 for SR and 0.1 otherwise; the box-inpainting script's config file is missing from the code, so box inpainting runs the inpainting settings) on this experiment's operators; the DAPS paper does not state its PSLD setting",
+    ),
 ];
 
 impl SamplerConfig {
@@ -270,6 +282,16 @@ impl SamplerConfig {
                     None => base,
                 })
             }
+            ("daps", "latent-daps") => Self::Daps(match context {
+                Some(c) => {
+                    DapsConfig::latent().latent_for_task(c.task).ok_or_else(|| err("preset", format!("the LatentDAPS configs have no task `{}`", c.task)))?
+                }
+                None => DapsConfig::latent(),
+            }),
+            ("psld", "repo") => Self::Psld(match context {
+                Some(c) => PsldConfig::for_task(c.task).ok_or_else(|| err("preset", format!("the PSLD scripts have no task `{}`", c.task)))?,
+                None => PsldConfig::sr4(),
+            }),
             ("ddrm", "gmm") => Self::Ddrm(DdrmConfig::gmm()),
             ("ddrm", "paper") => Self::Ddrm(DdrmConfig::paper()),
             ("ddrm", "gmm-script") => Self::Ddrm(DdrmConfig::gmm_script()),
@@ -322,6 +344,7 @@ impl SamplerConfig {
             Self::Ddsmc(_) => "ddsmc",
             Self::Dcdp(_) => "dcdp",
             Self::Daps(_) => "daps",
+            Self::Psld(_) => "psld",
             Self::Mcg(_) => "mcg",
             Self::Pigdm(_) => "pigdm",
             Self::Diffpir(_) => "diffpir",
@@ -395,6 +418,7 @@ impl SamplerConfig {
             Self::Diffpir(c) => c.steps = steps,
             Self::Reddiff(c) => c.steps = steps,
             Self::Daps(c) => c.annealing_steps = steps,
+            Self::Psld(c) => c.steps = steps,
             Self::Ddnm(c) => (c.steps, c.eta) = (steps, eta),
             Self::PnpAdmm(c) => c.iterations = steps,
             Self::AdmmTv(c) => c.iterations = steps,
@@ -416,6 +440,7 @@ impl SamplerConfig {
             Self::Ddsmc(c) => Box::new(Ddsmc(c.clone())),
             Self::Dcdp(c) => Box::new(Dcdp(c.clone())),
             Self::Daps(c) => Box::new(Daps(c.clone())),
+            Self::Psld(c) => Box::new(Psld(c.clone())),
             Self::Mcg(c) => Box::new(Mcg(c.clone())),
             Self::Pigdm(c) => Box::new(Pigdm(c.clone())),
             Self::Diffpir(c) => Box::new(Diffpir(c.clone())),

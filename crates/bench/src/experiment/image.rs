@@ -193,11 +193,16 @@ impl ImageExperiment {
             bail!("key `image.batch` = {}: must be in 1..=4096", grid.batch);
         }
         let model = UnetConfig::by_name(&grid.model).with_context(|| format!("key `image.model`: `{}`", grid.model))?;
-        if model.is_latent() {
-            bail!("key `image.model` = `{}`: a latent-diffusion UNet denoises autoencoder latents; image experiments run pixel-space priors only", grid.model);
-        }
-        if model.image_size != grid.side {
-            bail!("key `image.side` = {} but model `{}` takes {}×{} images", grid.side, grid.model, model.image_size, model.image_size);
+        // A latent-diffusion UNet works through its autoencoder: the images are the decoder's.
+        let side = match dipbench_models::latent::autoencoder_for(&model) {
+            Some(_) if model.context_dim > 0 => {
+                bail!("key `image.model` = `{}`: a class-conditional latent UNet; the latent prior does not read the class embedding yet", grid.model)
+            }
+            Some(vq) => vq.resolution,
+            None => model.image_size,
+        };
+        if side != grid.side {
+            bail!("key `image.side` = {} but model `{}` {} {side}×{side} images", grid.side, grid.model, if model.is_latent() { "decodes" } else { "takes" });
         }
         let (sigma, rate) = match grid.noise {
             NoiseSpec::Gaussian { sigma } => (sigma, 1.0),

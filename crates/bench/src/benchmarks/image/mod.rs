@@ -1,5 +1,6 @@
 //! The image benchmark: every method × task × image of an experiment's `[image]` table, on an
-//! ADM UNet prior (docs/protocols.md §1–§4). One job is one (task, method, image); its row
+//! ADM UNet prior (docs/protocols.md §1–§4) or a latent-diffusion prior (a latent UNet config:
+//! the sampler works on autoencoder latents against A∘D, and its output is decoded). One job is one (task, method, image); its row
 //! (metrics against the ground truth, NFE, wall time) goes to `runs/<task>/<method>/<image>.json`,
 //! its reconstruction to `images/<task>/<method>/<image>.png`, the measurement to
 //! `images/<task>/y/<image>.png` and the ground truth to `images/gt/<image>.png`.
@@ -23,12 +24,14 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use burn::prelude::*;
+use dipbench_models::latent::LatentPrior;
 use dipbench_models::unet::UnetPrior;
 use dipbench_models::{Prior, TapeFree};
 use dipbench_nn::NnAutodiffBackend;
 use dipbench_operators::image::{ImageShape, Task, TaskName, build};
 use dipbench_operators::{GaussianNoise, PoissonNoise, SampleRng, derive_seed};
 use dipbench_samplers::Problem;
+use dipbench_samplers::latent::LatentOperator;
 use serde::{Deserialize, Serialize};
 
 use crate::experiment::{Experiment, ImageExperiment, NoiseSpec, slug};
@@ -242,9 +245,25 @@ pub fn fingerprint(exp: &Experiment, img: &ImageExperiment, job: &ImageJob) -> S
     format!("{:016x}", derive_seed(&["fingerprint", &text]))
 }
 
+/// The prior of a worker: a pixel-space UNet, or a latent UNet with its autoencoder.
+enum Model<B: NnAutodiffBackend> {
+    Pixel(UnetPrior<B>),
+    Latent(LatentPrior<B>),
+}
+
+impl<B: NnAutodiffBackend> Model<B> {
+    /// The prior with the autodiff tape (for samplers that differentiate through it).
+    fn taped(&self) -> &dyn Prior<B> {
+        match self {
+            Self::Pixel(p) => p,
+            Self::Latent(p) => p,
+        }
+    }
+}
+
 /// What a worker keeps: the prior (and its tape-free twin), the images, the LPIPS networks.
 pub struct ImageWorker<B: NnAutodiffBackend> {
-    prior: UnetPrior<B>,
+    model: Model<B>,
     tape_free: TapeFree<UnetPrior<B::InnerBackend>>,
     images: Vec<(String, Vec<f32>)>,
     lpips: Vec<(Metric, dipbench_metrics::Lpips<B::InnerBackend>)>,
@@ -439,15 +458,23 @@ impl Benchmark for ImageBenchmark<'_> {
         let grid = &self.img.grid;
         let source = self.source.as_ref().context("the images are not available")?;
         let checkpoint = grid.checkpoint.as_ref().map(|c| crate::weights::resolve_checkpoint(c)).transpose()?;
-        let net = crate::network::load_net::<B>(&self.img.model, checkpoint.as_deref(), device)?.with_precision(grid.precision);
+        let (model, tape_free) = if self.img.model.is_latent() {
+            let prior = crate::network::load_latent_prior::<B>(&self.img.model, checkpoint.as_deref(), grid.precision, device)?;
+            let schedule = prior.schedule().clone();
+            let tape_free = TapeFree::new(UnetPrior::with_schedule(prior.unet().net().clone().inner(), schedule));
+            (Model::Latent(prior), tape_free)
+        } else {
+            let net = crate::network::load_net::<B>(&self.img.model, checkpoint.as_deref(), device)?.with_precision(grid.precision);
+            let tape_free = TapeFree::new(UnetPrior::new(net.clone().inner()));
+            (Model::Pixel(UnetPrior::new(net)), tape_free)
+        };
         let mut lpips = vec![];
         for m in &grid.metrics {
             if let Metric::Lpips(v) = m {
                 lpips.push((*m, crate::scoring::load_lpips::<B::InnerBackend>(*v, device)?));
             }
         }
-        let tape_free = TapeFree::new(UnetPrior::new(net.clone().inner()));
-        Ok(ImageWorker { prior: UnetPrior::new(net), tape_free, images: source.load(grid.side)?, lpips })
+        Ok(ImageWorker { model, tape_free, images: source.load(grid.side)?, lpips })
     }
 
     fn run_batch<B: NnAutodiffBackend>(&self, worker: &ImageWorker<B>, jobs: &[ImageJob], device: &B::Device) -> Result<Vec<JobOutput<ImageRow>>> {
@@ -473,8 +500,17 @@ impl Benchmark for ImageBenchmark<'_> {
         }
         let op = op.expect("a batch has a job");
         let sampler = cfg.build::<B>(None)?;
-        let prior: &dyn Prior<B> = if sampler.differentiates_prior() { &worker.prior } else { &worker.tape_free };
-        let problem = Problem { prior, operator: op.as_ref(), y: Tensor::cat(ys, 0), sigma_y };
+        let prior: &dyn Prior<B> = if sampler.differentiates_prior() { worker.model.taped() } else { &worker.tape_free };
+        // On a latent prior the sampler sees A∘D on latents.
+        let latent_op;
+        let (operator, latent): (&dyn dipbench_operators::Operator<B>, _) = match &worker.model {
+            Model::Pixel(_) => (op.as_ref(), None),
+            Model::Latent(p) => {
+                latent_op = LatentOperator::new(op.as_ref(), p)?;
+                (&latent_op, Some(&latent_op))
+            }
+        };
+        let problem = Problem { prior, operator, y: Tensor::cat(ys, 0), sigma_y, latent };
         let row = |job: &ImageJob, nfe: usize, status: String| ImageRow {
             config: fingerprint(self.exp, self.img, job),
             task: task_name.name().to_string(),
@@ -519,6 +555,11 @@ impl Benchmark for ImageBenchmark<'_> {
                     )
                 });
             }
+        };
+        // A latent sample is decoded (quantised, as the reference's final decode).
+        let out = match &worker.model {
+            Model::Pixel(_) => out,
+            Model::Latent(p) => p.decode(out.detach()),
         };
         let seconds = start.elapsed().as_secs_f64() / seeds.len() as f64;
         let d = out.dims()[1];

@@ -1,26 +1,22 @@
 //! `dipbench score` end to end, and the aggregation over N images (N = 1, 2, 31, 33, 100: a
 //! known bug elsewhere zeroes metrics for 1 < N < 32).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
 use dipbench_metrics::{FeatureStats, frechet_distance};
 
-fn dipbench(args: &[&str], checkpoints: Option<&Path>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dipbench"));
-    cmd.args(args).env("RUST_LOG", "warn");
-    if let Some(c) = checkpoints {
-        // The shared feature cache goes beside the test's checkpoints, not into the home folder.
-        cmd.env("DIPBENCH_CHECKPOINTS", c).env("DIPBENCH_CACHE", c.join("cache"));
-    }
-    cmd.output().expect("dipbench runs")
-}
+use crate::support::{dipbench_with, temp_dir};
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("dipbench-score-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// Runs `dipbench`; with `checkpoints`, the weights (and the shared feature cache) come from there.
+fn dipbench(args: &[&str], checkpoints: Option<&Path>) -> Output {
+    match checkpoints {
+        Some(c) => {
+            let cache = c.join("cache");
+            dipbench_with(args, None, &[("DIPBENCH_CHECKPOINTS", c.to_str().unwrap()), ("DIPBENCH_CACHE", cache.to_str().unwrap())])
+        }
+        None => dipbench_with(args, None, &[]),
+    }
 }
 
 /// Image i of a set: a `side`×`side` smooth pattern, shifted by `offset` grey levels (≤ 35,

@@ -2,15 +2,13 @@
 //! torchvision's recipe, resume, the registry's check), `weights fetch` against a local HTTP
 //! server, `doctor`, labelled grids and cached FID reference statistics.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 
+use crate::support::*;
 use dipbench::datasets::DatasetEntry;
 use dipbench::prepare;
 use dipbench::resample;
 use image::{Rgb, RgbImage};
-use support::*;
 
 fn golden_prepare() -> PathBuf {
     let dir = dipbench_tests::golden_dir().join("prepare");

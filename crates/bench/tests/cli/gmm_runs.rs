@@ -1,40 +1,12 @@
 //! End-to-end tests of the `dipbench` binary on small Gaussian-mixture experiments.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
+
+use crate::support::{dipbench_with, gmm_experiment, read, temp_dir};
 
 fn dipbench(args: &[&str], threads: Option<usize>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dipbench"));
-    if let Some(n) = threads {
-        cmd.arg("--threads").arg(n.to_string());
-    }
-    cmd.args(args).env("RUST_LOG", "warn").output().expect("dipbench runs")
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("dipbench-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// A small but complete experiment: every sampler, 2 × 2 jobs.
-fn tiny_experiment(dir: &Path, extra_gmm: &str, extra_method: &str) -> PathBuf {
-    let methods: String = ["exact", "dps", "mcg", "ddrm", "pigdm", "diffpir", "reddiff", "daps"]
-        .iter()
-        .map(|s| format!("[[method]]\nlabel = \"{s}\"\nsampler = \"{s}\"\n"))
-        .collect();
-    let text = format!(
-        "[experiment]\nname = \"tiny\"\nbenchmark = \"gmm\"\nseed = 3\n\n[gmm]\ndims = [8]\nobs_dims = [1, 2]\nreplicates = 2\n\
-         samples = 200\nbudgets = [{{ steps = 20, eta = 0.6 }}]\n{extra_gmm}\n\n{methods}{extra_method}"
-    );
-    let path = dir.join("tiny.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    dipbench_with(args, threads, &[])
 }
 
 /// rows.csv without the (non-deterministic) wall-time column.
@@ -45,7 +17,7 @@ fn rows_without_time(out: &Path) -> String {
 #[test]
 fn same_seed_gives_identical_tables_whatever_the_number_of_threads() {
     let dir = temp_dir("threads");
-    let exp = tiny_experiment(&dir, "", "");
+    let exp = gmm_experiment(&dir, "tiny", "", "");
     let (one, two) = (dir.join("one"), dir.join("two"));
     for (out, threads) in [(&one, 1), (&two, 2)] {
         let o = dipbench(&["run", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--no-progress"], Some(threads));
@@ -63,7 +35,7 @@ fn same_seed_gives_identical_tables_whatever_the_number_of_threads() {
 #[test]
 fn rerun_skips_finished_jobs_and_reproduces_the_table() {
     let dir = temp_dir("resume");
-    let exp = tiny_experiment(&dir, "", "");
+    let exp = gmm_experiment(&dir, "tiny", "", "");
     let out = dir.join("out");
     let args = ["run", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--no-progress"];
     assert!(dipbench(&args, None).status.success());
@@ -82,19 +54,19 @@ fn rerun_skips_finished_jobs_and_reproduces_the_table() {
 #[test]
 fn unknown_keys_are_errors_naming_the_key_and_file() {
     let dir = temp_dir("keys");
-    let exp = tiny_experiment(&dir, "dimz = [3]", "");
+    let exp = gmm_experiment(&dir, "tiny", "dimz = [3]", "");
     let o = dipbench(&["run", exp.to_str().unwrap(), "--out", dir.join("o").to_str().unwrap()], None);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("dimz") && err.contains("tiny.toml"), "{err}");
 
-    let exp = tiny_experiment(&dir, "", "[[method]]\nlabel = \"bad\"\nsampler = \"dps\"\nzeta = 0.5\n");
+    let exp = gmm_experiment(&dir, "tiny", "", "[[method]]\nlabel = \"bad\"\nsampler = \"dps\"\nzeta = 0.5\n");
     let o = dipbench(&["run", exp.to_str().unwrap(), "--out", dir.join("o").to_str().unwrap()], None);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("zeta") && err.contains("`bad`") && err.contains("scale"), "{err}");
 
-    let exp = tiny_experiment(&dir, "", "[[method]]\nlabel = \"bad\"\nsampler = \"dpz\"\n");
+    let exp = gmm_experiment(&dir, "tiny", "", "[[method]]\nlabel = \"bad\"\nsampler = \"dpz\"\n");
     let o = dipbench(&["run", exp.to_str().unwrap(), "--out", dir.join("o").to_str().unwrap()], None);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("dpz"), "{err}");
@@ -104,10 +76,10 @@ fn unknown_keys_are_errors_naming_the_key_and_file() {
 fn results_of_another_configuration_are_not_mixed_in() {
     let dir = temp_dir("fingerprint");
     let out = dir.join("out");
-    let exp = tiny_experiment(&dir, "", "");
+    let exp = gmm_experiment(&dir, "tiny", "", "");
     assert!(dipbench(&["run", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--no-progress"], None).status.success());
     // Same folder, changed method setting: refused with an explanation.
-    let changed = tiny_experiment(&dir, "", "[[method]]\nlabel = \"dps2\"\nsampler = \"dps\"\nscale = 0.5\n");
+    let changed = gmm_experiment(&dir, "tiny", "", "[[method]]\nlabel = \"dps2\"\nsampler = \"dps\"\nscale = 0.5\n");
     let o = dipbench(&["run", changed.to_str().unwrap(), "--out", out.to_str().unwrap(), "--no-progress"], None);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
@@ -173,7 +145,7 @@ fn figures_recompute_the_scored_samples_and_the_table_links_them() {
     use dipbench::benchmarks::gmm::{job_problem, jobs, method_samples};
     use dipbench::experiment::Kind;
     let dir = temp_dir("figures");
-    let exp_path = tiny_experiment(&dir, "", "");
+    let exp_path = gmm_experiment(&dir, "tiny", "", "");
     let out = dir.join("out");
     let o = dipbench(&["run", exp_path.to_str().unwrap(), "--out", out.to_str().unwrap(), "--no-progress"], None);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -230,7 +202,7 @@ fn figures_recompute_the_scored_samples_and_the_table_links_them() {
 #[test]
 fn asking_for_more_devices_than_the_backend_has_is_an_error() {
     let dir = temp_dir("devices");
-    let exp = tiny_experiment(&dir, "", "");
+    let exp = gmm_experiment(&dir, "tiny", "", "");
     let o = dipbench(&["run", exp.to_str().unwrap(), "--out", dir.join("out").to_str().unwrap(), "--devices", "2", "--no-progress"], None);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("--devices 2") && err.contains("reports 1 device"), "{err}");
@@ -239,7 +211,7 @@ fn asking_for_more_devices_than_the_backend_has_is_an_error() {
 #[test]
 fn slurm_writes_a_job_array_and_merge_joins_shards() {
     let dir = temp_dir("slurm");
-    let exp = tiny_experiment(&dir, "", "");
+    let exp = gmm_experiment(&dir, "tiny", "", "");
     let res = dir.join("res");
     let o = dipbench(&["slurm", exp.to_str().unwrap(), "--shards", "3", "--out", res.to_str().unwrap(), "--partition", "gpu"], None);
     let script = String::from_utf8_lossy(&o.stdout);

@@ -10,8 +10,6 @@ use dipbench::benchmarks::image::ImageRow;
 use dipbench::experiment::Experiment;
 use dipbench::pipeline::RunOptions;
 
-mod support;
-
 type B = Autodiff<Flex>;
 
 fn experiment(dir: &Path) -> PathBuf {
@@ -32,16 +30,14 @@ steps = 4"#;
 
 fn rows(exp: &Experiment, out: &Path, devices: usize) -> Vec<ImageRow> {
     let opts = RunOptions { progress: false, jobs: Some(3), shard: None, dataset: None };
-    let (summary, rows) = support::run_image_rows::<B>(exp, out, &vec![Default::default(); devices], &opts).unwrap();
+    let (summary, rows) = crate::support::run_image_rows::<B>(exp, out, &vec![Default::default(); devices], &opts).unwrap();
     assert_eq!((summary.total, summary.ran), (12, 12));
     rows.into_iter().map(|r| ImageRow { seconds: 0.0, ..r }).collect()
 }
 
 #[test]
 fn two_device_slots_give_the_rows_of_one() {
-    let dir = std::env::temp_dir().join(format!("dipbench-devices-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::support::temp_dir("devices");
     let exp = Experiment::load(&experiment(&dir)).unwrap();
     let one = rows(&exp, &dir.join("one"), 1);
     let two = rows(&exp, &dir.join("two"), 2);

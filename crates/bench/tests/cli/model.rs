@@ -1,32 +1,17 @@
 //! `dipbench weights`, `dipbench model eval` and checkpoint verification, against the golden
 //! fixtures (the tiny UNet stands in for the big checkpoints, which are not downloaded here).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
 use dipbench_tests::{golden_dir, load_tensors, rel_err, tensor};
 
-fn dipbench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dipbench")).args(args).env("RUST_LOG", "warn").output().expect("dipbench runs")
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("dipbench-model-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use crate::support::{dipbench, read_tensor, temp_dir};
 
 fn write_x(path: &Path, shape: Vec<usize>, values: &[f64]) {
     let bytes: Vec<u8> = values.iter().flat_map(|v| (*v as f32).to_le_bytes()).collect();
     let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, &bytes).unwrap();
     safetensors::serialize_to_file(vec![("x".to_string(), view)], None, path).unwrap();
-}
-
-fn read_tensor(path: &Path, key: &str) -> Vec<f64> {
-    let bytes = std::fs::read(path).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    st.tensor(key).unwrap().data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect()
 }
 
 /// `dipbench model eval --config CONFIG --checkpoint CKPT --input X --output OUT EXTRA…`.

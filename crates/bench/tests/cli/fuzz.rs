@@ -6,16 +6,14 @@
 //!
 //! Every case comes from a fixed seed, so a failure reproduces; the message prints the case.
 
-mod support;
-
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 
+use crate::support::{dipbench, repo_file, temp_dir};
 use dipbench::experiment::Experiment;
 use dipbench::pipeline::store::{self, Expect};
 use dipbench_nn::source::{MemorySource, ParamSource};
 use serde::{Deserialize, Serialize};
-use support::{dipbench, repo_file, temp_dir};
 
 /// SplitMix64: a small, seeded generator for the mutations.
 struct Rng(u64);

@@ -1,26 +1,10 @@
 //! `dipbench measure` and `dipbench operators grid` on the golden test image.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use dipbench_tests::{golden_dir, load_tensors, rel_err, tensor};
 
-fn dipbench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dipbench")).args(args).env("RUST_LOG", "warn").output().expect("dipbench runs")
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("dipbench-measure-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn read_tensor(path: &std::path::Path, key: &str) -> Vec<f64> {
-    let bytes = std::fs::read(path).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    st.tensor(key).unwrap().data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect()
-}
+use crate::support::{dipbench, read_tensor, temp_dir};
 
 #[test]
 fn golden_measure_applies_the_reference_operator_to_a_png() {

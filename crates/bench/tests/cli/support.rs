@@ -1,8 +1,8 @@
 //! Helpers shared by the command-line tests: running the binary, scratch folders, small
 //! experiment files.
 
-#![allow(dead_code)]
-
+use std::ffi::OsStr;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -12,8 +12,8 @@ pub fn dipbench_with(args: &[&str], threads: Option<usize>, envs: &[(&str, &str)
     if let Some(n) = threads {
         cmd.arg("--threads").arg(n.to_string());
     }
-    // The shared feature cache of FID/KID goes to a scratch folder, not the home folder.
-    let cache = std::env::temp_dir().join(format!("dipbench-test-cache-{}", std::process::id()));
+    // The shared feature cache of FID/KID goes to the tests' scratch area, not the home folder.
+    let cache = scratch_root().join("feature-cache");
     cmd.args(args).env("RUST_LOG", "warn").env_remove("RUST_BACKTRACE").env("DIPBENCH_CACHE", cache);
     for (k, v) in envs {
         cmd.env(k, v);
@@ -46,17 +46,68 @@ pub fn refused(out: &Output) -> String {
     err
 }
 
-/// A fresh scratch folder named after the test.
-pub fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("dipbench-test-{name}-{}", std::process::id()));
+/// Where the tests' scratch folders live: cargo's per-target temporary folder, so that nothing
+/// is left in the system's temporary folder and `cargo clean` removes it all.
+fn scratch_root() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("dipbench-cli")
+}
+
+/// A scratch folder of one test, removed when it goes out of scope unless the test is failing
+/// (then it is kept for inspection, and its path is printed).
+pub struct Scratch(PathBuf);
+
+impl Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<OsStr> for Scratch {
+    fn as_ref(&self) -> &OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("scratch folder kept: {}", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// A fresh, empty scratch folder for `name` within the running test. The test harness names
+/// each test's thread after the test (`module::test`), so two tests of this binary running at
+/// once never share a folder even when they pass the same `name`.
+pub fn temp_dir(name: &str) -> Scratch {
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("main").replace("::", ".");
+    let dir = scratch_root().join(format!("{test}.{name}"));
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    Scratch(dir)
 }
 
 /// A file of the repository.
 pub fn repo_file(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel)
+}
+
+/// The float32 tensor `key` of the safetensors file at `path`, widened to f64.
+pub fn read_tensor(path: &Path, key: &str) -> Vec<f64> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let t = st.tensor(key).unwrap_or_else(|e| panic!("{}: {key}: {e}", path.display()));
+    t.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect()
 }
 
 /// The text of a file (panics naming it).

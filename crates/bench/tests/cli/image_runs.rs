@@ -4,27 +4,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn dipbench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dipbench")).args(args).env("RUST_LOG", "warn").env("RUST_BACKTRACE", "0").output().expect("dipbench runs")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "dipbench failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("dipbench-image-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn repo_file(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel)
-}
+use crate::support::{dipbench, ok, read, repo_file, temp_dir};
 
 /// `n` test pictures of `side`² pixels: colour ramps crossed with a bar pattern whose period
 /// and phase depend on the index.
@@ -37,10 +19,6 @@ fn make_images(dir: &Path, n: usize, side: u32) {
         });
         img.save(dir.join(format!("{i:05}.png"))).unwrap();
     }
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// A CSV without its `seconds` column (wall time is not reproducible).
@@ -137,7 +115,7 @@ fn smoke_experiment_runs_every_method_on_every_task_and_writes_tables() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("(0 run now"), "{}", String::from_utf8_lossy(&again.stderr));
     assert_eq!(before, read(&out.join("table.csv")));
 
-    // Regression check against the committed baseline (tolerance as for gmm-quick, see cli.rs;
+    // Regression check against the committed baseline (tolerance as for gmm-quick, see gmm_runs.rs;
     // `DIPBENCH_BLESS=1` rewrites it).
     let baseline = repo_file("results/baselines/smoke");
     if std::env::var_os("DIPBENCH_BLESS").is_some() {
@@ -146,6 +124,47 @@ fn smoke_experiment_runs_every_method_on_every_task_and_writes_tables() {
     }
     let check = dipbench(&["check", out.to_str().unwrap(), "--against", baseline.to_str().unwrap(), "--rel", "0.05", "--tol", "1e-3"]);
     assert!(check.status.success(), "{}{}", String::from_utf8_lossy(&check.stdout), String::from_utf8_lossy(&check.stderr));
+}
+
+#[test]
+fn latent_smoke_experiment_runs_the_latent_methods_and_matches_its_baseline() {
+    let dir = temp_dir("smoke-latent");
+    let out = dir.join("out");
+    let exp = repo_file("experiments/smoke-latent.toml");
+    ok(&dipbench(&["run", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--no-progress"]));
+    let text: toml::Table = toml::from_str(&read(&exp)).unwrap();
+    let tasks: Vec<String> = text["image"]["tasks"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect();
+    let mut rdr = csv::Reader::from_path(out.join("rows.csv")).unwrap();
+    let rows: Vec<csv::StringRecord> = rdr.records().map(|r| r.unwrap()).collect();
+    for t in &tasks {
+        // The latent methods need only A's forward pass and its gradient: they run everywhere,
+        // with finite metrics on the decoded 64×64 reconstruction.
+        for m in ["LatentDAPS", "Latent-DPS"] {
+            let mine: Vec<&csv::StringRecord> = rows.iter().filter(|r| &r[0] == t && &r[1] == m).collect();
+            assert_eq!(mine.len(), 4 * 2, "{m} on {t}: 4 images × 2 metrics");
+            for r in &mine {
+                assert_eq!(&r[8], "ok", "{m} on {t}");
+                assert!(r[5].parse::<f64>().unwrap().is_finite(), "{m} on {t}: {} = {}", &r[4], &r[5]);
+            }
+        }
+        // PSLD runs where its scripts have settings (and A has the transpose its gluing term needs).
+        let psld: Vec<&csv::StringRecord> = rows.iter().filter(|r| &r[0] == t && &r[1] == "PSLD").collect();
+        let psld_tasks = ["sr4", "inpaint_box", "inpaint_random", "deblur_gauss", "deblur_motion"];
+        assert_eq!(psld.len(), if psld_tasks.contains(&t.as_str()) { 8 } else { 0 }, "PSLD on {t}");
+        assert!(psld.iter().all(|r| &r[8] == "ok" && r[5].parse::<f64>().unwrap().is_finite()), "PSLD on {t}: {psld:?}");
+        // DDRM needs A's SVD, which A∘D has not: unsupported, with the reason.
+        let ddrm: Vec<&csv::StringRecord> = rows.iter().filter(|r| &r[0] == t && &r[1] == "DDRM").collect();
+        assert!(!ddrm.is_empty() && ddrm.iter().all(|r| r[8].starts_with("unsupported: ") && r[8].contains("linear")), "DDRM on {t}: {ddrm:?}");
+    }
+    let recon = image::open(out.join("images/sr4/LatentDAPS/synthetic00000.png")).unwrap();
+    assert_eq!((recon.width(), recon.height()), (64, 64));
+    // Regression check against the committed baseline (as for the pixel smoke experiment).
+    let baseline = repo_file("results/baselines/smoke-latent");
+    if std::env::var_os("DIPBENCH_BLESS").is_some() {
+        std::fs::create_dir_all(&baseline).unwrap();
+        std::fs::copy(out.join("table.csv"), baseline.join("table.csv")).unwrap();
+    }
+    ok(&dipbench(&["check", out.to_str().unwrap(), "--against", baseline.to_str().unwrap(), "--rel", "0.05", "--tol", "1e-3"]));
 }
 
 /// A small image experiment: 3 methods × 2 tasks × 4 synthetic images = 24 jobs.

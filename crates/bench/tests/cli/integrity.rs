@@ -4,11 +4,9 @@
 //! the replicates support. One test per case found by trying it as a new user and as an adversary
 //! would.
 
-mod support;
-
 use std::path::Path;
 
-use support::{SMALL_GRID, SMALL_METHODS, dipbench, dipbench_with, ok, read, refused, small_gmm, temp_dir};
+use crate::support::{SMALL_GRID, SMALL_METHODS, dipbench, dipbench_with, ok, read, refused, small_gmm, temp_dir};
 
 fn run(exp: &Path, out: &Path) -> std::process::Output {
     dipbench(&["run", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--no-progress"])

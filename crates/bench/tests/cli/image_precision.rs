@@ -12,8 +12,6 @@ use dipbench::benchmarks::image::ImageRow;
 use dipbench::experiment::Experiment;
 use dipbench::pipeline::RunOptions;
 
-mod support;
-
 type B = Autodiff<Flex>;
 
 fn experiment(dir: &Path, precision: &str) -> PathBuf {
@@ -23,14 +21,12 @@ fn experiment(dir: &Path, precision: &str) -> PathBuf {
 
 fn rows(exp: &Experiment, out: &Path) -> anyhow::Result<Vec<ImageRow>> {
     let opts = RunOptions { progress: false, jobs: Some(1), shard: None, dataset: None };
-    Ok(support::run_image_rows::<B>(exp, out, &[Default::default()], &opts)?.1)
+    Ok(crate::support::run_image_rows::<B>(exp, out, &[Default::default()], &opts)?.1)
 }
 
 #[test]
 fn half_precision_prior_keeps_its_own_results_and_stays_close_to_float32() {
-    let dir = std::env::temp_dir().join(format!("dipbench-precision-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::support::temp_dir("precision");
     let f32_exp = Experiment::load(&experiment(&dir, "f32")).unwrap();
     let f16_exp = Experiment::load(&experiment(&dir, "f16")).unwrap();
     let full = rows(&f32_exp, &dir.join("f32")).unwrap();

@@ -321,7 +321,7 @@ fn golden_latent_prior_reads_a_checkpoint_strictly() {
     let mut ckpt = tiny_checkpoint();
     ckpt.insert("cond_stage_model.embedding.weight", vec![2, 2], vec![0.0; 4]);
     let err = load(&mut ckpt).unwrap_err();
-    assert!(err.contains("cond_stage_model.embedding.weight"), "{err}");
+    assert!(err.contains("cond_stage_model.embedding.weight") && err.contains("imagenet256-ldm"), "{err}");
     // A checkpoint without its schedule is refused, naming the buffer.
     let mut ckpt = tiny_checkpoint();
     ckpt.take_values("betas", &[]).unwrap();
@@ -626,4 +626,44 @@ fn golden_latent_samplers_are_seeded_and_batch_invariant() {
         println!("{name}: batch 2 vs 1 + 1: relative difference {err:.2e}");
         assert!(err <= 5e-4, "{name}: batch 2 vs 1 + 1 differ by {err:.3e} (relative)");
     }
+}
+
+/// The class-conditional latent prior takes row 1000 of the checkpoint's class-embedding table
+/// as its context: with golden-fill weights under the checkpoint's key names it is the fixture's
+/// cross-attention UNet (`cin_out`, the fixture's 1e-3), read from a checkpoint-like source
+/// (every network key, the embedding, the schedule) as from the golden fill, and a missing or
+/// mis-shaped embedding is named.
+#[test]
+fn golden_latent_prior_reads_the_class_embedding() {
+    let (unet, vq, dev) = (UnetConfig::tiny16_cin(), VqConfig::tiny(), Default::default());
+    let io = load_tensors("latent/unet_io");
+    let t: Vec<f32> = tensor(&io, "t_float").data.iter().map(|v| *v as f32).collect();
+    let out = |prior: &LatentPrior<B>| values(prior.unet().net().forward(to_tensor(tensor(&io, "x")), &t));
+    let filled = LatentPrior::<B>::golden_fill(&unet, &vq, &dev).unwrap();
+    check("class-1000 latent prior (golden fill)", out(&filled), tensor(&io, "cin_out"), 1e-3);
+    // The same weights as a checkpoint.
+    let checkpoint = || {
+        let mut src = MemorySource::new("cin checkpoint", Default::default());
+        for (key, shape) in LatentPrior::<B>::manifest(&unet, &vq) {
+            let v = GoldenFill::values(&key, &shape);
+            src.insert(&key, shape, v);
+        }
+        let schedule = LatentPrior::<B>::ldm_schedule();
+        let ab = schedule.alpha_bars().to_vec();
+        let betas: Vec<f32> = (0..ab.len()).map(|i| (1.0 - ab[i] / if i == 0 { 1.0 } else { ab[i - 1] }) as f32).collect();
+        src.insert("betas", vec![ab.len()], betas);
+        src.insert("alphas_cumprod", vec![ab.len()], ab.iter().map(|a| *a as f32).collect());
+        src
+    };
+    let loaded = LatentPrior::<B>::load(&mut checkpoint(), &unet, &vq, &dev).unwrap();
+    assert_eq!(out(&loaded), out(&filled), "checkpoint and golden fill give different networks");
+    let mut missing = checkpoint();
+    missing.take_values(dipbench_models::latent::CLASS_EMBEDDING, &[1001, unet.context_dim]).unwrap();
+    let err = LatentPrior::<B>::load(&mut missing, &unet, &vq, &dev).map(|_| ()).unwrap_err().to_string();
+    assert!(err.contains("cond_stage_model.embedding.weight"), "{err}");
+    let mut short = checkpoint();
+    short.take_values(dipbench_models::latent::CLASS_EMBEDDING, &[1001, unet.context_dim]).unwrap();
+    short.insert(dipbench_models::latent::CLASS_EMBEDDING, vec![1000, unet.context_dim], vec![0.0; 1000 * unet.context_dim]);
+    let err = LatentPrior::<B>::load(&mut short, &unet, &vq, &dev).map(|_| ()).unwrap_err().to_string();
+    assert!(err.contains("cond_stage_model.embedding.weight") && err.contains("1000"), "{err}");
 }

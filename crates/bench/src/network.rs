@@ -10,7 +10,6 @@ use burn::prelude::*;
 use dipbench_models::Prior;
 use dipbench_models::latent::{LatentPrior, UNET_PREFIX, autoencoder_for};
 use dipbench_models::unet::{AdmUnet, UnetConfig, UnetPrior};
-use dipbench_models::vq::VqAutoencoder;
 use dipbench_nn::layers::Precision;
 use dipbench_nn::source::{GoldenFill, MemorySource, ParamSource, Prefixed};
 use dipbench_nn::{NnAutodiffBackend, NnBackend};
@@ -66,22 +65,16 @@ pub fn load_net<B: NnBackend>(config: &UnetConfig, checkpoint: Option<&Path>, de
 
 /// The latent prior of a latent-diffusion UNet config: its UNet and autoencoder (the pair of
 /// [`autoencoder_for`]) from a `LatentDiffusion` checkpoint, read strictly, or from
-/// the golden fill when `None` (untrained weights, for plumbing checks). The UNet runs in
+/// the golden fill when `None` (untrained weights, for plumbing checks); a class-conditional
+/// UNet is conditioned on label 1000 as in DAPS. The UNet runs in
 /// `precision`; the autoencoder in float32.
 pub fn load_latent_prior<B: NnBackend>(config: &UnetConfig, checkpoint: Option<&Path>, precision: Precision, device: &B::Device) -> Result<LatentPrior<B>> {
     let Some(vq) = autoencoder_for(config) else {
         bail!("config `{}` is not a latent-diffusion UNet (latent configs: {})", config.name, dipbench_models::unet::config::LATENT_NAMES.join(", "));
     };
-    if config.context_dim > 0 {
-        bail!("config `{}` is class-conditional; the latent prior does not read the class embedding yet", config.name);
-    }
     let prior = match checkpoint {
         Some(p) => LatentPrior::open(p, config, &vq, device)?,
-        None => {
-            let net = AdmUnet::load(config, &mut GoldenFill::new(AdmUnet::<B>::manifest(config)), device)?;
-            let autoencoder = VqAutoencoder::load(&vq, &mut GoldenFill::new(VqAutoencoder::<B>::manifest(&vq)), device)?;
-            LatentPrior::from_parts(net, autoencoder)?
-        }
+        None => LatentPrior::golden_fill(config, &vq, device)?,
     };
     Ok(prior.with_precision(precision))
 }

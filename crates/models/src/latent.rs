@@ -13,14 +13,16 @@
 //! A checkpoint is read strictly: `model.diffusion_model.*` is the UNet and
 //! `first_stage_model.*` the autoencoder, each loaded key for key; the schedule buffers `betas`
 //! and `alphas_cumprod` must be there and match the schedule (the ten derived ones are taken
-//! where present); `model_ema.*` (the EMA copy the FFHQ config
-//! keeps, which DAPS never reads) is set aside; any other key is an error naming it.
+//! where present); a class-conditional UNet (cin256-v2) takes row 1000 of
+//! `cond_stage_model.embedding.weight` as its cross-attention context, the label DAPS fixes;
+//! `model_ema.*` (the EMA copy the FFHQ config keeps, which DAPS never reads) is set aside; any
+//! other key is an error naming it.
 
 use std::path::Path;
 
 use burn::prelude::*;
 use dipbench_nn::NnBackend;
-use dipbench_nn::source::{LoadError, MemorySource, ParamSource, Prefixed};
+use dipbench_nn::source::{GoldenFill, LoadError, MemorySource, ParamSource, Prefixed, take};
 
 use crate::prior::Prior;
 use crate::schedule::VpSchedule;
@@ -31,6 +33,13 @@ use crate::vq::{VqAutoencoder, VqConfig};
 pub const UNET_PREFIX: &str = "model.diffusion_model.";
 /// The prefix of the autoencoder's keys.
 pub const VQ_PREFIX: &str = "first_stage_model.";
+/// The class-embedding table of a class-conditional checkpoint (cin256-v2's `ClassEmbedder`:
+/// [`CLASSES`] rows of the context width).
+pub const CLASS_EMBEDDING: &str = "cond_stage_model.embedding.weight";
+/// Rows of the class-embedding table: ImageNet's 1000 classes and label 1000.
+pub const CLASSES: usize = 1001;
+/// The label DAPS conditions the ImageNet latent prior on (its `LDM` wrapper's class 1000).
+pub const DAPS_CLASS: usize = 1000;
 /// The prefix of the EMA copy of the UNet (set aside).
 pub const EMA_PREFIX: &str = "model_ema.";
 /// The schedule buffers of a `LatentDiffusion` state dict (float32 copies of the f64 tables).
@@ -73,14 +82,6 @@ impl<B: NnBackend> LatentPrior<B> {
         VpSchedule::sqrt_linear(0.0015, 0.0195, 1000)
     }
 
-    /// The prior made of networks built elsewhere (the golden fill of untrained weights for
-    /// plumbing checks, or parts loaded separately), on the LDM schedule. Fails when the UNet's
-    /// latents are not the autoencoder's.
-    pub fn from_parts(net: AdmUnet<B>, autoencoder: VqAutoencoder<B>) -> Result<Self, LoadError> {
-        check_pair(net.config(), autoencoder.config())?;
-        Ok(Self { unet: UnetPrior::with_schedule(net, Self::ldm_schedule()), vq: autoencoder })
-    }
-
     /// Reads a `LatentDiffusion` checkpoint (`torch.save` with the weights under `state_dict`,
     /// or a flat state dict / safetensors file) and builds the prior (module documentation).
     pub fn open(path: &Path, unet: &UnetConfig, vq: &VqConfig, device: &B::Device) -> Result<Self, LoadError> {
@@ -97,31 +98,64 @@ impl<B: NnBackend> LatentPrior<B> {
     /// Builds the prior from a checkpoint's parameters (module documentation for what is
     /// required of them).
     pub fn load(source: &mut dyn ParamSource, unet: &UnetConfig, vq: &VqConfig, device: &B::Device) -> Result<Self, LoadError> {
-        check_pair(unet, vq)?;
-        let net = AdmUnet::load(unet, &mut Prefixed::new(source, UNET_PREFIX), device)?;
-        let autoencoder = VqAutoencoder::load(vq, &mut Prefixed::new(source, VQ_PREFIX), device)?;
+        let (net, autoencoder) = Self::load_networks(source, unet, vq, device)?;
         let schedule = Self::ldm_schedule();
         check_schedule(source, &schedule)?;
         let left: Vec<String> = source.remaining().into_iter().filter(|k| !k.starts_with(EMA_PREFIX)).collect();
         if !left.is_empty() {
             let mut left = left;
             left.sort();
-            let conditional = left.iter().any(|k| k.starts_with("cond_stage_model."));
+            let conditional = unet.context_dim == 0 && left.iter().any(|k| k == CLASS_EMBEDDING);
             return Err(LoadError::Unused {
                 source_name: source.name(),
                 count: left.len(),
                 examples: left.into_iter().take(5).collect(),
                 config: if conditional {
-                    format!(
-                        "{} + {} (a class-conditional checkpoint: its UNet config is `imagenet256-ldm`, and the latent prior does not read the class embedding yet)",
-                        unet.name, vq.name
-                    )
+                    format!("{} + {} (a class-conditional checkpoint: its UNet config is `imagenet256-ldm`)", unet.name, vq.name)
                 } else {
                     format!("{} + {}", unet.name, vq.name)
                 },
             });
         }
         Ok(Self { unet: UnetPrior::with_schedule(net, schedule), vq: autoencoder })
+    }
+
+    /// The keys and shapes of the networks' part of a `LatentDiffusion` checkpoint for these
+    /// configs: the UNet under `model.diffusion_model.`, the autoencoder under
+    /// `first_stage_model.`, and for a class-conditional UNet the class-embedding table.
+    pub fn manifest(unet: &UnetConfig, vq: &VqConfig) -> Vec<(String, Vec<usize>)> {
+        let prefixed = |prefix: &str, m: Vec<(String, Vec<usize>)>| m.into_iter().map(|(k, s)| (format!("{prefix}{k}"), s)).collect::<Vec<_>>();
+        let mut out = prefixed(UNET_PREFIX, AdmUnet::<B>::manifest(unet));
+        out.extend(prefixed(VQ_PREFIX, VqAutoencoder::<B>::manifest(vq)));
+        if unet.context_dim > 0 {
+            out.push((CLASS_EMBEDDING.to_string(), vec![CLASSES, unet.context_dim]));
+        }
+        out
+    }
+
+    /// The prior with golden-fill weights under the checkpoint's key names ([`GoldenFill`]:
+    /// untrained, for plumbing checks and the fixtures' golden-filled networks) on the LDM
+    /// schedule.
+    pub fn golden_fill(unet: &UnetConfig, vq: &VqConfig, device: &B::Device) -> Result<Self, LoadError> {
+        let mut fill = GoldenFill::new(Self::manifest(unet, vq));
+        let (net, autoencoder) = Self::load_networks(&mut fill, unet, vq, device)?;
+        Ok(Self { unet: UnetPrior::with_schedule(net, Self::ldm_schedule()), vq: autoencoder })
+    }
+
+    /// The UNet (with its class context when it has cross-attention) and the autoencoder, each
+    /// read key for key under its prefix.
+    fn load_networks(source: &mut dyn ParamSource, unet: &UnetConfig, vq: &VqConfig, device: &B::Device) -> Result<(AdmUnet<B>, VqAutoencoder<B>), LoadError> {
+        check_pair(unet, vq)?;
+        let mut net = AdmUnet::load(unet, &mut Prefixed::new(source, UNET_PREFIX), device)?;
+        let autoencoder = VqAutoencoder::load(vq, &mut Prefixed::new(source, VQ_PREFIX), device)?;
+        if unet.context_dim > 0 {
+            // ClassEmbedder(label 1000): row 1000 of the table, the context of every image.
+            let c = unet.context_dim;
+            let table = take(source, CLASS_EMBEDDING, &[CLASSES, c], &source_name(unet, vq))?;
+            let row = &table[DAPS_CLASS * c..(DAPS_CLASS + 1) * c];
+            net = net.with_context(Tensor::<B, 1>::from_floats(row, device).reshape([1, 1, c]));
+        }
+        Ok((net, autoencoder))
     }
 
     /// The prior with its UNet in `precision` (the autoencoder stays float32).

@@ -195,9 +195,6 @@ impl ImageExperiment {
         let model = UnetConfig::by_name(&grid.model).with_context(|| format!("key `image.model`: `{}`", grid.model))?;
         // A latent-diffusion UNet works through its autoencoder: the images are the decoder's.
         let side = match dipbench_models::latent::autoencoder_for(&model) {
-            Some(_) if model.context_dim > 0 => {
-                bail!("key `image.model` = `{}`: a class-conditional latent UNet; the latent prior does not read the class embedding yet", grid.model)
-            }
             Some(vq) => vq.resolution,
             None => model.image_size,
         };

@@ -130,3 +130,18 @@ pub fn input_grad<B: NnAutodiffBackend, T>(x: Tensor<B, 2>, f: impl FnOnce(Tenso
     let g = x.grad(&grads).expect("x requires grad, so its gradient exists");
     (Tensor::from_inner(g), extra)
 }
+
+/// The DDIM tables of CompVis latent diffusion (`make_ddim_timesteps` with uniform spacing,
+/// `make_ddim_sampling_parameters`) for S = `steps` on the cumulative products ᾱ of a T-step
+/// chain: c = T/S, t_i = c·i + 1, ā_t = ᾱ[t_i], ā_prev = ᾱ[t_{i−1}] (ᾱ[0] for i = 0), as
+/// (t_i, ā_t, ā_prev) for i = 0 … S−1. `None` when S does not divide T or t_{S−1} = T falls past
+/// the table (S = T; PSLD's copy shifts the tables there instead).
+pub fn compvis_ddim_tables(steps: usize, alpha_bars: &[f64]) -> Option<Vec<(usize, f64, f64)>> {
+    let t_len = alpha_bars.len();
+    if steps == 0 || steps >= t_len || !t_len.is_multiple_of(steps) {
+        return None;
+    }
+    let c = t_len / steps;
+    let times: Vec<usize> = (0..steps).map(|i| c * i + 1).collect();
+    Some((0..steps).map(|i| (times[i], alpha_bars[times[i]], if i == 0 { alpha_bars[0] } else { alpha_bars[times[i - 1]] })).collect())
+}

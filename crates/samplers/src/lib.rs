@@ -9,13 +9,14 @@
 //! Samplers: [`dps`], [`mcg`] (also Score-SDE/ILVR projection), [`daps`] (also LatentDAPS, with
 //! [`latent`]'s A∘D), [`ddrm`], [`ddnm`], [`mcgdiff`], [`fps`]
 //! (FPS-SMC) and [`ddsmc`] (particles), [`dcdp`] (data consistency + diffusion purification),
-//! [`pigdm`] (ΠGDM), the latent-space [`psld`], [`diffpir`], [`reddiff`] (RED-diff), the optimisation baselines
+//! [`pigdm`] (ΠGDM), the latent-space [`psld`] and [`resample`], [`diffpir`], [`reddiff`] (RED-diff), the optimisation baselines
 //! [`classical`] (PnP-ADMM, ADMM-TV), the phase-retrieval baselines [`fienup`] (ER, HIO, OSS),
 //! and [`exact`] (the reference row). The catalog below — [`SamplerConfig`], its presets and [`SamplerConfig::build`] — is the one
 //! place that names them: adding a sampler is its own file plus this one.
 //!
 //! What it is not for: priors, operators, metrics or running experiments.
 
+pub mod adamw;
 pub mod classical;
 pub mod common;
 pub mod daps;
@@ -36,6 +37,7 @@ pub mod mcgdiff;
 pub mod pigdm;
 pub mod psld;
 pub mod reddiff;
+pub mod resample;
 pub mod transition;
 
 use crate::classical::{AdmmTv, AdmmTvConfig, PnpAdmm, PnpAdmmConfig};
@@ -54,6 +56,7 @@ use crate::mcgdiff::{Mcgdiff, McgdiffConfig};
 use crate::pigdm::{Pigdm, PigdmConfig};
 use crate::psld::{Psld, PsldConfig};
 use crate::reddiff::{RedDiff, RedDiffConfig};
+use crate::resample::{Resample, ResampleConfig};
 use burn::prelude::*;
 use dipbench_models::ExactPosterior;
 use dipbench_nn::NnAutodiffBackend;
@@ -146,6 +149,8 @@ pub enum SamplerConfig {
     Daps(DapsConfig),
     /// [`Psld`].
     Psld(PsldConfig),
+    /// [`Resample`].
+    Resample(ResampleConfig),
     /// [`Mcg`].
     Mcg(McgConfig),
     /// [`Pigdm`].
@@ -170,8 +175,8 @@ pub enum SamplerConfig {
 
 /// The sampler names accepted by `sampler = "…"`.
 pub const SAMPLER_KINDS: &[&str] = &[
-    "exact", "dps", "ddrm", "mcgdiff", "fps-smc", "ddsmc", "dcdp", "daps", "psld", "mcg", "pigdm", "diffpir", "reddiff", "ddnm", "pnp-admm", "admm-tv", "er",
-    "hio", "oss",
+    "exact", "dps", "ddrm", "mcgdiff", "fps-smc", "ddsmc", "dcdp", "daps", "psld", "resample", "mcg", "pigdm", "diffpir", "reddiff", "ddnm", "pnp-admm",
+    "admm-tv", "er", "hio", "oss",
 ];
 
 /// What a task-dependent preset needs to know: the task (`sr4`, `inpaint_box`, …, as
@@ -196,6 +201,7 @@ pub const PRESETS: &[(&str, &str)] = &[
     ("mcg", "gmm, mcg-code, mcg-paper, projection"),
     ("daps", "gmm, daps-1k, daps-4k, daps-legacy, latent-daps"),
     ("psld", "repo"),
+    ("resample", "repo"),
     ("ddrm", "gmm, gmm-script, paper"),
     ("mcgdiff", "gmm, package"),
     ("fps-smc", "repo"),
@@ -227,6 +233,11 @@ pub const ASSUMED_PRESETS: &[(&str, &str, &str)] = &[
         "the authors' per-task configurations (unless the experiment overrides them) on this experiment's operators, masks and σ_y (the code has σ_y = 0 for SR, inpainting and the linear deblurs, and one fixed box); the DAPS paper does not state its DCDP setting",
     ),
     ("dcdp", "repo-default", "the authors' SR configuration, for a task the code has none for"),
+    (
+        "resample",
+        "repo",
+        "the released code's sampler (500 DDIM steps, consistency every 10 steps with 5 time-travel steps, AdamW 1e-2 × 2000 in pixels, 5e-3 × 500 in latents, γ factor 40) with this experiment's σ_y and operators; the code's task configs use σ_y = 0.01 and it runs neither ImageNet nor nonlinear deblur as released, so how the DAPS authors adapted it is not known",
+    ),
     (
         "psld",
         "repo",
@@ -292,6 +303,7 @@ impl SamplerConfig {
                 Some(c) => PsldConfig::for_task(c.task).ok_or_else(|| err("preset", format!("the PSLD scripts have no task `{}`", c.task)))?,
                 None => PsldConfig::sr4(),
             }),
+            ("resample", "repo") => Self::Resample(ResampleConfig::repo()),
             ("ddrm", "gmm") => Self::Ddrm(DdrmConfig::gmm()),
             ("ddrm", "paper") => Self::Ddrm(DdrmConfig::paper()),
             ("ddrm", "gmm-script") => Self::Ddrm(DdrmConfig::gmm_script()),
@@ -345,6 +357,7 @@ impl SamplerConfig {
             Self::Dcdp(_) => "dcdp",
             Self::Daps(_) => "daps",
             Self::Psld(_) => "psld",
+            Self::Resample(_) => "resample",
             Self::Mcg(_) => "mcg",
             Self::Pigdm(_) => "pigdm",
             Self::Diffpir(_) => "diffpir",
@@ -419,6 +432,7 @@ impl SamplerConfig {
             Self::Reddiff(c) => c.steps = steps,
             Self::Daps(c) => c.annealing_steps = steps,
             Self::Psld(c) => c.steps = steps,
+            Self::Resample(c) => c.steps = steps,
             Self::Ddnm(c) => (c.steps, c.eta) = (steps, eta),
             Self::PnpAdmm(c) => c.iterations = steps,
             Self::AdmmTv(c) => c.iterations = steps,
@@ -441,6 +455,7 @@ impl SamplerConfig {
             Self::Dcdp(c) => Box::new(Dcdp(c.clone())),
             Self::Daps(c) => Box::new(Daps(c.clone())),
             Self::Psld(c) => Box::new(Psld(c.clone())),
+            Self::Resample(c) => Box::new(Resample(c.clone())),
             Self::Mcg(c) => Box::new(Mcg(c.clone())),
             Self::Pigdm(c) => Box::new(Pigdm(c.clone())),
             Self::Diffpir(c) => Box::new(Diffpir(c.clone())),

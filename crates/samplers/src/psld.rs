@@ -30,7 +30,7 @@ use dipbench_operators::SampleRng;
 use serde::{Deserialize, Serialize};
 
 use crate::Sampler;
-use crate::common::{Problem, row_norms};
+use crate::common::{Problem, compvis_ddim_tables, row_norms};
 use crate::error::SamplerError;
 
 /// What PSLD uses for Aᵀ.
@@ -77,21 +77,18 @@ impl PsldConfig {
         Self::for_task("sr4").expect("sr4 has settings")
     }
 
-    /// The DDIM tables (t_i, ā_t, ā_prev) for i = 0 … S−1 on the cumulative products `alpha_bars`
-    /// (module documentation, with the S = 1000 shift).
-    pub fn ddim_tables(&self, alpha_bars: &[f64]) -> Vec<(usize, f64, f64)> {
-        let t_len = alpha_bars.len();
-        let c = t_len / self.steps;
-        let times: Vec<usize> = (0..self.steps).map(|i| c * i + 1).collect();
-        (0..self.steps)
-            .map(|i| {
-                if self.steps == t_len {
-                    (times[i], alpha_bars[i], alpha_bars[i.saturating_sub(1)])
-                } else {
-                    (times[i], alpha_bars[times[i]], if i == 0 { alpha_bars[0] } else { alpha_bars[times[i - 1]] })
-                }
-            })
-            .collect()
+    /// The DDIM tables (t_i, ā_t, ā_prev) for i = 0 … S−1 on the cumulative products
+    /// `alpha_bars` ([`compvis_ddim_tables`], and at S = T the code's shift: t_i = i + 1 with
+    /// ā_t = ᾱ[i], ā_prev = ᾱ[i−1]). An error for an S that divides neither.
+    pub fn ddim_tables(&self, alpha_bars: &[f64]) -> Result<Vec<(usize, f64, f64)>, SamplerError> {
+        if self.steps == alpha_bars.len() {
+            return Ok((0..self.steps).map(|i| (i + 1, alpha_bars[i], alpha_bars[i.saturating_sub(1)])).collect());
+        }
+        compvis_ddim_tables(self.steps, alpha_bars).ok_or_else(|| SamplerError::Config {
+            sampler: "psld".into(),
+            key: "steps".into(),
+            why: format!("{} does not divide the {} steps of the prior's chain", self.steps, alpha_bars.len()),
+        })
     }
 }
 
@@ -211,17 +208,14 @@ impl<B: NnAutodiffBackend> Sampler<B> for Psld {
 
     fn nfe(&self, problem: &Problem<'_, B>) -> Result<usize, SamplerError> {
         problem.require_latent("psld")?;
+        self.0.ddim_tables(problem.prior.schedule().alpha_bars())?;
         Ok(self.0.steps)
     }
 
     fn sample(&self, problem: &Problem<'_, B>, rng: &mut SampleRng) -> Result<Tensor<B, 2>, SamplerError> {
         let c = &self.0;
-        let alpha_bars = problem.prior.schedule().alpha_bars().to_vec();
-        if c.steps == 0 || c.steps > alpha_bars.len() {
-            return Err(SamplerError::Config { sampler: "psld".into(), key: "steps".into(), why: format!("must be in 1..={}", alpha_bars.len()) });
-        }
         problem.require_latent("psld")?;
-        let tables = c.ddim_tables(&alpha_bars);
+        let tables = c.ddim_tables(problem.prior.schedule().alpha_bars())?;
         let m = problem.y.dims()[1];
         // z_T ~ N(0, I), then the steps from i = S−1 down to 0, one noise draw n each.
         let mut z = problem.initial_noise(rng, 1.0);

@@ -152,6 +152,9 @@ fn latent_smoke_experiment_runs_the_latent_methods_and_matches_its_baseline() {
         let psld_tasks = ["sr4", "inpaint_box", "inpaint_random", "deblur_gauss", "deblur_motion"];
         assert_eq!(psld.len(), if psld_tasks.contains(&t.as_str()) { 8 } else { 0 }, "PSLD on {t}");
         assert!(psld.iter().all(|r| &r[8] == "ok" && r[5].parse::<f64>().unwrap().is_finite()), "PSLD on {t}: {psld:?}");
+        let resample: Vec<&csv::StringRecord> = rows.iter().filter(|r| &r[0] == t && &r[1] == "ReSample").collect();
+        assert_eq!(resample.len(), if ["sr4", "inpaint_random", "phase_retrieval"].contains(&t.as_str()) { 8 } else { 0 }, "ReSample on {t}");
+        assert!(resample.iter().all(|r| &r[8] == "ok" && r[5].parse::<f64>().unwrap().is_finite()), "ReSample on {t}: {resample:?}");
         // DDRM needs A's SVD, which A∘D has not: unsupported, with the reason.
         let ddrm: Vec<&csv::StringRecord> = rows.iter().filter(|r| &r[0] == t && &r[1] == "DDRM").collect();
         assert!(!ddrm.is_empty() && ddrm.iter().all(|r| r[8].starts_with("unsupported: ") && r[8].contains("linear")), "DDRM on {t}: {ddrm:?}");

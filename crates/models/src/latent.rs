@@ -69,7 +69,8 @@ pub fn autoencoder_for(unet: &UnetConfig) -> Option<VqConfig> {
     }
 }
 
-/// The UNet, autoencoder and schedule of an unconditional latent-diffusion checkpoint.
+/// The UNet (with its class context when class-conditional), autoencoder and schedule of a
+/// latent-diffusion checkpoint.
 #[derive(Debug, Clone)]
 pub struct LatentPrior<B: Backend> {
     unet: UnetPrior<B>,

@@ -21,7 +21,8 @@
 //! chain turned NaN returns zeros (the reference zeroes its whole batch; rows here are
 //! independent samples, so only that row is).
 //!
-//! LatentDAPS (`latent-daps` preset; spec: the `ldm` task group) is this sampler on a latent
+//! LatentDAPS (`latent-daps` preset: the reference's `ldm` task group; docs/protocols.md §3.5)
+//! is this sampler on a latent
 //! prior with A replaced by A∘D (D the quantising decoder, [`crate::latent::LatentOperator`]):
 //! 50 annealing levels from σ = 10 to 0.1, 2 Euler steps to σ = 0.001 per level, HMC with the
 //! per-task settings of [`DapsConfig::latent_for_task`].
@@ -95,7 +96,7 @@ pub struct DapsConfig {
     pub ode_sigma_min: f64,
     /// How x₀ʸ is drawn.
     pub x0y: X0y,
-    /// N_L, Langevin steps per level.
+    /// N_L, Langevin (or HMC) steps per level.
     pub langevin_steps: usize,
     /// η₀ (or the fraction of 1/L_k under `step_rule = "lipschitz"`).
     pub lr: f64,

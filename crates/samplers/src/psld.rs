@@ -22,7 +22,9 @@
 //! tables by one (ā_t = ᾱ[i], ā_prev = ᾱ[i−1]) while the UNet still gets t = i + 1; kept.
 //!
 //! Not reproduced: the inpainting script saves m⊙x + (1−m)⊙x̂ with the ground truth x (a sampler
-//! never sees it); fp16 autocast (the reference's default on CUDA; here the prior's precision).
+//! never sees it); the EMA weights the code samples with (`ema_scope`; the latent prior reads the
+//! non-EMA UNet, as DAPS does); fp16 autocast (the reference's default on CUDA; here the prior's
+//! precision). docs/protocols.md §3.5 states the protocol.
 
 use burn::prelude::*;
 use dipbench_nn::NnAutodiffBackend;
@@ -79,7 +81,7 @@ impl PsldConfig {
 
     /// The DDIM tables (t_i, ā_t, ā_prev) for i = 0 … S−1 on the cumulative products
     /// `alpha_bars` ([`compvis_ddim_tables`], and at S = T the code's shift: t_i = i + 1 with
-    /// ā_t = ᾱ[i], ā_prev = ᾱ[i−1]). An error for an S that divides neither.
+    /// ā_t = ᾱ[i], ā_prev = ᾱ[i−1]). An error naming `steps` unless S divides T.
     pub fn ddim_tables(&self, alpha_bars: &[f64]) -> Result<Vec<(usize, f64, f64)>, SamplerError> {
         if self.steps == alpha_bars.len() {
             return Ok((0..self.steps).map(|i| (i + 1, alpha_bars[i], alpha_bars[i.saturating_sub(1)])).collect());
@@ -87,7 +89,7 @@ impl PsldConfig {
         compvis_ddim_tables(self.steps, alpha_bars).ok_or_else(|| SamplerError::Config {
             sampler: "psld".into(),
             key: "steps".into(),
-            why: format!("{} does not divide the {} steps of the prior's chain", self.steps, alpha_bars.len()),
+            why: format!("{} must be between 1 and {t} and divide {t}, the steps of the prior's chain", self.steps, t = alpha_bars.len()),
         })
     }
 }
@@ -130,7 +132,7 @@ impl Psld {
                 if y.dims()[1] != c * h * w {
                     return Err(SamplerError::Unsupported {
                         sampler: "psld".into(),
-                        why: format!("the identity Aᵀ needs image-sized measurements ({c}×{h}×{w}); y has {} values", y.dims()[1]),
+                        why: format!("`transpose = \"identity\"` needs image-sized measurements ({c}×{h}×{w}); y has {} values", y.dims()[1]),
                     });
                 }
                 y
@@ -142,7 +144,7 @@ impl Psld {
                 if side == 0 || c * side * side != m || h % side != 0 || w != h {
                     return Err(SamplerError::Unsupported {
                         sampler: "psld".into(),
-                        why: format!("nearest-neighbour Aᵀ needs square measurements of {c} channels dividing {h}×{w}; y has {m} values"),
+                        why: format!("`transpose = \"nearest\"` needs square measurements of {c} channels dividing {h}×{w}; y has {m} values"),
                     });
                 }
                 let f = h / side;

@@ -85,8 +85,8 @@ impl ResampleConfig {
         }
     }
 
-    /// The DDIM indices (descending order of execution) at which hard data consistency runs, with
-    /// whether it is the pixel stage.
+    /// Whether hard data consistency runs after DDIM index `index`, and if so whether it is the
+    /// pixel stage (`Some(true)`) or the latent one.
     fn consistency_at(&self, index: usize) -> Option<bool> {
         let split = self.steps / 3;
         (index > 0 && index <= self.steps - split && self.every > 0 && index.is_multiple_of(self.every)).then_some(index >= split)
@@ -156,7 +156,25 @@ fn host<B: Backend>(t: Tensor<B, 2>) -> Vec<f64> {
 }
 
 impl Resample {
+    /// Checks the settings and returns the DDIM tables of the problem's prior.
     fn tables(&self, problem: &Problem<'_, impl NnAutodiffBackend>) -> Result<Vec<(usize, f64, f64)>, SamplerError> {
+        let c = &self.0;
+        let bad = |key: &str, why: &str| Err(SamplerError::Config { sampler: "resample".into(), key: key.into(), why: why.into() });
+        let positive = |v: f64| v.is_finite() && v > 0.0;
+        if c.travel == 0 {
+            return bad("travel", "must be at least 1 (the consistency step starts from the last time-travel step's x̂₀)");
+        }
+        if c.every == 0 {
+            return bad("every", "must be at least 1");
+        }
+        for (key, v) in [("gamma_factor", c.gamma_factor), ("pixel_lr", c.pixel_lr), ("latent_lr", c.latent_lr)] {
+            if !positive(v) {
+                return bad(key, "must be positive");
+            }
+        }
+        if !(c.scale.is_finite() && c.scale >= 0.0 && c.tol.is_finite() && c.tol >= 0.0) {
+            return bad("scale / tol", "must be finite and ≥ 0");
+        }
         let alpha_bars = problem.prior.schedule().alpha_bars();
         compvis_ddim_tables(self.0.steps, alpha_bars).ok_or_else(|| SamplerError::Config {
             sampler: "resample".into(),

@@ -46,7 +46,7 @@ fn to_tensor<const D: usize>(t: &GoldenTensor) -> Tensor<B, D> {
     Tensor::<B, 1>::from_floats(v.as_slice(), &Default::default()).reshape(shape)
 }
 
-fn values<const D: usize>(t: Tensor<B, D>) -> Vec<f64> {
+fn values<C: burn::tensor::backend::Backend, const D: usize>(t: Tensor<C, D>) -> Vec<f64> {
     t.into_data().convert::<f32>().to_vec::<f32>().unwrap().into_iter().map(f64::from).collect()
 }
 
@@ -396,6 +396,17 @@ fn golden_ldm_imagenet_unet_manifest_matches_the_model() {
     assert_eq!(params, group["numel"].as_u64().unwrap() as usize, "parameter count");
 }
 
+/// SR ×4 64 → 16 (DAPS `DownSampling(resolution 64, scale 4)`), the pixel operator of the
+/// latent sampler fixtures.
+fn sr4_64<C: dipbench_nn::NnBackend>() -> Box<dyn dipbench_operators::Operator<C>> {
+    build::<C>(&Task::Sr4, ImageShape { c: 3, h: 64, w: 64 }, &mut SampleRng::new(0, 1), &Default::default()).unwrap()
+}
+
+/// The code indices of a latent row `[1, 3·16·16]` under the tiny autoencoder.
+fn code_indices<C: dipbench_nn::NnBackend>(prior: &LatentPrior<C>, z: Tensor<C, 2>) -> Vec<usize> {
+    prior.autoencoder().quantize(z.reshape([1, 3, 16, 16])).indices
+}
+
 /// The tiny latent prior (`ldm_tiny.pt`: 3×16×16 latents of 3×64×64 images).
 fn tiny_latent_prior<C: dipbench_nn::NnBackend>() -> LatentPrior<C> {
     LatentPrior::<C>::open(&golden_dir().join("latent/ldm_tiny.pt"), &UnetConfig::tiny16_ldm(), &VqConfig::tiny(), &Default::default()).unwrap()
@@ -410,8 +421,7 @@ fn golden_latent_daps_levels_and_run_match_the_reference() {
     let [lc, lh, lw] = prior.latent_shape();
     let d = lc * lh * lw;
     // DAPS `DownSampling(resolution 64, scale 4)` in pixel space, wrapped as A∘D.
-    let shape = ImageShape { c: 3, h: 64, w: 64 };
-    let pixel = build::<A>(&Task::Sr4, shape, &mut SampleRng::new(0, 1), &Default::default()).unwrap();
+    let pixel = sr4_64::<A>();
     let op = LatentOperator::new(pixel.as_ref(), &prior).unwrap();
     let problem = Problem::shared(&prior, &op, rows(tensor(&io, "y"), 1), 0.05, 1);
 
@@ -437,7 +447,7 @@ fn golden_latent_daps_levels_and_run_match_the_reference() {
         assert!((a - b).abs() <= 1e-6 * b.max(1.0), "annealing σ {sigmas:?} vs {want:?}");
     }
     let close = |name: &str, got: Tensor<A, 2>, want: &[f64], bound: f64, relative: bool| {
-        let got: Vec<f64> = got.into_data().convert::<f32>().to_vec::<f32>().unwrap().into_iter().map(f64::from).collect();
+        let got = values(got);
         let err = if relative { rel_err(&got, want) } else { max_abs_diff(&got, want) };
         println!("{name}: {} {err:.2e}", if relative { "relative" } else { "abs" });
         assert!(err <= bound, "{name}: {err:.3e} > {bound:e}");
@@ -491,12 +501,11 @@ fn golden_psld_step_for_sr_and_box_inpainting() {
     let io = load_tensors("latent/psld");
     let prior = tiny_latent_prior::<A>();
     let dev = Default::default();
-    let shape = ImageShape { c: 3, h: 64, w: 64 };
     // The fixture's box mask (zeros where the pixels are missing), as an inpainting operator.
     let mask = tensor(&io, "box_mask");
     let kept: Vec<bool> = mask.data.iter().map(|v| *v != 0.0).collect();
     let boxed = InpaintOperator::<A>::new("inpaint_box", 3, Mask { h: 64, w: 64, kept }, &dev);
-    let sr = build::<A>(&Task::Sr4, shape, &mut SampleRng::new(0, 1), &dev).unwrap();
+    let sr = sr4_64::<A>();
     // The S = 1000 tables with PSLD's shift.
     let alpha_bars = prior.schedule().alpha_bars().to_vec();
     let tables = PsldConfig::sr4().ddim_tables(&alpha_bars).unwrap();
@@ -523,7 +532,7 @@ fn golden_psld_step_for_sr_and_box_inpainting() {
             Psld(cfg.clone()).step(&problem, latent_rows(tensor(&io, &key("z_t"))), tables[index], latent_rows(tensor(&io, &key("meas_noise")))).unwrap();
         let close = |name: &str, got: Tensor<A, 2>, bound: f64, relative: bool| {
             let want = &tensor(&io, &key(name)).data;
-            let got: Vec<f64> = got.into_data().convert::<f32>().to_vec::<f32>().unwrap().into_iter().map(f64::from).collect();
+            let got = values(got);
             let err = if relative { rel_err(&got, want) } else { max_abs_diff(&got, want) };
             println!("PSLD {case} {name}: {} {err:.2e}", if relative { "relative" } else { "abs" });
             assert!(err <= bound, "PSLD {case} {name}: {err:.3e} > {bound:e}");
@@ -555,8 +564,7 @@ fn golden_psld_fifty_step_run_reproduces_the_reference_trace() {
     type A = burn::backend::Autodiff<Flex>;
     let io = load_tensors("latent/psld");
     let prior = tiny_latent_prior::<A>();
-    let dev = Default::default();
-    let sr = build::<A>(&Task::Sr4, ImageShape { c: 3, h: 64, w: 64 }, &mut SampleRng::new(0, 1), &dev).unwrap();
+    let sr = sr4_64::<A>();
     let latent = LatentOperator::new(sr.as_ref(), &prior).unwrap();
     let problem = Problem::on_latents(&prior, &latent, latent_rows(tensor(&io, "run_y")), 0.05);
     let cfg = PsldConfig { steps: 50, ..PsldConfig::sr4() };
@@ -575,7 +583,7 @@ fn golden_psld_fifty_step_run_reproduces_the_reference_trace() {
     let replayed: Vec<Vec<f32>> = std::iter::once(z_t.data.iter().map(|v| *v as f32).collect()).chain(noises).collect();
     let z = Psld(cfg).sample(&problem, &mut SampleRng::replay(1, replayed)).unwrap();
     let check = |name: &str, got: Tensor<A, 2>, want: &GoldenTensor| {
-        let got: Vec<f64> = got.into_data().convert::<f32>().to_vec::<f32>().unwrap().into_iter().map(f64::from).collect();
+        let got = values(got);
         let err = rel_err(&got, &want.data);
         println!("PSLD 50-step {name}: relative {err:.2e}");
         assert!(err <= 1e-3, "PSLD 50-step {name}: relative error {err:.3e}");
@@ -585,12 +593,11 @@ fn golden_psld_fifty_step_run_reproduces_the_reference_trace() {
     // (our z_0 is 1e-3-close, but with 8192 codes in 3 dimensions the nearest code is often a
     // near-tie, and a few indices flip between the two).
     let x = prior.decode(latent_rows(tensor(&io, "run_z_final")));
-    let got: Vec<f64> = x.into_data().convert::<f32>().to_vec::<f32>().unwrap().into_iter().map(f64::from).collect();
+    let got = values(x);
     let err = max_abs_diff(&got, &tensor(&io, "run_x_final").data);
     println!("PSLD 50-step D(z_0) of the reference's z_0: abs {err:.2e}");
     assert!(err <= 1e-4, "D(z_0): {err:.3e}");
-    let codes = |z: Tensor<A, 2>| prior.autoencoder().quantize(z.reshape([1, 3, 16, 16])).indices;
-    let (ours, theirs) = (codes(z), codes(latent_rows(tensor(&io, "run_z_final"))));
+    let (ours, theirs) = (code_indices(&prior, z), code_indices(&prior, latent_rows(tensor(&io, "run_z_final"))));
     let flipped = ours.iter().zip(&theirs).filter(|(a, b)| a != b).count();
     println!("PSLD 50-step: {flipped} of {} code indices differ between our z_0 and the reference's", ours.len());
 }
@@ -605,8 +612,7 @@ fn golden_latent_samplers_are_seeded_and_batch_invariant() {
     type A = burn::backend::Autodiff<Flex>;
     let io = load_tensors("latent/latentdaps");
     let prior = tiny_latent_prior::<A>();
-    let dev = Default::default();
-    let sr = build::<A>(&Task::Sr4, ImageShape { c: 3, h: 64, w: 64 }, &mut SampleRng::new(0, 1), &dev).unwrap();
+    let sr = sr4_64::<A>();
     let latent = LatentOperator::new(sr.as_ref(), &prior).unwrap();
     let configs: [(&str, Box<dyn Sampler<A>>); 3] = [
         ("LatentDAPS", Box::new(Daps(DapsConfig { annealing_steps: 3, langevin_steps: 2, ..DapsConfig::latent() }))),
@@ -618,7 +624,7 @@ fn golden_latent_samplers_are_seeded_and_batch_invariant() {
             let y = rows::<A>(tensor(&io, "y"), 1).expand([range.len(), 3 * 16 * 16]);
             let problem = Problem::on_latents(&prior, &latent, y, 0.05);
             let z = sampler.sample(&problem, &mut SampleRng::rows(seed, range)).unwrap();
-            z.into_data().convert::<f32>().to_vec::<f32>().unwrap().into_iter().map(f64::from).collect()
+            values(z)
         };
         let whole = run(0..2, 3);
         assert!(whole.iter().all(|v| v.is_finite()), "{name}: non-finite sample");
@@ -672,25 +678,17 @@ fn golden_latent_prior_reads_the_class_embedding() {
     assert!(err.contains("cond_stage_model.embedding.weight") && err.contains("1000"), "{err}");
 }
 
-/// The tiny latent prior, SR ×4 64 → 16 as A∘D, and `y` of `fixture`: ReSample's setting.
-fn resample_problem_parts() -> (LatentPrior<burn::backend::Autodiff<Flex>>, Box<dyn dipbench_operators::Operator<burn::backend::Autodiff<Flex>>>) {
-    type A = burn::backend::Autodiff<Flex>;
-    let prior = tiny_latent_prior::<A>();
-    let sr = build::<A>(&Task::Sr4, ImageShape { c: 3, h: 64, w: 64 }, &mut SampleRng::new(0, 1), &Default::default()).unwrap();
-    (prior, sr)
-}
-
 #[test]
 fn golden_resample_step_and_consistency_pieces() {
     type A = burn::backend::Autodiff<Flex>;
     let meta = load_json("latent/resample");
     let io = load_tensors("latent/resample");
-    let (prior, sr) = resample_problem_parts();
+    let (prior, sr) = (tiny_latent_prior::<A>(), sr4_64::<A>());
     let latent = LatentOperator::new(sr.as_ref(), &prior).unwrap();
     let problem = Problem::on_latents(&prior, &latent, latent_rows(tensor(&io, "y")), 0.05);
     let rs = Resample(ResampleConfig::repo());
     let close = |name: &str, got: Tensor<A, 2>, key: &str| {
-        let got: Vec<f64> = got.into_data().convert::<f32>().to_vec::<f32>().unwrap().into_iter().map(f64::from).collect();
+        let got = values(got);
         let err = max_abs_diff(&got, &tensor(&io, key).data);
         println!("ReSample {name}: abs {err:.2e}");
         assert!(err <= 1e-4, "ReSample {name}: {err:.3e}");
@@ -753,7 +751,7 @@ fn golden_resample_forty_step_run_follows_the_reference_log() {
     type A = burn::backend::Autodiff<Flex>;
     let meta = load_json("latent/resample");
     let io = load_tensors("latent/resample");
-    let (prior, sr) = resample_problem_parts();
+    let (prior, sr) = (tiny_latent_prior::<A>(), sr4_64::<A>());
     let latent = LatentOperator::new(sr.as_ref(), &prior).unwrap();
     let problem = Problem::on_latents(&prior, &latent, latent_rows(tensor(&io, "y")), 0.05);
     let rs = Resample(ResampleConfig { steps: 40, ..ResampleConfig::repo() });
@@ -778,7 +776,7 @@ fn golden_resample_forty_step_run_follows_the_reference_log() {
     }
     assert_eq!(rs.nfe(&problem).unwrap(), meta["run_p_sample_ddim_calls"].as_u64().unwrap() as usize);
     let rel = |got: Tensor<A, 2>, key: &str| {
-        let got: Vec<f64> = got.into_data().convert::<f32>().to_vec::<f32>().unwrap().into_iter().map(f64::from).collect();
+        let got = values(got);
         rel_err(&got, &tensor(&io, key).data)
     };
     // z₀ after 1 500 AdamW iterations through the straight-through quantiser, whose gradient
@@ -790,7 +788,6 @@ fn golden_resample_forty_step_run_follows_the_reference_log() {
     let ex = rel(prior.decode(latent_rows(tensor(&io, "run_z_final"))), "run_x_final");
     println!("ReSample 40-step: D(z₀) of the reference's z₀: relative {ex:.2e}");
     assert!(ex <= 1e-4, "D(z₀) {ex:.3e}");
-    let codes = |z: Tensor<A, 2>| prior.autoencoder().quantize(z.reshape([1, 3, 16, 16])).indices;
-    let (ours, theirs) = (codes(z), codes(latent_rows(tensor(&io, "run_z_final"))));
+    let (ours, theirs) = (code_indices(&prior, z), code_indices(&prior, latent_rows(tensor(&io, "run_z_final"))));
     println!("ReSample 40-step: {} of {} code indices differ", ours.iter().zip(&theirs).filter(|(a, b)| a != b).count(), ours.len());
 }

@@ -21,7 +21,7 @@ use burn::backend::Flex;
 use burn::prelude::*;
 use dipbench_models::Prior;
 use dipbench_models::VpSchedule;
-use dipbench_models::latent::LatentPrior;
+use dipbench_models::latent::{CLASS_EMBEDDING as CLASS_EMBEDDING_KEY, LatentPrior};
 use dipbench_models::unet::{AdmUnet, UnetConfig};
 use dipbench_models::vq::{VqAutoencoder, VqConfig};
 use dipbench_nn::source::{GoldenFill, MemorySource, ParamSource, Prefixed, ShapeSource};
@@ -394,6 +394,55 @@ fn golden_ldm_imagenet_unet_manifest_matches_the_model() {
     let group = &keys["imagenet256ldm"]["groups"]["model.diffusion_model"];
     assert_eq!(m.len(), group["tensors"].as_u64().unwrap() as usize, "tensor count");
     assert_eq!(params, group["numel"].as_u64().unwrap() as usize, "parameter count");
+}
+
+/// The whole state-dict manifests of the two released checkpoints (`latent_keys.json`, with the
+/// EMA copy and the schedule buffers) pass the header check `weights verify` applies; a key
+/// missing, a shape changed, a stray key or the other checkpoint's manifest fail, naming the key.
+#[test]
+fn golden_latent_checkpoint_manifests_pass_the_key_check_and_corruptions_fail() {
+    let check =
+        |m: &[(String, Vec<usize>)], unet: &UnetConfig| LatentPrior::<B>::check_manifest("file", m, unet, &VqConfig::vq_f4()).map_err(|e| e.to_string());
+    let (ffhq, imagenet) = (UnetConfig::ffhq256_ldm(), UnetConfig::imagenet256_ldm());
+    let ffhq_keys = manifest("ffhq256ldm", "");
+    let imagenet_keys = manifest("imagenet256ldm", "");
+    assert!(
+        ffhq_keys.iter().any(|(k, _)| k.starts_with("model_ema.")) && ffhq_keys.iter().any(|(k, _)| k == "betas"),
+        "the fixture holds the whole state dict"
+    );
+    check(&ffhq_keys, &ffhq).unwrap();
+    check(&imagenet_keys, &imagenet).unwrap();
+
+    let key = "first_stage_model.decoder.conv_out.weight";
+    let missing: Vec<_> = ffhq_keys.iter().filter(|(k, _)| k != key).cloned().collect();
+    let err = check(&missing, &ffhq).unwrap_err();
+    assert!(err.contains("missing key") && err.contains(key), "{err}");
+
+    let mut reshaped = ffhq_keys.clone();
+    let entry = reshaped.iter_mut().find(|(k, _)| k == "model.diffusion_model.out.2.weight").expect("out conv");
+    entry.1[1] += 1;
+    let err = check(&reshaped, &ffhq).unwrap_err();
+    assert!(err.contains("model.diffusion_model.out.2.weight") && err.contains("has shape"), "{err}");
+
+    let no_betas: Vec<_> = ffhq_keys.iter().filter(|(k, _)| k != "betas").cloned().collect();
+    assert!(check(&no_betas, &ffhq).unwrap_err().contains("`betas`"));
+
+    let mut stray = ffhq_keys.clone();
+    stray.push(("cond_stage_model.extra".into(), vec![3]));
+    let err = check(&stray, &ffhq).unwrap_err();
+    assert!(err.contains("not used") && err.contains("cond_stage_model.extra"), "{err}");
+
+    // The class-conditional checkpoint under the unconditional config: told which config it is.
+    let err = check(&imagenet_keys, &ffhq).unwrap_err();
+    assert!(err.contains("model.diffusion_model"), "{err}");
+    let uncond_shaped: Vec<_> = imagenet_keys
+        .iter()
+        .filter(|(k, _)| !k.starts_with("model.diffusion_model."))
+        .chain(ffhq_keys.iter().filter(|(k, _)| k.starts_with("model.diffusion_model.")))
+        .cloned()
+        .collect();
+    let err = check(&uncond_shaped, &ffhq).unwrap_err();
+    assert!(err.contains(CLASS_EMBEDDING_KEY) && err.contains("imagenet256-ldm"), "{err}");
 }
 
 /// SR ×4 64 → 16 (DAPS `DownSampling(resolution 64, scale 4)`), the pixel operator of the

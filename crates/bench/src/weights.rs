@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use dipbench_models::latent::LatentPrior;
 use dipbench_models::unet::{AdmUnet, UnetConfig};
 use dipbench_nn::source::ShapeSource;
 
@@ -34,6 +35,28 @@ pub struct KnownWeights {
     /// The sha256 prefix in the published file name (torch.hub's `name-<hash8>.pth`), where
     /// there is one; the other publishers give no hash (the content is checked instead).
     pub sha256_prefix: Option<&'static str>,
+    /// Where the publisher ships the checkpoint inside a zip archive: the archive's name and
+    /// the member that is the checkpoint (unpacked to [`KnownWeights::file`]).
+    pub archive: Option<Archive>,
+    /// The size in bytes of the published download, where the publisher states it (checked on
+    /// download).
+    pub bytes: Option<u64>,
+}
+
+impl KnownWeights {
+    /// The file the download addresses deliver: the archive where there is one.
+    pub fn published_file(&self) -> &'static str {
+        self.archive.map_or(self.file, |a| a.file)
+    }
+}
+
+/// A checkpoint published inside a zip archive.
+#[derive(Debug, Clone, Copy)]
+pub struct Archive {
+    /// The archive's file name (what the download addresses deliver).
+    pub file: &'static str,
+    /// The member holding the checkpoint.
+    pub member: &'static str,
 }
 
 /// A direct download address of a checkpoint.
@@ -71,6 +94,8 @@ pub const KNOWN: &[KnownWeights] = &[
         params: 93_563_910,
         downloads: &[Download::Drive("1BGwhRWUoguF-D8wlZ65tf227gp3cDUDh"), Download::Url("https://www.dropbox.com/s/4r8r6o2n1pumzmg/ffhq_10m.pt?dl=1")],
         sha256_prefix: None,
+        archive: None,
+        bytes: None,
     },
     KnownWeights {
         name: "imagenet256",
@@ -91,6 +116,38 @@ pub const KNOWN: &[KnownWeights] = &[
             Download::Url("https://www.dropbox.com/s/rtit2qsb353262t/imagenet256.pt?dl=1"),
         ],
         sha256_prefix: None,
+        archive: None,
+        bytes: None,
+    },
+    KnownWeights {
+        name: "ffhq256-ldm",
+        file: "ldm_ffhq256.pt",
+        aliases: &["ffhq-ldm-vq-4.ckpt"],
+        config: "ffhq256-ldm",
+        description: "CompVis LDM-VQ-4 FFHQ 256 (LatentDAPS, PSLD and ReSample prior): latent UNet + VQ-f4 autoencoder, one Lightning checkpoint",
+        sources: &[
+            "CompVis latent-diffusion README / DAPS download.sh: https://ommer-lab.com/files/latent-diffusion/ffhq.zip (the checkpoint is model.ckpt inside; DAPS saves it as ldm_ffhq256.pt)",
+        ],
+        params: 329_378_945,
+        downloads: &[Download::Url("https://ommer-lab.com/files/latent-diffusion/ffhq.zip")],
+        sha256_prefix: None,
+        archive: Some(Archive { file: "ffhq.zip", member: "model.ckpt" }),
+        bytes: None,
+    },
+    KnownWeights {
+        name: "imagenet256-ldm",
+        file: "ldm_imagenet256.pt",
+        aliases: &["cin256-v2.ckpt"],
+        config: "imagenet256-ldm",
+        description: "CompVis cin256-v2 (class-conditional ImageNet 256 LDM; DAPS fixes the label to 1000): latent UNet + VQ-f4 autoencoder + class embedding",
+        sources: &[
+            "CompVis latent-diffusion ImageNet notebook / DAPS download.sh: https://ommer-lab.com/files/latent-diffusion/nitro/cin/model.ckpt (1,827,378,153 bytes; DAPS saves it as ldm_imagenet256.pt)",
+        ],
+        params: 456_755_873,
+        downloads: &[Download::Url("https://ommer-lab.com/files/latent-diffusion/nitro/cin/model.ckpt")],
+        sha256_prefix: None,
+        archive: None,
+        bytes: Some(1_827_378_153),
     },
     KnownWeights {
         name: "bkse",
@@ -102,6 +159,8 @@ pub const KNOWN: &[KnownWeights] = &[
         params: 115_265_475,
         downloads: &[Download::Drive("1vRoDpIsrTRYZKsOMPNbPcMtFDpCT6Foy")],
         sha256_prefix: None,
+        archive: None,
+        bytes: None,
     },
     KnownWeights {
         name: "alexnet",
@@ -113,6 +172,8 @@ pub const KNOWN: &[KnownWeights] = &[
         params: 61_100_840,
         downloads: &[Download::Url("https://download.pytorch.org/models/alexnet-owt-7be5be79.pth")],
         sha256_prefix: Some("7be5be79"),
+        archive: None,
+        bytes: None,
     },
     KnownWeights {
         name: "vgg16",
@@ -124,6 +185,8 @@ pub const KNOWN: &[KnownWeights] = &[
         params: 138_357_544,
         downloads: &[Download::Url("https://download.pytorch.org/models/vgg16-397923af.pth")],
         sha256_prefix: Some("397923af"),
+        archive: None,
+        bytes: None,
     },
     KnownWeights {
         name: "lpips-alex-lin",
@@ -135,6 +198,8 @@ pub const KNOWN: &[KnownWeights] = &[
         params: 1_152,
         downloads: &[Download::Url("https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/alex.pth")],
         sha256_prefix: None,
+        archive: None,
+        bytes: None,
     },
     KnownWeights {
         name: "lpips-vgg-lin",
@@ -146,6 +211,8 @@ pub const KNOWN: &[KnownWeights] = &[
         params: 1_472,
         downloads: &[Download::Url("https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/vgg.pth")],
         sha256_prefix: None,
+        archive: None,
+        bytes: None,
     },
     KnownWeights {
         name: "inception-fid",
@@ -157,6 +224,8 @@ pub const KNOWN: &[KnownWeights] = &[
         params: 23_885_392,
         downloads: &[Download::Url("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth")],
         sha256_prefix: Some("6726825d"),
+        archive: None,
+        bytes: None,
     },
     KnownWeights {
         name: "inception-torchvision",
@@ -168,6 +237,8 @@ pub const KNOWN: &[KnownWeights] = &[
         params: 27_161_264,
         downloads: &[Download::Url("https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth")],
         sha256_prefix: Some("0cc3c7bd"),
+        archive: None,
+        bytes: None,
     },
 ];
 
@@ -202,7 +273,16 @@ pub fn locate(w: &KnownWeights, dir: &Path) -> Result<PathBuf> {
         w.name,
         dir.display(),
         w.file,
-        if w.aliases.is_empty() { String::new() } else { format!(" (or {})", w.aliases.join(", ")) },
+        match (w.aliases.is_empty(), w.archive) {
+            (true, None) => String::new(),
+            (false, None) => format!(" (or {})", w.aliases.join(", ")),
+            (_, Some(a)) => format!(
+                " (or {}; it is `{}` in the published {}, which `weights fetch` unpacks when it finds it there)",
+                w.aliases.join(", "),
+                a.member,
+                a.file
+            ),
+        },
         dir.display(),
         w.sources.join("\n  ")
     )
@@ -240,7 +320,17 @@ pub enum Verified {
     NewlyPinned(String),
 }
 
-/// Verifies `path` as a checkpoint of network `config` (a UNet config name, or `bkse`): every
+impl Verified {
+    /// The file's sha256.
+    pub fn sha256(&self) -> &str {
+        match self {
+            Self::Pinned(h) | Self::NewlyPinned(h) => h,
+        }
+    }
+}
+
+/// Verifies `path` as a checkpoint of network `config` (a UNet config name, a latent UNet config
+/// for a whole latent-diffusion checkpoint, or a metric network's): every
 /// key and shape (read from the file's header, without loading values), then the sha256
 /// against the sidecar, which is written on the first successful verification.
 pub fn verify(path: &Path, config: &str) -> Result<Verified> {
@@ -285,9 +375,40 @@ pub fn check_content(path: &Path, config: &str) -> Result<()> {
         "inception-torchvision" => {
             Inception::<F>::load(InceptionVariant::Torchvision, &mut open_checkpoint(path)?, &dev)?;
         }
-        unet => AdmUnet::<F>::check_keys(&UnetConfig::by_name(unet)?, &mut shapes()?, &dev)?,
+        unet => {
+            let unet = UnetConfig::by_name(unet)?;
+            match dipbench_models::latent::autoencoder_for(&unet) {
+                Some(vq) => LatentPrior::<F>::check_manifest(&path.display().to_string(), &latent_manifest(path)?, &unet, &vq)?,
+                None => AdmUnet::<F>::check_keys(&unet, &mut shapes()?, &dev)?,
+            }
+        }
     }
     Ok(())
+}
+
+/// Keys and shapes of a latent-diffusion checkpoint: the state dict under `state_dict` of a
+/// Lightning checkpoint (read without the values), else the file's own keys (a flat state dict
+/// or safetensors file).
+pub fn latent_manifest(path: &Path) -> Result<Vec<(String, Vec<usize>)>> {
+    if is_zip(path) {
+        dipbench_nn::torch_records::check_zip_checkpoint(path)?;
+        if let Ok(reader) = burn_store::pytorch::PytorchReader::with_top_level_key(path, "state_dict") {
+            return Ok(sorted_shapes(&reader));
+        }
+    }
+    pytorch_manifest(path)
+}
+
+fn sorted_shapes(reader: &burn_store::pytorch::PytorchReader) -> Vec<(String, Vec<usize>)> {
+    let mut m: Vec<(String, Vec<usize>)> = reader.tensors().iter().map(|(k, s)| (k.clone(), s.shape.to_vec())).collect();
+    m.sort();
+    m
+}
+
+/// Whether `path` starts like a zip archive (a PyTorch zip checkpoint or a published archive).
+fn is_zip(path: &Path) -> bool {
+    let mut magic = [0u8; 2];
+    std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic)).is_ok() && &magic == b"PK"
 }
 
 /// Keys and shapes of a checkpoint (PyTorch `.pt` or safetensors), read without the values.
@@ -295,17 +416,13 @@ pub fn pytorch_manifest(path: &Path) -> Result<Vec<(String, Vec<usize>)>> {
     if !path.is_file() {
         bail!("cannot read {}: no such file", path.display());
     }
-    let mut magic = [0u8; 2];
-    let is_zip = std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic)).is_ok() && &magic == b"PK";
-    if !is_zip {
+    if !is_zip(path) {
         return Ok(dipbench_nn::source::MemorySource::open(path)?.manifest());
     }
     dipbench_nn::torch_records::check_zip_checkpoint(path)?;
     let reader = burn_store::pytorch::PytorchReader::new(path)
         .map_err(|e| anyhow::anyhow!("cannot read {}: not a readable PyTorch checkpoint: {e:?}", path.display()))?;
-    let mut m: Vec<(String, Vec<usize>)> = reader.tensors().iter().map(|(k, s)| (k.clone(), s.shape.to_vec())).collect();
-    m.sort();
-    Ok(m)
+    Ok(sorted_shapes(&reader))
 }
 
 /// Reads the parameters of a checkpoint (safetensors or PyTorch, detected from the content).
@@ -313,11 +430,13 @@ pub fn open_checkpoint(path: &Path) -> Result<dipbench_nn::source::MemorySource>
     Ok(dipbench_nn::source::MemorySource::open(path)?)
 }
 
-/// Downloads checkpoint `w` into `dir` (`mirror/<file>` first where a mirror is given, then the
-/// registry's addresses in order), verified before it takes its final name: the sha256 prefix
-/// of the published name where there is one, every key and shape of its configuration always;
-/// its sha256 is then pinned beside it as `weights verify` does. A file already present is
-/// verified instead of downloaded again.
+/// Downloads checkpoint `w` into `dir` (`mirror/<published file>` first where a mirror is
+/// given, then the registry's addresses in order), verified before it takes its final name: the
+/// published size and the sha256 prefix of the published name where there are ones, every key
+/// and shape of its configuration always; its sha256 is then pinned beside it as `weights
+/// verify` does. A checkpoint published inside a zip archive is unpacked from it (and the
+/// archive removed once the checkpoint checks out). A file already present is verified instead
+/// of downloaded again; an archive already present is unpacked.
 pub fn fetch(
     w: &KnownWeights,
     dir: &Path,
@@ -327,15 +446,12 @@ pub fn fetch(
 ) -> Result<(crate::download::Fetched, Verified)> {
     if let Ok(p) = locate(w, dir) {
         let v = verify(&p, w.config)?;
-        let sha256 = match &v {
-            Verified::Pinned(h) | Verified::NewlyPinned(h) => h.clone(),
-        };
         let origin = crate::download::Origin::Url(format!("file://{}", p.display()));
-        return Ok((crate::download::Fetched { path: p, sha256, origin, failed: vec![], resumed_bytes: 0 }, v));
+        return Ok((crate::download::Fetched { path: p, sha256: v.sha256().to_string(), origin, failed: vec![], resumed_bytes: 0 }, v));
     }
     let mut origins = vec![];
     if let Some(m) = mirror {
-        origins.push(crate::download::Origin::Url(format!("{}/{}", m.trim_end_matches('/'), w.file)));
+        origins.push(crate::download::Origin::Url(format!("{}/{}", m.trim_end_matches('/'), w.published_file())));
     }
     origins.extend(w.downloads.iter().map(|d| d.origin()));
     fetch_from(w, dir, &origins, fetcher, progress)
@@ -349,19 +465,96 @@ pub fn fetch_from(
     fetcher: &crate::download::Fetcher,
     progress: &mut dyn FnMut(u64, Option<u64>),
 ) -> Result<(crate::download::Fetched, Verified)> {
-    let content = |p: &Path| check_content(p, w.config);
-    let expect = crate::download::Expect { sha256: None, sha256_prefix: w.sha256_prefix, content: &content };
     let dest = dir.join(w.file);
-    let fetched = fetcher.fetch(origins, &dest, &expect, progress).map_err(|e| {
-        e.context(format!(
-            "cannot download checkpoint `{}`. By hand: download it from any of\n  {}\nand save it as {}",
-            w.name,
-            w.sources.join("\n  "),
-            dest.display()
-        ))
-    })?;
-    let v = verify(&fetched.path, w.config)?;
-    Ok((fetched, v))
+    let by_hand = |e: anyhow::Error| {
+        let save = match w.archive {
+            Some(a) => format!("{} in {} and run `dipbench weights fetch {}` again to unpack it", a.file, dir.display(), w.name),
+            None => dest.display().to_string(),
+        };
+        e.context(format!("cannot download checkpoint `{}`. By hand: download it from any of\n  {}\nand save it as {save}", w.name, w.sources.join("\n  ")))
+    };
+    let Some(archive) = w.archive else {
+        let content = |p: &Path| {
+            check_size(w, p)?;
+            check_content(p, w.config)
+        };
+        let expect = crate::download::Expect { sha256: None, sha256_prefix: w.sha256_prefix, content: &content };
+        let fetched = fetcher.fetch(origins, &dest, &expect, progress).map_err(by_hand)?;
+        let v = verify(&fetched.path, w.config)?;
+        return Ok((fetched, v));
+    };
+    let zip_path = dir.join(archive.file);
+    let fetched = if zip_path.is_file() {
+        // Downloaded before (or by hand) and not unpacked yet.
+        let origin = crate::download::Origin::Url(format!("file://{}", zip_path.display()));
+        crate::download::Fetched { path: zip_path.clone(), sha256: sha256(&zip_path)?, origin, failed: vec![], resumed_bytes: 0 }
+    } else {
+        let content = |p: &Path| {
+            check_size(w, p)?;
+            archive_member(p, archive.member).map(|_| ())
+        };
+        let expect = crate::download::Expect { sha256: None, sha256_prefix: w.sha256_prefix, content: &content };
+        fetcher.fetch(origins, &zip_path, &expect, progress).map_err(by_hand)?
+    };
+    unpack(&zip_path, archive.member, &dest, w.config).map_err(by_hand)?;
+    std::fs::remove_file(&zip_path).with_context(|| format!("cannot remove {} after unpacking it", zip_path.display()))?;
+    let v = verify(&dest, w.config)?;
+    Ok((crate::download::Fetched { path: dest, sha256: v.sha256().to_string(), ..fetched }, v))
+}
+
+/// Refuses a download whose size differs from the published one.
+fn check_size(w: &KnownWeights, path: &Path) -> Result<()> {
+    let Some(want) = w.bytes else { return Ok(()) };
+    let got = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?.len();
+    if got != want {
+        bail!("{got} bytes, but the published file has {want}");
+    }
+    Ok(())
+}
+
+/// The name of `member` in zip archive `path`: the entry of that name, else the one entry whose
+/// file name it is (an archive that keeps it in a folder).
+fn archive_member(path: &Path, member: &str) -> Result<String> {
+    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let zip = zip::ZipArchive::new(file).with_context(|| format!("{} is not a zip archive", path.display()))?;
+    let names: Vec<&str> = zip.file_names().collect();
+    if names.contains(&member) {
+        return Ok(member.to_string());
+    }
+    let matching: Vec<&&str> = names.iter().filter(|n| n.rsplit('/').next() == Some(member)).collect();
+    match matching.as_slice() {
+        [one] => Ok(one.to_string()),
+        [] => bail!("{} holds no `{member}` (entries: {})", path.display(), names.join(", ")),
+        _ => bail!("{} holds several `{member}` entries: {}", path.display(), matching.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")),
+    }
+}
+
+/// Unpacks `member` of archive `zip_path` to `dest` once its keys and shapes are those of
+/// `config` (written beside `dest` first, renamed only then). An archive whose member is not the
+/// checkpoint is removed, so that the next fetch downloads it again.
+fn unpack(zip_path: &Path, member: &str, dest: &Path, config: &str) -> Result<()> {
+    let name = archive_member(zip_path, member)?;
+    let mut tmp = dest.as_os_str().to_owned();
+    tmp.push(".unpacking");
+    let tmp = PathBuf::from(tmp);
+    let copied = (|| -> Result<()> {
+        let mut zip = zip::ZipArchive::new(std::fs::File::open(zip_path)?)?;
+        let mut entry = zip.by_name(&name)?;
+        let mut out = std::fs::File::create(&tmp)?;
+        std::io::copy(&mut entry, &mut out)?;
+        out.sync_all()?;
+        Ok(())
+    })();
+    if let Err(e) = copied {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e.context(format!("cannot unpack `{name}` of {} to {}", zip_path.display(), tmp.display())));
+    }
+    if let Err(e) = check_content(&tmp, config) {
+        let _ = std::fs::remove_file(&tmp);
+        let _ = std::fs::remove_file(zip_path);
+        return Err(e.context(format!("`{name}` of {} is not the expected checkpoint; the archive was removed", zip_path.display())));
+    }
+    std::fs::rename(&tmp, dest).with_context(|| format!("cannot move {} to {}", tmp.display(), dest.display()))
 }
 
 /// The `dipbench weights` listing.
@@ -374,12 +567,17 @@ pub fn listing(dir: &Path) -> String {
             Err(_) => "missing".into(),
         };
         s.push_str(&format!(
-            "\n{}  [{}]\n  {}\n  file: {} (also: {}); config {}; {} parameters, ≈{:.1} MB as float32\n  status: {status}\n  sources:\n    {}\n",
+            "\n{}  [{}]\n  {}\n  file: {} (also: {}){}; config {}; {} parameters, ≈{:.1} MB as float32\n  status: {status}\n  sources:\n    {}\n",
             w.name,
             w.config,
             w.description,
             w.file,
             w.aliases.join(", "),
+            match (w.archive, w.bytes) {
+                (Some(a), _) => format!(", published as `{}` inside {}", a.member, a.file),
+                (None, Some(b)) => format!(", published size {b} bytes"),
+                (None, None) => String::new(),
+            },
             w.config,
             w.params,
             w.params as f64 * 4.0 / 1e6,
@@ -387,4 +585,25 @@ pub fn listing(dir: &Path) -> String {
         ));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The parameter counts the listing prints are the networks' own (for every UNet and latent
+    /// checkpoint), so the listing cannot drift from the model code.
+    #[test]
+    fn registry_parameter_counts_match_the_networks() {
+        type F = burn::backend::Flex;
+        for w in KNOWN {
+            let Ok(unet) = UnetConfig::by_name(w.config) else { continue };
+            let manifest = match dipbench_models::latent::autoencoder_for(&unet) {
+                Some(vq) => LatentPrior::<F>::manifest(&unet, &vq),
+                None => AdmUnet::<F>::manifest(&unet),
+            };
+            let params: u64 = manifest.iter().map(|(_, s)| s.iter().product::<usize>() as u64).sum();
+            assert_eq!(params, w.params, "{}", w.name);
+        }
+    }
 }

@@ -106,17 +106,7 @@ impl<B: NnBackend> LatentPrior<B> {
         if !left.is_empty() {
             let mut left = left;
             left.sort();
-            let conditional = unet.context_dim == 0 && left.iter().any(|k| k == CLASS_EMBEDDING);
-            return Err(LoadError::Unused {
-                source_name: source.name(),
-                count: left.len(),
-                examples: left.into_iter().take(5).collect(),
-                config: if conditional {
-                    format!("{} + {} (a class-conditional checkpoint: its UNet config is `imagenet256-ldm`)", unet.name, vq.name)
-                } else {
-                    format!("{} + {}", unet.name, vq.name)
-                },
-            });
+            return Err(unused(source.name(), left, unet, vq));
         }
         Ok(Self { unet: UnetPrior::with_schedule(net, schedule), vq: autoencoder })
     }
@@ -132,6 +122,34 @@ impl<B: NnBackend> LatentPrior<B> {
             out.push((CLASS_EMBEDDING.to_string(), vec![CLASSES, unet.context_dim]));
         }
         out
+    }
+
+    /// Checks a `LatentDiffusion` checkpoint's keys and shapes (`file`: the state dict's
+    /// manifest, values not read) against these configs, by the rules [`LatentPrior::load`]
+    /// applies: every key of [`LatentPrior::manifest`] with its shape, `betas` and
+    /// `alphas_cumprod` (and any other schedule buffer) of the schedule's length, `model_ema.*`
+    /// set aside, nothing else. Errors name the key and the shapes.
+    pub fn check_manifest(source_name: &str, file: &[(String, Vec<usize>)], unet: &UnetConfig, vq: &VqConfig) -> Result<(), LoadError> {
+        check_pair(unet, vq)?;
+        let config = format!("{} + {}", unet.name, vq.name);
+        let mut have: std::collections::BTreeMap<&str, &[usize]> = file.iter().map(|(k, s)| (k.as_str(), s.as_slice())).collect();
+        let t = Self::ldm_schedule().len();
+        let buffers = SCHEDULE_BUFFERS.iter().map(|k| (k.to_string(), vec![t]));
+        for (key, expected) in Self::manifest(unet, vq).into_iter().chain(buffers) {
+            match have.remove(key.as_str()) {
+                Some(found) if found != expected.as_slice() => {
+                    return Err(LoadError::Shape { source_name: source_name.into(), key, found: found.to_vec(), expected, config });
+                }
+                Some(_) => {}
+                None if SCHEDULE_BUFFERS.contains(&key.as_str()) && !REQUIRED_BUFFERS.contains(&key.as_str()) => {}
+                None => return Err(LoadError::Missing { source_name: source_name.into(), key, expected, config }),
+            }
+        }
+        let left: Vec<String> = have.into_keys().filter(|k| !k.starts_with(EMA_PREFIX)).map(str::to_string).collect();
+        if !left.is_empty() {
+            return Err(unused(source_name.into(), left, unet, vq));
+        }
+        Ok(())
     }
 
     /// The prior with golden-fill weights under the checkpoint's key names ([`GoldenFill`]:
@@ -207,6 +225,19 @@ impl<B: NnBackend> LatentPrior<B> {
 
 fn source_name(unet: &UnetConfig, vq: &VqConfig) -> String {
     format!("latent prior {} + {}", unet.name, vq.name)
+}
+
+/// The error for checkpoint keys no network of the prior takes (`left`, sorted), with a hint
+/// when they are a class-conditional checkpoint's class embedding.
+fn unused(source_name: String, left: Vec<String>, unet: &UnetConfig, vq: &VqConfig) -> LoadError {
+    let conditional = unet.context_dim == 0 && left.iter().any(|k| k == CLASS_EMBEDDING);
+    let config = format!("{} + {}", unet.name, vq.name);
+    LoadError::Unused {
+        source_name,
+        count: left.len(),
+        examples: left.into_iter().take(5).collect(),
+        config: if conditional { format!("{config} (a class-conditional checkpoint: its UNet config is `imagenet256-ldm`)") } else { config },
+    }
 }
 
 /// Refuses a UNet whose latents are not the autoencoder's.

@@ -574,6 +574,84 @@ fn weights_fetch_offline_says_how_to_get_the_file_by_hand() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A zip archive holding `entries` (stored, as the CompVis archives are).
+fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    use std::io::Write;
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut zip = zip::ZipWriter::new(&mut out);
+    for (name, body) in entries {
+        zip.start_file(*name, zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored)).unwrap();
+        zip.write_all(body).unwrap();
+    }
+    zip.finish().unwrap();
+    out.into_inner()
+}
+
+/// The tiny latent-diffusion checkpoint as a registry entry published like the FFHQ LDM: a zip
+/// archive with `model.ckpt` inside.
+const TINY_LDM_IN_A_ZIP: dipbench::weights::KnownWeights = dipbench::weights::KnownWeights {
+    name: "tiny-ldm",
+    file: "ldm_tiny.pt",
+    aliases: &[],
+    config: "tiny16-ldm",
+    description: "the fixtures' tiny LatentDiffusion checkpoint",
+    sources: &["the golden folder"],
+    params: 0,
+    downloads: &[],
+    sha256_prefix: None,
+    archive: Some(dipbench::weights::Archive { file: "ldm.zip", member: "model.ckpt" }),
+    bytes: None,
+};
+
+/// A latent-diffusion checkpoint's keys are checked from its header: the fixtures' Lightning
+/// checkpoint passes under its config and fails under the class-conditional one, naming the
+/// first key it lacks.
+#[test]
+fn weights_check_reads_a_latent_checkpoint_and_names_the_key_a_wrong_config_lacks() {
+    let ckpt = dipbench_tests::golden_dir().join("latent/ldm_tiny.pt");
+    dipbench::weights::check_content(&ckpt, "tiny16-ldm").unwrap();
+    let keys = dipbench::weights::latent_manifest(&ckpt).unwrap();
+    assert!(keys.iter().any(|(k, _)| k == "first_stage_model.quantize.embedding.weight") && keys.iter().any(|(k, _)| k == "betas"), "{keys:?}");
+    let err = format!("{:#}", dipbench::weights::check_content(&ckpt, "tiny16-cin").unwrap_err());
+    // The first key the cross-attention UNet needs and the plain checkpoint lacks.
+    assert!(err.contains("missing key `model.diffusion_model.input_blocks.3.1.proj_in.weight`") && err.contains("tiny16-cin"), "{err}");
+}
+
+/// A checkpoint published in a zip archive: the archive is downloaded, the member unpacked under
+/// the registry's name once its keys check out, the archive removed and the sha256 pinned. An
+/// archive without the member, or whose member is another network, leaves nothing behind.
+#[test]
+fn weights_fetch_unpacks_a_checkpoint_published_in_a_zip_archive() {
+    let ckpt = std::fs::read(dipbench_tests::golden_dir().join("latent/ldm_tiny.pt")).expect("golden latent/ldm_tiny.pt");
+    let heads = std::fs::read(dipbench_tests::golden_dir().join("lpips_lin/alex.pth")).expect("golden lpips_lin/alex.pth");
+    let (good, empty, wrong) = (zip_of(&[("README", b"ldm"), ("model.ckpt", &ckpt)]), zip_of(&[("README", b"ldm")]), zip_of(&[("model.ckpt", &heads)]));
+    let server = serve(move |req, _, _| match req.path.as_str() {
+        "/good/ldm.zip" => Reply::File { body: good.clone(), ranges: true, cut: None },
+        "/empty/ldm.zip" => Reply::File { body: empty.clone(), ranges: true, cut: None },
+        "/wrong/ldm.zip" => Reply::File { body: wrong.clone(), ranges: true, cut: None },
+        _ => Reply::Status(404),
+    });
+    let w = &TINY_LDM_IN_A_ZIP;
+    let dir = temp_dir("fetch-archive");
+    let origins = [Origin::Url(format!("{}/good/ldm.zip", server.base))];
+    let (got, verified) = dipbench::weights::fetch_from(w, &dir, &origins, &quick(), &mut |_, _| {}).unwrap();
+    assert_eq!(got.path, dir.join("ldm_tiny.pt"));
+    assert_eq!(std::fs::read(&got.path).unwrap(), ckpt, "the member, byte for byte");
+    assert_eq!(got.sha256, sha(&ckpt), "the checkpoint's hash, not the archive's");
+    assert!(matches!(verified, dipbench::weights::Verified::NewlyPinned(_)));
+    let mut left: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    left.sort();
+    assert_eq!(left, ["ldm_tiny.pt", "ldm_tiny.pt.sha256"], "the archive is removed after unpacking");
+
+    for (bad, why) in [("empty", "holds no `model.ckpt`"), ("wrong", "not the expected checkpoint")] {
+        let dir = temp_dir(&format!("fetch-archive-{bad}"));
+        let origins = [Origin::Url(format!("{}/{bad}/ldm.zip", server.base))];
+        let err = format!("{:#}", dipbench::weights::fetch_from(w, &dir, &origins, &quick(), &mut |_, _| {}).unwrap_err());
+        assert!(err.contains(why) && err.contains("By hand") && err.contains("ldm.zip"), "{bad}: {err}");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "{bad}: nothing may be left in the folder");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Labelled grids.
 

@@ -187,18 +187,18 @@ fn tempfile_in(dir: &Path) -> bool {
     ok
 }
 
-/// The checkpoints an experiment needs, by registry name (a model given as a path is checked
-/// on its own).
-pub fn needed_checkpoints(exp: &Experiment) -> (Vec<&'static KnownWeights>, Option<PathBuf>) {
-    let Kind::Image(img) = &exp.kind else { return (vec![], None) };
+/// The checkpoints an experiment needs, by registry name, and the priors' checkpoints given as
+/// paths (each checked on its own).
+pub fn needed_checkpoints(exp: &Experiment) -> (Vec<&'static KnownWeights>, Vec<PathBuf>) {
+    let Kind::Image(img) = &exp.kind else { return (vec![], vec![]) };
     let g = &img.grid;
     let mut names: Vec<&str> = vec![];
-    let mut path = None;
-    if let Some(c) = &g.checkpoint {
-        if weights::known(c).is_ok() {
-            names.push(weights::known(c).map(|w| w.name).unwrap_or_default());
+    let mut paths = vec![];
+    for c in img.priors.iter().filter_map(|p| p.checkpoint.as_ref()) {
+        if let Ok(w) = weights::known(c) {
+            names.push(w.name);
         } else {
-            path = Some(PathBuf::from(c));
+            paths.push(PathBuf::from(c));
         }
     }
     if g.tasks.contains(&dipbench_operators::image::TaskName::DeblurNonlinear) {
@@ -221,7 +221,7 @@ pub fn needed_checkpoints(exp: &Experiment) -> (Vec<&'static KnownWeights>, Opti
             list.push(w);
         }
     }
-    (list, path)
+    (list, paths)
 }
 
 fn checkpoints(exp: Option<&Experiment>, setup: &Setup, out: &mut Vec<Finding>) {
@@ -246,8 +246,8 @@ fn checkpoints(exp: Option<&Experiment>, setup: &Setup, out: &mut Vec<Finding>) 
         }
         return;
     };
-    let (needed, path) = needed_checkpoints(exp);
-    if let Some(p) = path {
+    let (needed, paths) = needed_checkpoints(exp);
+    for p in paths {
         let f = if p.is_file() {
             finding(Level::Ok, "checkpoint (file)", p.display().to_string())
         } else {

@@ -126,6 +126,9 @@ impl GmmExperiment {
             if !m.per_task.is_empty() {
                 bail!("method `{}`: key `per_task` is for image experiments", m.label);
             }
+            if m.model.is_some() || m.checkpoint.is_some() {
+                bail!("method `{}`: keys `model` and `checkpoint` are for image experiments", m.label);
+            }
             let config =
                 SamplerConfig::preset(&m.sampler, &m.preset).and_then(|c| c.with_overrides(&m.settings)).with_context(|| format!("method `{}`", m.label))?;
             check_finite(&config, &format!("method `{}`", m.label))?;

@@ -171,6 +171,41 @@ pub struct ImageExperiment {
     pub model: UnetConfig,
     /// Each (task, method index)'s resolved sampler configuration, for the tasks the method runs.
     pub configs: BTreeMap<(TaskName, usize), SamplerConfig>,
+    /// The priors the methods sample with: `[0]` is `image.model` with `image.checkpoint`, then
+    /// each other (model, checkpoint) a method names, in the order the methods first name them.
+    pub priors: Vec<PriorSpec>,
+    /// Each method's index into `priors`.
+    pub method_prior: Vec<usize>,
+}
+
+/// A prior of an image experiment: a UNet config (pixel, or latent with its autoencoder) and
+/// its weights.
+#[derive(Debug, Clone)]
+pub struct PriorSpec {
+    /// The config name as written (`image.model` or a method's `model`).
+    pub model: String,
+    /// That configuration.
+    pub config: UnetConfig,
+    /// The checkpoint as written; `None`: the golden fill (untrained weights).
+    pub checkpoint: Option<String>,
+}
+
+/// The side of the images a UNet config works on: its own, or for a latent UNet the side its
+/// autoencoder decodes to.
+fn image_side(model: &UnetConfig) -> usize {
+    match dipbench_models::latent::autoencoder_for(model) {
+        Some(vq) => vq.resolution,
+        None => model.image_size,
+    }
+}
+
+/// Checks that `config` (named `name` at `key`) gives images of `side`.
+fn check_side(key: &str, name: &str, config: &UnetConfig, side: usize) -> Result<()> {
+    let own = image_side(config);
+    if own != side {
+        bail!("{key} = `{name}` {} {own}×{own} images but `image.side` = {side}", if config.is_latent() { "decodes" } else { "takes" });
+    }
+    Ok(())
 }
 
 /// Labels that name folders of the results besides the methods' (`images/<task>/y`,
@@ -194,13 +229,7 @@ impl ImageExperiment {
         }
         let model = UnetConfig::by_name(&grid.model).with_context(|| format!("key `image.model`: `{}`", grid.model))?;
         // A latent-diffusion UNet works through its autoencoder: the images are the decoder's.
-        let side = match dipbench_models::latent::autoencoder_for(&model) {
-            Some(vq) => vq.resolution,
-            None => model.image_size,
-        };
-        if side != grid.side {
-            bail!("key `image.side` = {} but model `{}` {} {side}×{side} images", grid.side, grid.model, if model.is_latent() { "decodes" } else { "takes" });
-        }
+        check_side("key `image.model`", &grid.model, &model, grid.side)?;
         let (sigma, rate) = match grid.noise {
             NoiseSpec::Gaussian { sigma } => (sigma, 1.0),
             NoiseSpec::Poisson { sigma, rate } => (sigma, rate),
@@ -247,6 +276,7 @@ impl ImageExperiment {
             }
             super::check_distinct(&format!("method `{}`: key `tasks`", m.label), &m.tasks)?;
         }
+        let (priors, method_prior) = Self::priors(&grid, &model, methods)?;
         let mut configs = BTreeMap::new();
         for &task in &grid.tasks {
             for (i, m) in methods.iter().enumerate() {
@@ -255,7 +285,47 @@ impl ImageExperiment {
                 }
             }
         }
-        Ok(Self { grid, model, configs })
+        Ok(Self { grid, model, configs, priors, method_prior })
+    }
+
+    /// The experiment's priors and each method's (the fields of the same names).
+    fn priors(grid: &ImageGrid, model: &UnetConfig, methods: &[Method]) -> Result<(Vec<PriorSpec>, Vec<usize>)> {
+        let mut priors = vec![PriorSpec { model: grid.model.clone(), config: model.clone(), checkpoint: grid.checkpoint.clone() }];
+        let mut method_prior = vec![];
+        for m in methods {
+            let Some(name) = &m.model else {
+                if m.checkpoint.is_some() {
+                    bail!("method `{}`: key `checkpoint` goes with a `model` of its own (the experiment's prior takes `image.checkpoint`)", m.label);
+                }
+                method_prior.push(0);
+                continue;
+            };
+            let key = format!("method `{}`: key `model`", m.label);
+            let config = UnetConfig::by_name(name).with_context(|| format!("{key}: `{name}`"))?;
+            check_side(&key, name, &config, grid.side)?;
+            match (&grid.checkpoint, &m.checkpoint) {
+                (Some(_), None) => bail!(
+                    "method `{}`: key `checkpoint` is required: the experiment's prior has a checkpoint (`image.checkpoint`), and untrained golden-fill weights may not share its table",
+                    m.label
+                ),
+                (None, Some(_)) => bail!(
+                    "method `{}`: key `checkpoint`: the experiment runs untrained golden-fill weights (no `image.checkpoint`), and trained weights may not share its table",
+                    m.label
+                ),
+                _ => {}
+            }
+            let at = priors.iter().position(|p| p.model == *name && p.checkpoint == m.checkpoint).unwrap_or_else(|| {
+                priors.push(PriorSpec { model: name.clone(), config, checkpoint: m.checkpoint.clone() });
+                priors.len() - 1
+            });
+            method_prior.push(at);
+        }
+        Ok((priors, method_prior))
+    }
+
+    /// The prior method `method` (an index of the experiment's methods) samples with.
+    pub fn prior_of(&self, method: usize) -> &PriorSpec {
+        &self.priors[self.method_prior[method]]
     }
 
     /// Whether `method` runs `task` (its `tasks` list is empty or names it).

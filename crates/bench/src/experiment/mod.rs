@@ -15,7 +15,7 @@ use dipbench_samplers::SamplerConfig;
 use serde::{Deserialize, Serialize};
 
 pub use gmm::{Budget, GmmExperiment, GmmGrid};
-pub use image::{ImageExperiment, ImageGrid, NoiseSpec, PaperReference};
+pub use image::{ImageExperiment, ImageGrid, NoiseSpec, PaperReference, PriorSpec};
 
 /// The benchmarks an experiment can run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,6 +100,16 @@ pub struct Method {
     /// show "–" with the reason, as the papers' tables leave a method out of some tasks.
     #[serde(default)]
     pub tasks: Vec<String>,
+    /// Image benchmark: the prior this method samples with where it is not `image.model` (a
+    /// latent UNet config for a table's latent-diffusion rows, e.g. `ffhq256-ldm`); it must give
+    /// images of `image.side`.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Image benchmark: the checkpoint of `model` (a known name or a file); required exactly
+    /// when the experiment has an `image.checkpoint`, so that trained and untrained priors never
+    /// share a table.
+    #[serde(default)]
+    pub checkpoint: Option<String>,
     /// Overrides of the preset's fields.
     #[serde(flatten)]
     pub settings: toml::Table,

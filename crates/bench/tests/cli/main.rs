@@ -10,6 +10,7 @@ mod image_precision;
 mod image_runs;
 mod integrity;
 mod measure;
+mod method_priors;
 mod model;
 mod score;
 mod setup;

@@ -34,7 +34,7 @@ use dipbench_samplers::Problem;
 use dipbench_samplers::latent::LatentOperator;
 use serde::{Deserialize, Serialize};
 
-use crate::experiment::{Experiment, ImageExperiment, NoiseSpec, slug};
+use crate::experiment::{Experiment, ImageExperiment, NoiseSpec, PriorSpec, slug};
 use crate::pipeline::{Benchmark, JobOutput, RunOptions};
 use crate::registry::Metric;
 
@@ -222,13 +222,14 @@ fn shared_operator(task: TaskName) -> bool {
 pub fn fingerprint(exp: &Experiment, img: &ImageExperiment, job: &ImageJob) -> String {
     let g = &img.grid;
     let cfg = &img.configs[&(job.task, job.method)];
+    let prior = img.prior_of(job.method);
     let metrics: Vec<&str> = g.metrics.iter().map(|m| m.name()).collect();
     let text = format!(
         "{}|{}|{}|{:?}|{}|{}|{}|{:?}|{:?}|{}|{}",
         exp.header.seed,
         img.runs(job.task),
-        g.model,
-        g.checkpoint,
+        prior.model,
+        prior.checkpoint,
         g.side,
         g.variant.name(),
         g.family.name(),
@@ -261,10 +262,34 @@ impl<B: NnAutodiffBackend> Model<B> {
     }
 }
 
-/// What a worker keeps: the prior (and its tape-free twin), the images, the LPIPS networks.
-pub struct ImageWorker<B: NnAutodiffBackend> {
+/// A loaded prior of the experiment: the model and the tape-free twin of its UNet.
+struct LoadedPrior<B: NnAutodiffBackend> {
     model: Model<B>,
     tape_free: TapeFree<UnetPrior<B::InnerBackend>>,
+}
+
+impl<B: NnAutodiffBackend> LoadedPrior<B> {
+    /// Loads `spec` (its checkpoint, or the golden fill when it names none: untrained weights,
+    /// for plumbing checks) with its UNet in `precision`.
+    fn load(spec: &PriorSpec, precision: dipbench_nn::layers::Precision, device: &B::Device) -> Result<Self> {
+        let checkpoint = spec.checkpoint.as_ref().map(|c| crate::weights::resolve_checkpoint(c)).transpose()?;
+        Ok(if spec.config.is_latent() {
+            let prior = crate::network::load_latent_prior::<B>(&spec.config, checkpoint.as_deref(), precision, device)?;
+            let schedule = prior.schedule().clone();
+            let tape_free = TapeFree::new(UnetPrior::with_schedule(prior.unet().net().clone().inner(), schedule));
+            Self { model: Model::Latent(prior), tape_free }
+        } else {
+            let net = crate::network::load_net::<B>(&spec.config, checkpoint.as_deref(), device)?.with_precision(precision);
+            let tape_free = TapeFree::new(UnetPrior::new(net.clone().inner()));
+            Self { model: Model::Pixel(UnetPrior::new(net)), tape_free }
+        })
+    }
+}
+
+/// What a worker keeps: the experiment's priors (in the order of [`ImageExperiment::priors`]),
+/// the images, the LPIPS networks.
+pub struct ImageWorker<B: NnAutodiffBackend> {
+    priors: Vec<LoadedPrior<B>>,
     images: Vec<(String, Vec<f32>)>,
     lpips: Vec<(Metric, dipbench_metrics::Lpips<B::InnerBackend>)>,
 }
@@ -452,29 +477,25 @@ impl Benchmark for ImageBenchmark<'_> {
         format!("{} {} {}", job.task, job.label, job.image_name)
     }
 
-    /// Loads the model (checkpoint, or the golden fill when none is given: untrained weights, for
-    /// plumbing checks), the images and the metric networks, and records the image list.
+    /// Loads the priors (each from its checkpoint, or the golden fill when none is given), the
+    /// images and the metric networks. Every checkpoint is looked up before any is read, so a
+    /// missing one is named before minutes go into loading the others.
     fn prepare<B: NnAutodiffBackend>(&self, device: &B::Device, _opts: &RunOptions) -> Result<ImageWorker<B>> {
         let grid = &self.img.grid;
         let source = self.source.as_ref().context("the images are not available")?;
-        let checkpoint = grid.checkpoint.as_ref().map(|c| crate::weights::resolve_checkpoint(c)).transpose()?;
-        let (model, tape_free) = if self.img.model.is_latent() {
-            let prior = crate::network::load_latent_prior::<B>(&self.img.model, checkpoint.as_deref(), grid.precision, device)?;
-            let schedule = prior.schedule().clone();
-            let tape_free = TapeFree::new(UnetPrior::with_schedule(prior.unet().net().clone().inner(), schedule));
-            (Model::Latent(prior), tape_free)
-        } else {
-            let net = crate::network::load_net::<B>(&self.img.model, checkpoint.as_deref(), device)?.with_precision(grid.precision);
-            let tape_free = TapeFree::new(UnetPrior::new(net.clone().inner()));
-            (Model::Pixel(UnetPrior::new(net)), tape_free)
-        };
+        for spec in &self.img.priors {
+            if let Some(c) = &spec.checkpoint {
+                crate::weights::resolve_checkpoint(c).with_context(|| format!("the checkpoint of prior `{}`", spec.model))?;
+            }
+        }
+        let priors = self.img.priors.iter().map(|spec| LoadedPrior::load(spec, grid.precision, device)).collect::<Result<Vec<_>>>()?;
         let mut lpips = vec![];
         for m in &grid.metrics {
             if let Metric::Lpips(v) = m {
                 lpips.push((*m, crate::scoring::load_lpips::<B::InnerBackend>(*v, device)?));
             }
         }
-        Ok(ImageWorker { model, tape_free, images: source.load(grid.side)?, lpips })
+        Ok(ImageWorker { priors, images: source.load(grid.side)?, lpips })
     }
 
     fn run_batch<B: NnAutodiffBackend>(&self, worker: &ImageWorker<B>, jobs: &[ImageJob], device: &B::Device) -> Result<Vec<JobOutput<ImageRow>>> {
@@ -500,10 +521,11 @@ impl Benchmark for ImageBenchmark<'_> {
         }
         let op = op.expect("a batch has a job");
         let sampler = cfg.build::<B>(None)?;
-        let prior: &dyn Prior<B> = if sampler.differentiates_prior() { worker.model.taped() } else { &worker.tape_free };
+        let loaded = &worker.priors[self.img.method_prior[first.method]];
+        let prior: &dyn Prior<B> = if sampler.differentiates_prior() { loaded.model.taped() } else { &loaded.tape_free };
         // On a latent prior the sampler sees A∘D on latents.
         let latent_op;
-        let (operator, latent): (&dyn dipbench_operators::Operator<B>, _) = match &worker.model {
+        let (operator, latent): (&dyn dipbench_operators::Operator<B>, _) = match &loaded.model {
             Model::Pixel(_) => (op.as_ref(), None),
             Model::Latent(p) => {
                 latent_op = LatentOperator::new(op.as_ref(), p)?;
@@ -557,7 +579,7 @@ impl Benchmark for ImageBenchmark<'_> {
             }
         };
         // A latent sample is decoded (quantised, as the reference's final decode).
-        let out = match &worker.model {
+        let out = match &loaded.model {
             Model::Pixel(_) => out,
             Model::Latent(p) => p.decode(out.detach()),
         };

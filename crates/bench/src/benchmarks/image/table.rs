@@ -325,6 +325,16 @@ pub fn caption(v: &View<'_>) -> String {
         Some(c) => format!("checkpoint `{c}`"),
         None => "UNTRAINED golden-fill weights (a plumbing check, not a benchmark)".into(),
     };
+    // The methods on a prior of their own (a table's latent-diffusion rows).
+    let others: String = (1..v.img.priors.len())
+        .map(|p| {
+            let spec = &v.img.priors[p];
+            let labels: Vec<&str> = e.methods.iter().enumerate().filter(|(i, _)| v.img.method_prior[*i] == p).map(|(_, m)| m.label.as_str()).collect();
+            let kind = if spec.config.is_latent() { " (latent diffusion: sampled on the autoencoder's latents, scored decoded)" } else { "" };
+            let weights = spec.checkpoint.as_ref().map_or("untrained golden-fill weights".to_string(), |c| format!("checkpoint `{c}`"));
+            format!("; {} on prior `{}`{kind} with {weights}", labels.join(", "), spec.model)
+        })
+        .collect();
     let noise = match g.noise {
         NoiseSpec::Poisson { rate, .. } => format!("Poisson noise, rate λ = {rate}"),
         NoiseSpec::Gaussian { sigma } => format!("Gaussian noise σ_y = {sigma} in [−1, 1] units"),
@@ -356,7 +366,7 @@ pub fn caption(v: &View<'_>) -> String {
         })
         .collect();
     format!(
-        "Protocol: {} images of {}×{} from `{}`; prior `{}` with {weights}; {} operator definitions; {noise}; \
+        "Protocol: {} images of {}×{} from `{}`; prior `{}` with {weights}{others}; {} operator definitions; {noise}; \
          metrics {} (skimage conventions on 8-bit images for psnr/ssim, piq on [0, 1] for the -piq variants); seed {}, random streams v{}.{runs}{paper}{assumed}",
         g.images,
         g.side,

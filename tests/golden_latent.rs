@@ -231,6 +231,26 @@ fn golden_vq_tiny_encode_quantise_and_decode() {
     check("zr decode (quantised)", values(vq.decode_unquantised(vq.codes(&idx, [n, h, w]))), tensor(&io, "zr_dec_q"), 1e-4);
 }
 
+/// The autoencoder in mixed precision (convolutions in half, as under `torch.autocast`) stays
+/// within rounding of the reference: half precision carries 11 significant bits (unit roundoff
+/// 4.9e-4 for f16, 3.9e-3 for bf16), and an error of that size per convolution, over the ~10
+/// convolutions in series of encoder and decoder, stays under 1e-2 relative for f16 — the
+/// bound the UNet's mixed precision is held to — and 5e-2 for bf16's 8 bits.
+#[test]
+fn golden_vq_tiny_mixed_precision_error_is_rounding_error() {
+    use dipbench_nn::layers::Precision;
+    let io = load_tensors("latent/vq_io");
+    for (precision, bound) in [(Precision::F16, 1e-2), (Precision::Bf16, 5e-2)] {
+        let vq = tiny_vq::<B>().with_precision(precision);
+        let h = values(vq.encode(to_tensor(tensor(&io, "x"))));
+        let dec = values(vq.decode_unquantised(to_tensor(tensor(&io, "h_quant"))));
+        let (eh, ed) = (rel_err(&h, &tensor(&io, "h").data), rel_err(&dec, &tensor(&io, "dec_q").data));
+        println!("{precision:?}: encode {eh:.2e}, decode {ed:.2e} relative error");
+        assert!(eh > 1e-6 && ed > 1e-6, "{precision:?} changed nothing: the convolutions did not run in half precision");
+        assert!(eh <= bound && ed <= bound, "{precision:?}: encode {eh:.3e}, decode {ed:.3e} > {bound:e}");
+    }
+}
+
 #[test]
 fn golden_vq_straight_through_gradient() {
     // ∂/∂z Σ w ⊙ decode(z) at z = zr: the decoder's gradient at the codes, passed to z unchanged.

@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use burn::prelude::*;
 use dipbench_models::Prior;
-use dipbench_models::latent::{LatentPrior, UNET_PREFIX, autoencoder_for};
+use dipbench_models::latent::{LatentPrior, UNET_PREFIX, VQ_PREFIX, autoencoder_for};
 use dipbench_models::unet::{AdmUnet, UnetConfig, UnetPrior};
+use dipbench_models::vq::{VqAutoencoder, VqConfig};
 use dipbench_nn::layers::Precision;
 use dipbench_nn::source::{GoldenFill, MemorySource, ParamSource, Prefixed};
 use dipbench_nn::{NnAutodiffBackend, NnBackend};
@@ -34,6 +35,112 @@ pub struct EvalRequest {
     pub sigma: Option<f64>,
     /// Arithmetic precision of the network (float32 or mixed half precision).
     pub precision: Precision,
+    /// For an autoencoder config (`vq-f4`, `vq-tiny`): which of its maps to run.
+    pub autoencoder: Option<AutoencoderStep>,
+}
+
+/// A map of the VQ autoencoder, as `model eval --autoencoder` runs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoencoderStep {
+    /// `h` = quant_conv(encoder(x)), not quantised (what DAPS, PSLD and ReSample call encode).
+    Encode,
+    /// `z_q` and `indices`: the nearest code per latent position.
+    Quantize,
+    /// `decoded` = decoder(post_quant_conv(quantize(z))) (DAPS `LDM.decode`).
+    Decode,
+    /// `decoded` = decoder(post_quant_conv(z)) without quantisation (`force_not_quantize`).
+    DecodeUnquantized,
+}
+
+impl std::str::FromStr for AutoencoderStep {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "encode" => Self::Encode,
+            "quantize" => Self::Quantize,
+            "decode" => Self::Decode,
+            "decode-nq" => Self::DecodeUnquantized,
+            _ => bail!("unknown autoencoder map `{s}` (encode, quantize, decode, decode-nq)"),
+        })
+    }
+}
+
+/// The VQ autoencoder of `config` from a checkpoint — a `LatentDiffusion` one (its
+/// `first_stage_model.*` part, read strictly; the rest of the file is not this network's) or
+/// the autoencoder's own state dict — or from the golden fill when `None`.
+pub fn load_autoencoder<B: NnBackend>(config: &VqConfig, checkpoint: Option<&Path>, device: &B::Device) -> Result<VqAutoencoder<B>> {
+    let mut source: Box<dyn ParamSource> = match checkpoint {
+        Some(p) => match MemorySource::from_pytorch(p, Some("state_dict")) {
+            Ok(whole) => Box::new(whole),
+            Err(_) => Box::new(weights::open_checkpoint(p)?),
+        },
+        None => Box::new(GoldenFill::new(VqAutoencoder::<B>::manifest(config))),
+    };
+    if source.remaining().iter().any(|k| k.starts_with(VQ_PREFIX)) {
+        return Ok(VqAutoencoder::load(config, &mut Prefixed::new(source.as_mut(), VQ_PREFIX), device)?);
+    }
+    Ok(VqAutoencoder::load(config, source.as_mut(), device)?)
+}
+
+/// [`eval`] for an autoencoder config.
+fn eval_autoencoder<B: NnBackend>(req: &EvalRequest, config: &VqConfig, shape: &[usize], x: &[f32], device: &B::Device) -> Result<String> {
+    let Some(step) = req.autoencoder else {
+        bail!("config `{}` is an autoencoder: give --autoencoder encode, quantize, decode or decode-nq", config.name);
+    };
+    if req.t.is_some() || req.sigma.is_some() {
+        bail!("--t and --sigma are for UNet configs; config `{}` is an autoencoder", config.name);
+    }
+    let (r, l) = (config.resolution, config.latent_side());
+    let want = if step == AutoencoderStep::Encode { [config.in_channels, r, r] } else { [config.embed_dim, l, l] };
+    if shape.len() != 4 || shape[1..] != want {
+        bail!(
+            "{}: `x` has shape {shape:?}; `{}` of config `{}` takes [n, {}, {}, {}]",
+            req.input.display(),
+            step.name(),
+            config.name,
+            want[0],
+            want[1],
+            want[2]
+        );
+    }
+    let net = load_autoencoder::<B>(config, req.checkpoint.as_deref(), device)?.with_precision(req.precision);
+    let x = Tensor::<B, 1>::from_floats(x, device).reshape([shape[0], want[0], want[1], want[2]]);
+    let mut out: Vec<(&str, Tensor<B, 4>)> = vec![];
+    let indices;
+    match step {
+        AutoencoderStep::Encode => out.push(("h", net.encode(x))),
+        AutoencoderStep::Quantize => {
+            let q = net.quantize(x);
+            let v: Vec<f32> = q.indices.iter().map(|&i| i as f32).collect();
+            indices = Tensor::<B, 1>::from_floats(v.as_slice(), device).reshape([shape[0], 1, l, l]);
+            out.push(("z_q", q.z_q));
+            out.push(("indices", indices));
+        }
+        AutoencoderStep::Decode => out.push(("decoded", net.decode(x))),
+        AutoencoderStep::DecodeUnquantized => out.push(("decoded", net.decode_unquantised(x))),
+    }
+    let names: Vec<&str> = out.iter().map(|(k, _)| *k).collect();
+    let summary = format!("wrote {} = {}(x) of `{}` to {}", names.join(", "), step.name(), config.name, req.output.display());
+    let mut tensors = vec![];
+    for (k, t) in out {
+        let dims = t.dims().to_vec();
+        tensors.push((k, dims, t.into_data().convert::<f32>().to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?));
+    }
+    crate::measure::write_tensors(&req.output, tensors.iter().map(|(k, s, v)| (*k, s.clone(), v.as_slice())).collect())?;
+    Ok(summary)
+}
+
+impl AutoencoderStep {
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Encode => "encode",
+            Self::Quantize => "quantize",
+            Self::Decode => "decode",
+            Self::DecodeUnquantized => "decode-nq",
+        }
+    }
 }
 
 /// Builds the network of `config` from a checkpoint, or from the golden fill when `None`. For a
@@ -66,8 +173,8 @@ pub fn load_net<B: NnBackend>(config: &UnetConfig, checkpoint: Option<&Path>, de
 /// The latent prior of a latent-diffusion UNet config: its UNet and autoencoder (the pair of
 /// [`autoencoder_for`]) from a `LatentDiffusion` checkpoint, read strictly, or from
 /// the golden fill when `None` (untrained weights, for plumbing checks); a class-conditional
-/// UNet is conditioned on label 1000 as in DAPS. The UNet runs in
-/// `precision`; the autoencoder in float32.
+/// UNet is conditioned on label 1000 as in DAPS. Both networks run in
+/// `precision` ([`LatentPrior::with_precision`]).
 pub fn load_latent_prior<B: NnBackend>(config: &UnetConfig, checkpoint: Option<&Path>, precision: Precision, device: &B::Device) -> Result<LatentPrior<B>> {
     let Some(vq) = autoencoder_for(config) else {
         bail!("config `{}` is not a latent-diffusion UNet (latent configs: {})", config.name, dipbench_models::unet::config::LATENT_NAMES.join(", "));
@@ -96,26 +203,39 @@ fn read_input(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
     Ok((shape, values))
 }
 
-/// Runs the request; returns a one-line summary.
-pub fn eval<B: NnBackend>(req: &EvalRequest, device: &B::Device) -> Result<String> {
-    if req.t.is_some() == req.sigma.is_some() {
-        bail!("give exactly one of --t (raw network output at a timestep) or --sigma (denoiser D(x; σ))");
-    }
-    let config = UnetConfig::by_name(&req.config)?;
-    let (shape, x) = read_input(&req.input)?;
-    let want = [config.in_channels, config.image_size, config.image_size];
-    if shape.len() != 4 || shape[1..] != want {
-        bail!("{}: `x` has shape {shape:?}; config `{}` takes [n, {}, {}, {}]", req.input.display(), config.name, want[0], want[1], want[2]);
-    }
-    if shape[0] == 0 {
+/// Refuses an empty, oversized or non-finite input.
+fn check_input(req: &EvalRequest, shape: &[usize], x: &[f32]) -> Result<()> {
+    if shape.first() == Some(&0) {
         bail!("{}: `x` is empty (a batch of 0 images)", req.input.display());
     }
-    if shape[0] > 4096 {
+    if shape.first().is_some_and(|&n| n > 4096) {
         bail!("{}: `x` holds {} images; run at most 4096 at a time", req.input.display(), shape[0]);
     }
     if let Some(bad) = x.iter().find(|v| !v.is_finite()) {
         bail!("{}: `x` has values that are not finite ({bad})", req.input.display());
     }
+    Ok(())
+}
+
+/// Runs the request; returns a one-line summary.
+pub fn eval<B: NnBackend>(req: &EvalRequest, device: &B::Device) -> Result<String> {
+    let (shape, x) = read_input(&req.input)?;
+    if let Ok(config) = VqConfig::by_name(&req.config) {
+        check_input(req, &shape, &x)?;
+        return eval_autoencoder::<B>(req, &config, &shape, &x, device);
+    }
+    if req.autoencoder.is_some() {
+        bail!("--autoencoder is for autoencoder configs ({}); `{}` is a UNet", dipbench_models::vq::NAMES.join(", "), req.config);
+    }
+    if req.t.is_some() == req.sigma.is_some() {
+        bail!("give exactly one of --t (raw network output at a timestep) or --sigma (denoiser D(x; σ))");
+    }
+    let config = UnetConfig::by_name(&req.config)?;
+    let want = [config.in_channels, config.image_size, config.image_size];
+    if shape.len() != 4 || shape[1..] != want {
+        bail!("{}: `x` has shape {shape:?}; config `{}` takes [n, {}, {}, {}]", req.input.display(), config.name, want[0], want[1], want[2]);
+    }
+    check_input(req, &shape, &x)?;
     if let Some(v) = req.t.map(f64::from).or(req.sigma).filter(|v| !v.is_finite() || *v < 0.0) {
         bail!("--t / --sigma must be finite and ≥ 0, got {v}");
     }

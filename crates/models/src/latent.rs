@@ -177,10 +177,11 @@ impl<B: NnBackend> LatentPrior<B> {
         Ok((net, autoencoder))
     }
 
-    /// The prior with its UNet in `precision` (the autoencoder stays float32).
+    /// The prior in `precision`: the UNet as guided-diffusion's `use_fp16` and the autoencoder
+    /// as under `torch.autocast` ([`VqAutoencoder::with_precision`]).
     pub fn with_precision(self, precision: dipbench_nn::layers::Precision) -> Self {
         let schedule = self.unet.schedule().clone();
-        Self { unet: UnetPrior::with_schedule(self.unet.net().clone().with_precision(precision), schedule), vq: self.vq }
+        Self { unet: UnetPrior::with_schedule(self.unet.net().clone().with_precision(precision), schedule), vq: self.vq.with_precision(precision) }
     }
 
     /// The UNet as a prior on latents.

@@ -18,6 +18,7 @@
 //! conv3×3.
 
 use burn::prelude::*;
+use burn::tensor::FloatDType;
 use burn::tensor::activation::softmax;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
@@ -25,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ModelError;
 use dipbench_nn::NnBackend;
-use dipbench_nn::layers::{Conv2d, GroupNorm32, Loader};
+use dipbench_nn::layers::{Conv2d, GroupNorm32, Loader, Precision};
 use dipbench_nn::source::{LoadError, ParamSource, finish};
 
 /// The GroupNorm ε of the autoencoder (`Normalize`).
@@ -126,12 +127,16 @@ impl<B: NnBackend> ResnetBlock<B> {
         })
     }
 
+    fn cast(self, dtype: FloatDType) -> Self {
+        Self { conv1: self.conv1.cast(dtype), conv2: self.conv2.cast(dtype), nin_shortcut: self.nin_shortcut.map(|c| c.cast(dtype)), ..self }
+    }
+
     /// x + conv2(swish(GN(conv1(swish(GN(x)))))) (x through the 1×1 shortcut when widths differ).
     fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let h = self.conv1.forward(self.norm1.forward_silu(x.clone()));
-        let h = self.conv2.forward(self.norm2.forward_silu(h));
+        let h = self.conv1.forward_autocast(self.norm1.forward_silu(x.clone()));
+        let h = self.conv2.forward_autocast(self.norm2.forward_silu(h));
         match &self.nin_shortcut {
-            Some(s) => s.forward(x) + h,
+            Some(s) => s.forward_autocast(x) + h,
             None => x + h,
         }
     }
@@ -159,32 +164,36 @@ impl<B: NnBackend> AttnBlock<B> {
         })
     }
 
+    fn cast(self, dtype: FloatDType) -> Self {
+        Self { q: self.q.cast(dtype), k: self.k.cast(dtype), v: self.v.cast(dtype), proj_out: self.proj_out.cast(dtype), ..self }
+    }
+
     /// x + proj_out(Σ_j softmax_j(q_i·k_j·C^−½)·v_j), i, j over the h·w positions.
     fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let [n, c, hh, ww] = x.dims();
         let t = hh * ww;
         let h = self.norm.forward(x.clone());
-        let q = self.q.forward(h.clone()).reshape([n, c, t]);
-        let k = self.k.forward(h.clone()).reshape([n, c, t]);
-        let v = self.v.forward(h).reshape([n, c, t]);
+        let q = self.q.forward_autocast(h.clone()).reshape([n, c, t]);
+        let k = self.k.forward_autocast(h.clone()).reshape([n, c, t]);
+        let v = self.v.forward_autocast(h).reshape([n, c, t]);
         dipbench_nn::layers::count_macs(2 * n * c * t * t);
         // w[b, i, j] = Σ_c q[b, c, i]·k[b, c, j]·C^−½, softmax over j.
         let w = softmax(q.swap_dims(1, 2).matmul(k).mul_scalar(1.0 / (c as f64).sqrt()), 2);
         // a[b, c, i] = Σ_j v[b, c, j]·w[b, i, j].
         let a = v.matmul(w.swap_dims(1, 2)).reshape([n, c, hh, ww]);
-        x + self.proj_out.forward(a)
+        x + self.proj_out.forward_autocast(a)
     }
 }
 
 /// The encoder's `Downsample`: zero padding (0, 1, 0, 1), then a 3×3 convolution with stride 2.
 fn downsample<B: NnBackend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
-    conv.forward(x.pad((0, 1, 0, 1), burn::tensor::ops::PadMode::Constant(0.0)))
+    conv.forward_autocast(x.pad((0, 1, 0, 1), burn::tensor::ops::PadMode::Constant(0.0)))
 }
 
 /// The decoder's `Upsample`: nearest ×2, then a 3×3 convolution.
 fn upsample<B: NnBackend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
     let [_, _, h, w] = x.dims();
-    conv.forward(interpolate(x, [2 * h, 2 * w], InterpolateOptions::new(InterpolateMode::Nearest)))
+    conv.forward_autocast(interpolate(x, [2 * h, 2 * w], InterpolateOptions::new(InterpolateMode::Nearest)))
 }
 
 /// One resolution level: its residual blocks and the resampling convolution after them.
@@ -192,6 +201,12 @@ fn upsample<B: NnBackend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
 struct Level<B: Backend> {
     blocks: Vec<ResnetBlock<B>>,
     resample: Option<Conv2d<B>>,
+}
+
+impl<B: NnBackend> Level<B> {
+    fn cast(self, dtype: FloatDType) -> Self {
+        Self { blocks: self.blocks.into_iter().map(|b| b.cast(dtype)).collect(), resample: self.resample.map(|c| c.cast(dtype)) }
+    }
 }
 
 /// The middle: block, attention, block.
@@ -213,6 +228,10 @@ impl<B: NnBackend> Middle<B> {
 
     fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         self.block_2.forward(self.attn_1.forward(self.block_1.forward(x)))
+    }
+
+    fn cast(self, dtype: FloatDType) -> Self {
+        Self { block_1: self.block_1.cast(dtype), attn_1: self.attn_1.cast(dtype), block_2: self.block_2.cast(dtype) }
     }
 }
 
@@ -338,6 +357,29 @@ impl<B: NnBackend> VqAutoencoder<B> {
         &self.config
     }
 
+    /// The autoencoder in `precision` as PSLD runs it under `torch.autocast`: for half precision
+    /// every convolution's weights are stored in that type and each convolution runs in it, its
+    /// input cast down and its output cast back to float32 ([`Conv2d::forward_autocast`]);
+    /// GroupNorm, the attention products and softmax, the residual sums and the quantiser stay
+    /// float32.
+    pub fn with_precision(self, precision: Precision) -> Self {
+        let Some(dtype) = precision.half() else { return self };
+        let levels = |l: Vec<Level<B>>| l.into_iter().map(|l| l.cast(dtype)).collect();
+        Self {
+            enc_conv_in: self.enc_conv_in.cast(dtype),
+            enc_levels: levels(self.enc_levels),
+            enc_mid: self.enc_mid.cast(dtype),
+            enc_conv_out: self.enc_conv_out.cast(dtype),
+            quant_conv: self.quant_conv.cast(dtype),
+            post_quant_conv: self.post_quant_conv.cast(dtype),
+            dec_conv_in: self.dec_conv_in.cast(dtype),
+            dec_mid: self.dec_mid.cast(dtype),
+            dec_levels: levels(self.dec_levels),
+            dec_conv_out: self.dec_conv_out.cast(dtype),
+            ..self
+        }
+    }
+
     /// encode(x) = quant_conv(encoder(x)), not quantised: `[n, C, H, W]` → `[n, embed_dim, H/f, W/f]`.
     pub fn encode(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         self.encode_traced(x).out
@@ -345,7 +387,7 @@ impl<B: NnBackend> VqAutoencoder<B> {
 
     /// [`VqAutoencoder::encode`] keeping the intermediates.
     pub fn encode_traced(&self, x: Tensor<B, 4>) -> VqTrace<B> {
-        let conv_in = self.enc_conv_in.forward(x);
+        let conv_in = self.enc_conv_in.forward_autocast(x);
         let mut h = conv_in.clone();
         for level in &self.enc_levels {
             h = level.blocks.iter().fold(h, |h, b| b.forward(h));
@@ -354,7 +396,7 @@ impl<B: NnBackend> VqAutoencoder<B> {
             }
         }
         let mid = self.enc_mid.forward(h);
-        let out = self.quant_conv.forward(self.enc_conv_out.forward(self.enc_norm_out.forward_silu(mid.clone())));
+        let out = self.quant_conv.forward_autocast(self.enc_conv_out.forward_autocast(self.enc_norm_out.forward_silu(mid.clone())));
         VqTrace { conv_in, mid, out }
     }
 
@@ -409,7 +451,7 @@ impl<B: NnBackend> VqAutoencoder<B> {
 
     /// [`VqAutoencoder::decode_unquantised`] keeping the intermediates.
     pub fn decode_traced(&self, z: Tensor<B, 4>) -> VqTrace<B> {
-        let conv_in = self.dec_conv_in.forward(self.post_quant_conv.forward(z));
+        let conv_in = self.dec_conv_in.forward_autocast(self.post_quant_conv.forward_autocast(z));
         let mid = self.dec_mid.forward(conv_in.clone());
         let mut h = mid.clone();
         for level in &self.dec_levels {
@@ -418,7 +460,7 @@ impl<B: NnBackend> VqAutoencoder<B> {
                 h = upsample(conv, h);
             }
         }
-        let out = self.dec_conv_out.forward(self.dec_norm_out.forward_silu(h));
+        let out = self.dec_conv_out.forward_autocast(self.dec_norm_out.forward_silu(h));
         VqTrace { conv_in, mid, out }
     }
 }

@@ -118,6 +118,18 @@ impl<B: NnBackend> Conv2d<B> {
         Self { weight: self.weight.cast(dtype), bias: self.bias.cast(dtype), ..self }
     }
 
+    /// [`Conv2d::forward`] as under `torch.autocast`: the convolution runs in the weight's type
+    /// (x cast to it) and its result comes back in x's type, so everything around the
+    /// convolutions (GroupNorm, softmax, residual sums) keeps x's precision. With float32
+    /// weights it is [`Conv2d::forward`].
+    pub fn forward_autocast(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let (from, to) = (x.dtype(), self.weight.dtype());
+        if from == to {
+            return self.forward(x);
+        }
+        self.forward(x.cast(FloatDType::from(to))).cast(FloatDType::from(from))
+    }
+
     /// y = W ⋆ x + b (cross-correlation, as torch), in the precision of the input, which must be
     /// the weight's (half-precision blocks receive half-precision activations). Stride-1
     /// convolutions with padding (k − 1)/2 run as [`conv2d_same`].

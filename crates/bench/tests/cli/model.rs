@@ -198,3 +198,38 @@ fn golden_model_verify_judges_half_precision_by_sampler_psnr() {
     let delta: f64 = psnr[0].split("|ΔPSNR| dB").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
     assert!(delta > 0.0 && delta <= 0.05, "{text}");
 }
+
+/// `model eval` runs the autoencoder of a LatentDiffusion checkpoint: encode, quantise and both
+/// decodes against the reference's outputs (`latent/vq_io`; 1e-4 relative, the float32 bound of
+/// the network checks); code indices wherever the reference's margin is clear of a tie.
+#[test]
+fn golden_model_eval_runs_the_autoencoder_of_a_latent_diffusion_checkpoint() {
+    let dir = temp_dir("eval-vq");
+    let ckpt = golden_dir().join("latent/ldm_tiny.pt");
+    let io = load_tensors("latent/vq_io");
+    let (input, out) = (dir.join("x.safetensors"), dir.join("out.safetensors"));
+    let run = |x: &str, step: &str| {
+        let t = tensor(&io, x);
+        write_x(&input, t.shape.clone(), &t.data);
+        let o = model_eval("vq-tiny", &ckpt, &input, &out, &["--autoencoder", step]);
+        assert!(o.status.success(), "{step}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    for (x, step, key, want) in [("x", "encode", "h", "h"), ("h_quant", "decode", "decoded", "dec_q"), ("h", "decode-nq", "decoded", "dec_nq")] {
+        run(x, step);
+        let err = rel_err(&read_tensor(&out, key), &tensor(&io, want).data);
+        assert!(err <= 1e-4, "{step}: relative error {err:.3e}");
+    }
+    run("h", "quantize");
+    let (got, want, margin) = (read_tensor(&out, "indices"), tensor(&io, "h_indices"), tensor(&io, "h_margin"));
+    let clear: Vec<usize> = (0..want.data.len()).filter(|&i| margin.data[i] >= 1e-5).collect();
+    assert!(!clear.is_empty() && clear.iter().all(|&i| got[i] == want.data[i]), "code indices differ where the margin is clear");
+    // The wrong input shape names both shapes; a UNet option on an autoencoder is refused.
+    write_x(&input, vec![1, 3, 16, 16], &vec![0.0; 3 * 16 * 16]);
+    let o = model_eval("vq-tiny", &ckpt, &input, &out, &["--autoencoder", "encode"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("[1, 3, 16, 16]") && err.contains("[n, 3, 64, 64]"), "{err}");
+    let o = model_eval("vq-tiny", &ckpt, &input, &out, &["--autoencoder", "decode", "--t", "3"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("autoencoder"));
+    let o = model_eval("vq-tiny", &ckpt, &input, &out, &[]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--autoencoder encode"));
+}

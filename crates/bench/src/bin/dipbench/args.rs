@@ -102,5 +102,9 @@ pub struct NetworkArgs {
 
 /// Help text listing the UNet configurations.
 pub fn config_help() -> String {
-    format!("Network config: {}", dipbench::registry::unet_configs().join(", "))
+    format!(
+        "Network config: {} (UNets); {} (autoencoders, with --autoencoder)",
+        dipbench::registry::unet_configs().join(", "),
+        dipbench_models::vq::NAMES.join(", ")
+    )
 }

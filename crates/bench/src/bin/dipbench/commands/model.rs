@@ -34,7 +34,8 @@ enum Action {
         #[command(flatten)]
         network: NetworkArgs,
     },
-    /// Evaluate a UNet on `x` of a safetensors file: raw output at --t, or D(x; σ) at --sigma.
+    /// Evaluate a network on `x` of a safetensors file: a UNet's raw output at --t or D(x; σ) at
+    /// --sigma; an autoencoder's map named by --autoencoder.
     Eval {
         #[arg(long, help = config_help())]
         config: String,
@@ -56,6 +57,12 @@ enum Action {
         /// Noise level σ for the denoiser D(x; σ) (VP→EDM preconditioning).
         #[arg(long)]
         sigma: Option<f64>,
+        /// For an autoencoder config (vq-f4, vq-tiny): `encode` (x → h, not quantised),
+        /// `quantize` (h → z_q and the code indices), `decode` (z → image through the quantiser)
+        /// or `decode-nq` (without it). The checkpoint may be a LatentDiffusion one (its
+        /// first_stage_model part is read) or the autoencoder's own.
+        #[arg(long)]
+        autoencoder: Option<network::AutoencoderStep>,
         #[command(flatten)]
         network: NetworkArgs,
     },
@@ -79,11 +86,11 @@ pub fn run(a: Args) -> Result<i32> {
                 bail!("{failed} of {} checks above tolerance on {device:?} ({precision:?})", checks.len());
             }
         }
-        Action::Eval { config, checkpoint, golden_fill, input, output, t, sigma, network: NetworkArgs { device, precision } } => {
+        Action::Eval { config, checkpoint, golden_fill, input, output, t, sigma, autoencoder, network: NetworkArgs { device, precision } } => {
             if checkpoint.is_none() && !golden_fill {
                 bail!("give --checkpoint FILE (see `dipbench weights`) or --golden-fill");
             }
-            let req = network::EvalRequest { config, checkpoint, input, output, t, sigma, precision: precision.into() };
+            let req = network::EvalRequest { config, checkpoint, input, output, t, sigma, precision: precision.into(), autoencoder };
             say(dipbench::with_backend!(device, |B, dev| network::eval::<B>(&req, &dev))?)?;
         }
     }

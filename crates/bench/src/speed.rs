@@ -471,6 +471,154 @@ impl SamplerReport {
     }
 }
 
+/// The report of `bench sampler` on a latent-diffusion config.
+#[derive(Debug, Clone, Serialize)]
+pub struct LatentSamplerReport {
+    /// Latent UNet config.
+    pub config: String,
+    /// The pixel-space UNet timed beside it (`ffhq256`; `tiny32` beside the tiny configs).
+    pub pixel_config: String,
+    /// Images per call.
+    pub batch: usize,
+    /// Precision of the networks.
+    pub precision: String,
+    /// Backend.
+    pub backend: String,
+    /// CPU threads.
+    pub threads: usize,
+    /// One forward of the pixel UNet (the baseline), per call.
+    pub pixel_forward: Timing,
+    /// One forward of the latent UNet (ε̂ at t = 500), per call.
+    pub forward: Timing,
+    /// One quantising decode of latents to images, per call.
+    pub decode: Timing,
+    /// LatentDAPS's ẑ₀: 2 Euler PF-ODE forwards, per call.
+    pub ode: Timing,
+    /// One LatentDAPS HMC step (the data gradient through the decoder and the operator), per call.
+    pub hmc_step: Timing,
+    /// HMC steps per level of the SR ×4 preset.
+    pub hmc_steps: usize,
+    /// Annealing levels of the preset.
+    pub levels: usize,
+    /// One level (ODE + N HMC steps), per call.
+    pub level_seconds: f64,
+    /// LatentDAPS seconds per image (levels × level / batch).
+    pub latent_daps_per_image: f64,
+    /// The official PyTorch latent UNet, same machine, same run.
+    pub torch: Option<TorchTiming>,
+}
+
+/// `bench sampler` on a latent UNet config (golden-fill weights), SR ×4 with the `latent-daps`
+/// preset: the latent UNet forward beside the pixel UNet's (`ffhq256`) in the same run, the
+/// decoder, and LatentDAPS extrapolated from timed pieces: levels × (ODE ẑ₀ + N HMC steps).
+pub fn bench_latent_sampler<B: NnAutodiffBackend>(opts: &SpeedOptions, device: &B::Device) -> Result<LatentSamplerReport> {
+    use dipbench_models::Prior;
+    use dipbench_models::unet::UnetPrior;
+    use dipbench_operators::image::{ImageShape, Task, build};
+    use dipbench_samplers::Problem;
+    use dipbench_samplers::daps::{Daps, DapsConfig};
+    use dipbench_samplers::latent::LatentOperator;
+
+    opts.check()?;
+    let config = UnetConfig::by_name(&opts.config)?;
+    let torch = opts.torch(&config)?;
+    let n = opts.batch;
+    let (w, reps) = (opts.warmup, opts.repeats);
+    let sync = |t: Tensor<B, 2>| {
+        let _ = t.into_data();
+    };
+    // The pixel UNet first, then dropped: both together would double the memory. The tiny
+    // latent configs of the fixtures are timed beside the tiny pixel one.
+    let pixel_config = UnetConfig::by_name(if config.name.starts_with("tiny") { "tiny32" } else { "ffhq256" })?;
+    let pixel_forward = {
+        let pixel = UnetPrior::new(load_net::<B>(&pixel_config, None, device)?.with_precision(opts.precision));
+        let x = SampleRng::new(2, n).normal::<B>(pixel.dim(), device);
+        time_runs(w, reps, || sync(pixel.eps(x.clone(), 500)))
+    };
+    let prior = crate::network::load_latent_prior::<B>(&config, None, opts.precision, device)?;
+    let [c, h, wd] = prior.image_shape();
+    let shape = ImageShape { c, h, w: wd };
+    let op = build::<B>(&Task::Sr4, shape, &mut SampleRng::new(0, 1), device)?;
+    let latent_op = LatentOperator::new(op.as_ref(), &prior)?;
+    let x_gt = SampleRng::new(1, 1).normal::<B>(shape.len(), device).clamp(-1.0, 1.0);
+    let y = op.forward(x_gt).expand([n, op.output_dim()]);
+    let problem = Problem::on_latents(&prior, &latent_op, y, 0.05);
+    let z = SampleRng::new(2, n).normal::<B>(prior.dim(), device);
+    let forward = time_runs(w, reps, || sync(prior.eps(z.clone(), 500)));
+    let decode = time_runs(w, reps, || sync(prior.decode(z.clone())));
+    let cfg = DapsConfig::latent().latent_for_task("sr4").context("the latent-daps preset has SR ×4 settings")?;
+    let grid = cfg.ode_sigmas(10.0);
+    let ode = time_runs(w, reps, || sync(Daps::ode_x0(&prior, z.clone(), &grid)));
+    let one = Daps(DapsConfig { langevin_steps: 1, ..cfg.clone() });
+    let mut rng = SampleRng::new(4, n);
+    let mut failed = None;
+    let hmc_step = time_runs(w, reps, || match one.hmc(&problem, &z, 10.0, cfg.lr, cfg.tau, &mut rng) {
+        Ok(t) => sync(t),
+        Err(e) => failed = Some(e),
+    });
+    if let Some(e) = failed {
+        bail!("LatentDAPS HMC step: {e}");
+    }
+    let level_seconds = ode.median + cfg.langevin_steps as f64 * hmc_step.median;
+    Ok(LatentSamplerReport {
+        config: config.name.clone(),
+        pixel_config: pixel_config.name.clone(),
+        batch: n,
+        precision: format!("{:?}", opts.precision).to_lowercase(),
+        backend: opts.backend.clone(),
+        threads: rayon::current_num_threads(),
+        latent_daps_per_image: cfg.annealing_steps as f64 * level_seconds / n as f64,
+        hmc_steps: cfg.langevin_steps,
+        levels: cfg.annealing_steps,
+        level_seconds,
+        pixel_forward,
+        forward,
+        decode,
+        ode,
+        hmc_step,
+        torch,
+    })
+}
+
+impl LatentSamplerReport {
+    /// The report as text.
+    pub fn render(&self) -> String {
+        let mut r = String::new();
+        r.push_str(&format!(
+            "LatentDAPS on `{}` (golden-fill weights), SR ×4, batch {}, {}, {} ({} threads); {} timed runs each after warm-up\n",
+            self.config,
+            self.batch,
+            self.precision,
+            self.backend,
+            self.threads,
+            self.forward.samples.len()
+        ));
+        r.push_str("                                          min       median   (per call of the batch)\n");
+        r.push_str(&format!("  pixel UNet `{}` forward (baseline) {}\n", self.pixel_config, fmt_timing(&self.pixel_forward)));
+        r.push_str(&format!("  latent UNet forward             {}\n", fmt_timing(&self.forward)));
+        r.push_str(&format!("  decode (quantising)             {}\n", fmt_timing(&self.decode)));
+        r.push_str(&format!("  ẑ₀ (2 Euler ODE forwards)       {}\n", fmt_timing(&self.ode)));
+        r.push_str(&format!("  HMC step (∇ through D and A)    {}\n", fmt_timing(&self.hmc_step)));
+        r.push_str(&format!(
+            "  latent / pixel UNet forward: {:.3}\n  one level (ODE + {} HMC steps): {:.2} s = {:.1} pixel forwards\n",
+            self.forward.median / self.pixel_forward.median,
+            self.hmc_steps,
+            self.level_seconds,
+            self.level_seconds / self.pixel_forward.median
+        ));
+        r.push_str(&format!("  LatentDAPS ({} levels): {:.1} s/image\n", self.levels, self.latent_daps_per_image));
+        if let Some(t) = &self.torch {
+            r.push_str(&format!(
+                "  PyTorch latent UNet (same run): forward {:.3} s, ours {:.2}×; gradient step {:.3} s\n",
+                t.forward.median,
+                self.forward.median / t.forward.median * t.batch as f64 / self.batch as f64,
+                t.dps_step.median
+            ));
+        }
+        r
+    }
+}
+
 /// Writes `report` as pretty JSON to `path`.
 pub fn write_json(path: &Path, report: &impl Serialize) -> Result<()> {
     let text = serde_json::to_string_pretty(report)?;

@@ -233,3 +233,24 @@ fn golden_model_eval_runs_the_autoencoder_of_a_latent_diffusion_checkpoint() {
     let o = model_eval("vq-tiny", &ckpt, &input, &out, &[]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--autoencoder encode"));
 }
+
+/// `bench sampler` on a latent config times the latent UNet beside the pixel one in the same run
+/// and a LatentDAPS level from its pieces; the JSON report holds what the text prints.
+#[test]
+fn bench_sampler_on_a_latent_config_reports_a_latent_daps_level_beside_the_pixel_unet() {
+    let dir = temp_dir("bench-latent");
+    let json = dir.join("report.json");
+    let o = dipbench(&["bench", "sampler", "--config", "tiny16-ldm", "--warmup", "0", "--repeats", "1", "--json", json.to_str().unwrap()]);
+    let text = crate::support::ok(&o);
+    assert!(text.contains("pixel UNet `tiny32` forward (baseline)") && text.contains("HMC step") && text.contains("LatentDAPS (50 levels)"), "{text}");
+    let report: serde_json::Value = serde_json::from_str(&crate::support::read(&json)).unwrap();
+    let (level, ode, hmc, n) = (
+        report["level_seconds"].as_f64().unwrap(),
+        report["ode"]["median"].as_f64().unwrap(),
+        report["hmc_step"]["median"].as_f64().unwrap(),
+        report["hmc_steps"].as_u64().unwrap(),
+    );
+    assert_eq!(n, 24, "the SR ×4 preset's HMC steps");
+    assert!((level - (ode + n as f64 * hmc)).abs() <= 1e-9 * level.max(1.0), "a level is ODE + N HMC steps: {report}");
+    assert!((report["latent_daps_per_image"].as_f64().unwrap() - 50.0 * level).abs() <= 1e-9 * level.max(1.0) * 50.0);
+}

@@ -25,7 +25,9 @@ enum What {
         speed: SpeedArgs,
     },
     /// Seconds per image of DPS-1000 and DAPS-1K (SR ×4, golden-fill weights), extrapolated from
-    /// timed steps, beside one forward measured in the same run (and PyTorch with --torch).
+    /// timed steps, beside one forward measured in the same run (and PyTorch with --torch). On a
+    /// latent config (ffhq256-ldm): the latent UNet beside the pixel UNet, the decoder, and a
+    /// LatentDAPS level (ODE + HMC steps through the decoder).
     Sampler {
         #[command(flatten)]
         speed: SpeedArgs,
@@ -125,8 +127,13 @@ pub fn run(a: Args) -> Result<i32> {
         }
         What::Sampler { speed: args } => {
             let opts = args.options()?;
-            let report = dipbench::with_backend!(args.network.device, |B, dev| speed::bench_sampler::<B>(&opts, &dev))?;
-            emit(report.render(), &report, args.json.as_ref())?;
+            if dipbench_models::unet::UnetConfig::by_name(&opts.config)?.is_latent() {
+                let report = dipbench::with_backend!(args.network.device, |B, dev| speed::bench_latent_sampler::<B>(&opts, &dev))?;
+                emit(report.render(), &report, args.json.as_ref())?;
+            } else {
+                let report = dipbench::with_backend!(args.network.device, |B, dev| speed::bench_sampler::<B>(&opts, &dev))?;
+                emit(report.render(), &report, args.json.as_ref())?;
+            }
         }
         What::Metrics { size, batch, timing: TimingArgs { warmup, repeats }, device, json } => {
             if batch == 0 || repeats == 0 || size == 0 {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check, in one run: correctness and speed of the CUDA build on the machine it runs on,
 # beside the official PyTorch network timed in the same run. Nothing is built here: the binary
-# comes prebuilt (`cargo build --release -p dipbench --features cuda`). About 5 minutes on an H200.
+# comes prebuilt (`cargo build --release -p dipbench --features cuda`). About 8 minutes on an H200 (run from the repository root).
 #
 #   scripts/gpu-check.sh BIN GOLDEN GUIDED_DIFFUSION OUT
 #
@@ -17,6 +17,9 @@
 #   unet_b{1,8}_{f32,bf16}.json  `bench unet`: forward and DPS step, FFHQ, with PyTorch (f32)
 #   unet_b8_f16.json             the same in f16 beside guided-diffusion's fp16 mode
 #   sampler_b{1,8}.json          `bench sampler`: DPS step, DAPS level (5 ODE forwards + Langevin)
+#   ldm_unet_b1_f32.json         `bench unet --config ffhq256-ldm` with PyTorch's LDM UNet
+#   ldm_sampler_b{1,4}.json      `bench sampler --config ffhq256-ldm`: LatentDAPS level
+#   smoke-latent/, smoke_latent_check.log   the latent smoke experiment on CUDA vs its baseline
 #   kernels/                     the autotune results and compiled kernels of this run: carry
 #                                them to the next run (DIPBENCH_KERNEL_CACHE) to skip tuning
 #   nvidia-smi.txt, env.txt      the card, driver and settings
@@ -61,6 +64,15 @@ run unet_b8_f16 150 "$BIN" bench unet --device cuda --batch 8 --precision f16 --
 for b in 1 8; do
     run "sampler_b$b" 150 "$BIN" bench sampler --device cuda --batch "$b" --warmup 2 --repeats 5 --json "$OUT/sampler_b$b.json"
 done
+# The latent prior: the LDM UNet beside PyTorch's, a LatentDAPS level (ODE + HMC through the
+# decoder) beside the pixel UNet, and the latent smoke experiment on CUDA against its CPU
+# baseline (the check's tolerances; TF32 may move the untrained tiny model's numbers).
+run ldm_unet_b1_f32 180 "$BIN" bench unet --config ffhq256-ldm --device cuda --batch 1 --warmup 2 --repeats 10 "${torch[@]}" --json "$OUT/ldm_unet_b1_f32.json"
+for b in 1 4; do
+    run "ldm_sampler_b$b" 180 "$BIN" bench sampler --config ffhq256-ldm --device cuda --batch "$b" --warmup 1 --repeats 3 --json "$OUT/ldm_sampler_b$b.json"
+done
+run smoke_latent 240 "$BIN" run experiments/smoke-latent.toml --device cuda --out "$OUT/smoke-latent" --no-progress
+run smoke_latent_check 30 "$BIN" check "$OUT/smoke-latent" --against results/baselines/smoke-latent --rel 0.05 --tol 1e-3
 
 python3 - "$OUT" << 'PY'
 import json, pathlib, sys

@@ -593,12 +593,17 @@ impl LatentSamplerReport {
             self.threads,
             self.forward.samples.len()
         ));
-        r.push_str("                                          min       median   (per call of the batch)\n");
-        r.push_str(&format!("  pixel UNet `{}` forward (baseline) {}\n", self.pixel_config, fmt_timing(&self.pixel_forward)));
-        r.push_str(&format!("  latent UNet forward             {}\n", fmt_timing(&self.forward)));
-        r.push_str(&format!("  decode (quantising)             {}\n", fmt_timing(&self.decode)));
-        r.push_str(&format!("  ẑ₀ (2 Euler ODE forwards)       {}\n", fmt_timing(&self.ode)));
-        r.push_str(&format!("  HMC step (∇ through D and A)    {}\n", fmt_timing(&self.hmc_step)));
+        r.push_str(&format!("  {:<38}     min       median   (per call of the batch)\n", ""));
+        let rows = [
+            (format!("pixel UNet `{}` forward (baseline)", self.pixel_config), &self.pixel_forward),
+            ("latent UNet forward".to_string(), &self.forward),
+            ("decode (quantising)".to_string(), &self.decode),
+            ("ẑ₀ (2 Euler ODE forwards)".to_string(), &self.ode),
+            ("HMC step (∇ through D and A)".to_string(), &self.hmc_step),
+        ];
+        for (label, t) in rows {
+            r.push_str(&format!("  {label:<38}{}\n", fmt_timing(t)));
+        }
         r.push_str(&format!(
             "  latent / pixel UNet forward: {:.3}\n  one level (ODE + {} HMC steps): {:.2} s = {:.1} pixel forwards\n",
             self.forward.median / self.pixel_forward.median,

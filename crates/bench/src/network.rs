@@ -67,8 +67,10 @@ impl std::str::FromStr for AutoencoderStep {
 }
 
 /// The VQ autoencoder of `config` from a checkpoint — a `LatentDiffusion` one (its
-/// `first_stage_model.*` part, read strictly; the rest of the file is not this network's) or
-/// the autoencoder's own state dict — or from the golden fill when `None`.
+/// `first_stage_model.*` part, read strictly; the rest of the file is not this network's) or a
+/// state dict holding exactly the autoencoder's keys (a stand-alone CompVis `VQModel` checkpoint
+/// also holds its training loss's `loss.*` keys and is refused, naming them) — or from the
+/// golden fill when `None`.
 pub fn load_autoencoder<B: NnBackend>(config: &VqConfig, checkpoint: Option<&Path>, device: &B::Device) -> Result<VqAutoencoder<B>> {
     let mut source: Box<dyn ParamSource> = match checkpoint {
         Some(p) => match MemorySource::from_pytorch(p, Some("state_dict")) {
@@ -219,18 +221,28 @@ fn check_input(req: &EvalRequest, shape: &[usize], x: &[f32]) -> Result<()> {
 
 /// Runs the request; returns a one-line summary.
 pub fn eval<B: NnBackend>(req: &EvalRequest, device: &B::Device) -> Result<String> {
+    let autoencoder = VqConfig::by_name(&req.config).ok();
+    let unet = UnetConfig::by_name(&req.config).ok();
+    if autoencoder.is_none() && unet.is_none() {
+        bail!(
+            "unknown config `{}` (UNets: {}; autoencoders: {})",
+            req.config,
+            dipbench_models::unet::config::NAMES.join(", "),
+            dipbench_models::vq::NAMES.join(", ")
+        );
+    }
     let (shape, x) = read_input(&req.input)?;
-    if let Ok(config) = VqConfig::by_name(&req.config) {
+    if let Some(config) = autoencoder {
         check_input(req, &shape, &x)?;
         return eval_autoencoder::<B>(req, &config, &shape, &x, device);
     }
+    let config = unet.expect("one of the two matched");
     if req.autoencoder.is_some() {
         bail!("--autoencoder is for autoencoder configs ({}); `{}` is a UNet", dipbench_models::vq::NAMES.join(", "), req.config);
     }
     if req.t.is_some() == req.sigma.is_some() {
         bail!("give exactly one of --t (raw network output at a timestep) or --sigma (denoiser D(x; σ))");
     }
-    let config = UnetConfig::by_name(&req.config)?;
     let want = [config.in_channels, config.image_size, config.image_size];
     if shape.len() != 4 || shape[1..] != want {
         bail!("{}: `x` has shape {shape:?}; config `{}` takes [n, {}, {}, {}]", req.input.display(), config.name, want[0], want[1], want[2]);

@@ -276,9 +276,9 @@ pub fn locate(w: &KnownWeights, dir: &Path) -> Result<PathBuf> {
         match (w.aliases.is_empty(), w.archive) {
             (true, None) => String::new(),
             (false, None) => format!(" (or {})", w.aliases.join(", ")),
-            (_, Some(a)) => format!(
-                " (or {}; it is `{}` in the published {}, which `weights fetch` unpacks when it finds it there)",
-                w.aliases.join(", "),
+            (no_alias, Some(a)) => format!(
+                " ({}it is `{}` in the published {}, which `weights fetch` unpacks when it finds it there)",
+                if no_alias { String::new() } else { format!("or {}; ", w.aliases.join(", ")) },
                 a.member,
                 a.file
             ),
@@ -485,9 +485,10 @@ pub fn fetch_from(
     };
     let zip_path = dir.join(archive.file);
     let fetched = if zip_path.is_file() {
-        // Downloaded before (or by hand) and not unpacked yet.
+        // Downloaded before (or by hand) and not unpacked yet; the sha256 reported is the
+        // checkpoint's, computed once it is unpacked.
         let origin = crate::download::Origin::Url(format!("file://{}", zip_path.display()));
-        crate::download::Fetched { path: zip_path.clone(), sha256: sha256(&zip_path)?, origin, failed: vec![], resumed_bytes: 0 }
+        crate::download::Fetched { path: zip_path.clone(), sha256: String::new(), origin, failed: vec![], resumed_bytes: 0 }
     } else {
         let content = |p: &Path| {
             check_size(w, p)?;
@@ -530,31 +531,62 @@ fn archive_member(path: &Path, member: &str) -> Result<String> {
 }
 
 /// Unpacks `member` of archive `zip_path` to `dest` once its keys and shapes are those of
-/// `config` (written beside `dest` first, renamed only then). An archive whose member is not the
-/// checkpoint is removed, so that the next fetch downloads it again.
+/// `config` (written beside `dest` first, renamed only then). An archive that cannot be unpacked
+/// (not a zip, no such member, a damaged entry) or whose member is not the checkpoint is removed,
+/// so that the next fetch downloads it again; only a failure to write the folder keeps it.
 fn unpack(zip_path: &Path, member: &str, dest: &Path, config: &str) -> Result<()> {
-    let name = archive_member(zip_path, member)?;
+    let name = match archive_member(zip_path, member) {
+        Ok(name) => name,
+        Err(e) => {
+            let _ = std::fs::remove_file(zip_path);
+            return Err(e.context(format!("{} was removed", zip_path.display())));
+        }
+    };
     let mut tmp = dest.as_os_str().to_owned();
     tmp.push(".unpacking");
     let tmp = PathBuf::from(tmp);
-    let copied = (|| -> Result<()> {
+    // Reading the archive (a damaged entry fails its CRC here) and writing the folder are told
+    // apart: only a bad archive is removed.
+    let copied = (|| -> Result<std::result::Result<(), std::io::Error>> {
         let mut zip = zip::ZipArchive::new(std::fs::File::open(zip_path)?)?;
         let mut entry = zip.by_name(&name)?;
-        let mut out = std::fs::File::create(&tmp)?;
-        std::io::copy(&mut entry, &mut out)?;
-        out.sync_all()?;
-        Ok(())
+        let mut out = match std::fs::File::create(&tmp) {
+            Ok(f) => f,
+            Err(e) => return Ok(Err(e)),
+        };
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = std::io::Read::read(&mut entry, &mut buf)?;
+            if n == 0 {
+                break;
+            }
+            if let Err(e) = std::io::Write::write_all(&mut out, &buf[..n]) {
+                return Ok(Err(e));
+            }
+        }
+        Ok(out.sync_all())
     })();
-    if let Err(e) = copied {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e.context(format!("cannot unpack `{name}` of {} to {}", zip_path.display(), tmp.display())));
+    match copied {
+        Ok(Ok(())) => {}
+        Ok(Err(write)) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(anyhow::Error::new(write).context(format!("cannot write {}", tmp.display())));
+        }
+        Err(read) => {
+            let _ = std::fs::remove_file(&tmp);
+            let _ = std::fs::remove_file(zip_path);
+            return Err(read.context(format!("cannot unpack `{name}` of {}: a damaged archive, removed", zip_path.display())));
+        }
     }
     if let Err(e) = check_content(&tmp, config) {
         let _ = std::fs::remove_file(&tmp);
         let _ = std::fs::remove_file(zip_path);
         return Err(e.context(format!("`{name}` of {} is not the expected checkpoint; the archive was removed", zip_path.display())));
     }
-    std::fs::rename(&tmp, dest).with_context(|| format!("cannot move {} to {}", tmp.display(), dest.display()))
+    std::fs::rename(&tmp, dest).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        anyhow::Error::new(e).context(format!("cannot move {} to {}", tmp.display(), dest.display()))
+    })
 }
 
 /// The `dipbench weights` listing.

@@ -199,6 +199,17 @@ fn image_side(model: &UnetConfig) -> usize {
     }
 }
 
+/// Refuses a checkpoint of the registry (`dipbench weights`) made for another network than
+/// `model` (a file path is checked when it is read).
+fn check_checkpoint_config(key: &str, checkpoint: Option<&str>, model: &str) -> Result<()> {
+    if let Some(w) = checkpoint.and_then(|c| crate::weights::known(c).ok())
+        && w.config != model
+    {
+        bail!("{key} = `{}` is a checkpoint of `{}`, but the prior is `{model}`", w.name, w.config);
+    }
+    Ok(())
+}
+
 /// Checks that `config` (named `name` at `key`) gives images of `side`.
 fn check_side(key: &str, name: &str, config: &UnetConfig, side: usize) -> Result<()> {
     let own = image_side(config);
@@ -290,6 +301,7 @@ impl ImageExperiment {
 
     /// The experiment's priors and each method's (the fields of the same names).
     fn priors(grid: &ImageGrid, model: &UnetConfig, methods: &[Method]) -> Result<(Vec<PriorSpec>, Vec<usize>)> {
+        check_checkpoint_config("key `image.checkpoint`", grid.checkpoint.as_deref(), &grid.model)?;
         let mut priors = vec![PriorSpec { model: grid.model.clone(), config: model.clone(), checkpoint: grid.checkpoint.clone() }];
         let mut method_prior = vec![];
         for m in methods {
@@ -314,6 +326,7 @@ impl ImageExperiment {
                 ),
                 _ => {}
             }
+            check_checkpoint_config(&format!("method `{}`: key `checkpoint`", m.label), m.checkpoint.as_deref(), name)?;
             let at = priors.iter().position(|p| p.model == *name && p.checkpoint == m.checkpoint).unwrap_or_else(|| {
                 priors.push(PriorSpec { model: name.clone(), config, checkpoint: m.checkpoint.clone() });
                 priors.len() - 1

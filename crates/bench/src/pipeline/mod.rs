@@ -72,8 +72,9 @@ pub trait Benchmark: Sync {
         1
     }
 
-    /// Prepares a worker on `device`.
-    fn prepare<B: NnAutodiffBackend>(&self, device: &B::Device, opts: &RunOptions) -> Result<Self::Worker<B>>;
+    /// Prepares a worker on `device` for `pending`, the jobs this run will give the workers (a
+    /// benchmark loads only what they need).
+    fn prepare<B: NnAutodiffBackend>(&self, device: &B::Device, opts: &RunOptions, pending: &[Self::Job]) -> Result<Self::Worker<B>>;
 
     /// Runs a batch of jobs (sharing a batch key) and returns one output per job, in order.
     fn run_batch<B: NnAutodiffBackend>(&self, worker: &Self::Worker<B>, jobs: &[Self::Job], device: &B::Device) -> Result<Vec<JobOutput<Self::Row>>>;

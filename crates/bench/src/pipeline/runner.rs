@@ -105,7 +105,8 @@ where
     tracing::info!(total = mine, skipped, out = %out.display(), "running {}", experiment.header.name);
     if !batches.is_empty() {
         super::machine::record(out, opts)?;
-        let workers: Vec<K::Worker<B>> = devices.iter().map(|d| bench.prepare::<B>(d, opts)).collect::<Result<_>>()?;
+        let pending: Vec<K::Job> = batches.iter().flatten().cloned().collect();
+        let workers: Vec<K::Worker<B>> = devices.iter().map(|d| bench.prepare::<B>(d, opts, &pending)).collect::<Result<_>>()?;
         run_pool(&batches, mine, skipped, opts, |worker, batch| {
             let k = worker % devices.len();
             let outputs = bench.run_batch::<B>(&workers[k], batch, &devices[k])?;

@@ -43,7 +43,14 @@ fn a_method_on_its_own_prior_gives_the_rows_of_that_prior_alone() {
     let (mixed_rows, alone_rows) = (rows(&mixed, &dir.join("mixed")), rows(&alone, &dir.join("alone")));
     let of = |rows: &[ImageRow], label: &str| rows.iter().filter(|r| r.method == label).cloned().collect::<Vec<_>>();
     let (cin, cin_alone, plain) = (of(&mixed_rows, "DPS-cin"), of(&alone_rows, "DPS-cin"), of(&mixed_rows, "DPS"));
-    assert_eq!(cin.len(), 2);
+    assert_eq!((cin.len(), cin_alone.len(), plain.len()), (2, 2, 2), "two images per method");
+    // The method on the experiment's own prior keeps the fingerprint and rows it has without the
+    // other method.
+    let only = write(&dir, "only", "tiny16-ldm", &dps("DPS", None));
+    let only_rows = rows(&only, &dir.join("only"));
+    for (a, b) in plain.iter().zip(&only_rows) {
+        assert_eq!((&a.config, &a.metrics), (&b.config, &b.metrics), "{}: DPS beside a method on another prior", a.image);
+    }
     for (a, b) in cin.iter().zip(&cin_alone) {
         assert_eq!(a.config, b.config, "{}: the same prior and settings give the same fingerprint", a.image);
         assert_eq!(a.metrics, b.metrics, "{}: the rows of the prior alone", a.image);
@@ -75,6 +82,13 @@ fn method_priors_that_cannot_share_a_table_are_refused_naming_the_key() {
         let err = format!("{:#}", Experiment::load(&write(&dir, name, model, methods)).unwrap_err());
         assert!(err.contains(want), "{name}: {err}");
     }
+    // A registry checkpoint of another network.
+    let text = std::fs::read_to_string(write(&dir, "other-net", "tiny16-ldm", &dps("A", Some("tiny16-cin"))))
+        .unwrap()
+        .replace("model = \"tiny16-ldm\"", "model = \"tiny16-ldm\"\ncheckpoint = \"ffhq256-ldm\"");
+    std::fs::write(dir.join("other-net.toml"), text).unwrap();
+    let err = format!("{:#}", Experiment::load(&dir.join("other-net.toml")).unwrap_err());
+    assert!(err.contains("key `image.checkpoint` = `ffhq256-ldm` is a checkpoint of `ffhq256-ldm`, but the prior is `tiny16-ldm`"), "{err}");
     // Trained weights beside untrained ones (the main prior has no checkpoint).
     let text = std::fs::read_to_string(write(&dir, "mixed-weights", "tiny16-ldm", &dps("A", Some("tiny16-cin"))))
         .unwrap()
@@ -90,4 +104,38 @@ fn method_priors_that_cannot_share_a_table_are_refused_naming_the_key() {
     std::fs::write(dir.join("missing-weights.toml"), text).unwrap();
     let err = format!("{:#}", Experiment::load(&dir.join("missing-weights.toml")).unwrap_err());
     assert!(err.contains("key `checkpoint` is required"), "{err}");
+}
+
+/// A worker loads only the priors its pending jobs sample with: a method whose checkpoint is
+/// missing or wrong stops nothing else, and is named when its jobs are pending.
+#[test]
+fn only_the_priors_of_pending_jobs_are_looked_up_and_loaded() {
+    use dipbench::pipeline::Benchmark;
+    let dir = temp_dir("method-priors-lazy");
+    let tiny = dipbench_tests::golden_dir().join("latent/ldm_tiny.pt");
+    let methods = format!("{}{}\ncheckpoint = \"{}\"\n", dps("DPS", None), dps("DPS-cin", Some("tiny16-cin")).trim_end(), tiny.display());
+    let path = write(&dir, "lazy", "tiny16-ldm", &methods);
+    let text =
+        std::fs::read_to_string(&path).unwrap().replace("model = \"tiny16-ldm\"", &format!("model = \"tiny16-ldm\"\ncheckpoint = \"{}\"", tiny.display()));
+    std::fs::write(&path, &text).unwrap();
+    let exp = Experiment::load(&path).unwrap();
+    let dipbench::experiment::Kind::Image(img) = &exp.kind else { panic!("an image experiment") };
+    let bench = dipbench::benchmarks::image::ImageBenchmark::for_run(&exp, img, None).unwrap();
+    let opts = RunOptions { progress: false, jobs: Some(1), shard: None, dataset: None };
+    let jobs = bench.jobs().unwrap();
+    let plain: Vec<_> = jobs.iter().filter(|j| j.label == "DPS").cloned().collect();
+    // The tiny plain checkpoint is not a cross-attention UNet's: loading it for DPS-cin fails.
+    assert!(bench.prepare::<B>(&Default::default(), &opts, &plain).is_ok(), "DPS's jobs alone do not load DPS-cin's prior");
+    let err = format!("{:#}", bench.prepare::<B>(&Default::default(), &opts, &jobs).err().expect("DPS-cin's prior cannot load"));
+    assert!(err.contains("missing key") && err.contains("tiny16-cin"), "{err}");
+    // A missing file is named with the methods that need it, before anything is loaded.
+    let missing = text.replacen(&format!("checkpoint = \"{}\"\n\n", tiny.display()), "checkpoint = \"no-such-ldm.pt\"\n\n", 1);
+    assert_ne!(missing, text, "the method's checkpoint line was replaced");
+    std::fs::write(&path, &missing).unwrap();
+    let exp = Experiment::load(&path).unwrap();
+    let dipbench::experiment::Kind::Image(img) = &exp.kind else { panic!("an image experiment") };
+    let bench = dipbench::benchmarks::image::ImageBenchmark::for_run(&exp, img, None).unwrap();
+    assert!(bench.prepare::<B>(&Default::default(), &opts, &plain).is_ok(), "DPS's jobs alone do not look DPS-cin's checkpoint up");
+    let err = format!("{:#}", bench.prepare::<B>(&Default::default(), &opts, &jobs).err().expect("a missing checkpoint is an error"));
+    assert!(err.contains("no-such-ldm.pt") && err.contains("which DPS-cin sample with"), "{err}");
 }

@@ -251,6 +251,10 @@ fn bench_sampler_on_a_latent_config_reports_a_latent_daps_level_beside_the_pixel
         report["hmc_steps"].as_u64().unwrap(),
     );
     assert_eq!(n, 24, "the SR ×4 preset's HMC steps");
+    for key in ["pixel_forward", "forward", "decode", "ode", "hmc_step"] {
+        let t = report[key]["median"].as_f64().unwrap();
+        assert!(t > 0.0 && t.is_finite(), "{key} was timed: {t}");
+    }
     assert!((level - (ode + n as f64 * hmc)).abs() <= 1e-9 * level.max(1.0), "a level is ODE + N HMC steps: {report}");
     assert!((report["latent_daps_per_image"].as_f64().unwrap() - 50.0 * level).abs() <= 1e-9 * level.max(1.0) * 50.0);
 }

@@ -643,6 +643,22 @@ fn weights_fetch_unpacks_a_checkpoint_published_in_a_zip_archive() {
     left.sort();
     assert_eq!(left, ["ldm_tiny.pt", "ldm_tiny.pt.sha256"], "the archive is removed after unpacking");
 
+    // An archive put in the folder by hand is unpacked without a download; a damaged one is
+    // removed (so the next fetch downloads it again), leaving nothing.
+    let by_hand = temp_dir("fetch-archive-by-hand");
+    std::fs::write(by_hand.join("ldm.zip"), zip_of(&[("ldm/model.ckpt", &ckpt)])).unwrap();
+    let (got, _) = dipbench::weights::fetch_from(w, &by_hand, &[], &quick(), &mut |_, _| {}).unwrap();
+    assert_eq!(std::fs::read(&got.path).unwrap(), ckpt, "the member in a folder of the archive");
+    assert!(!by_hand.join("ldm.zip").exists());
+    let damaged = temp_dir("fetch-archive-damaged");
+    let mut bytes = zip_of(&[("model.ckpt", &ckpt)]);
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(damaged.join("ldm.zip"), bytes).unwrap();
+    let err = format!("{:#}", dipbench::weights::fetch_from(w, &damaged, &[], &quick(), &mut |_, _| {}).unwrap_err());
+    assert!(err.contains("damaged archive, removed"), "{err}");
+    assert_eq!(std::fs::read_dir(&damaged).unwrap().count(), 0, "nothing may be left in the folder");
+
     for (bad, why) in [("empty", "holds no `model.ckpt`"), ("wrong", "not the expected checkpoint")] {
         let dir = temp_dir(&format!("fetch-archive-{bad}"));
         let origins = [Origin::Url(format!("{}/{bad}/ldm.zip", server.base))];

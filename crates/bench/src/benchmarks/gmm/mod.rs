@@ -327,7 +327,7 @@ impl Benchmark for GmmBenchmark<'_> {
         (job.d * job.budget.steps * 16 + job.d_y) as u64
     }
 
-    fn prepare<B: NnAutodiffBackend>(&self, _device: &B::Device, _opts: &RunOptions) -> Result<()> {
+    fn prepare<B: NnAutodiffBackend>(&self, _device: &B::Device, _opts: &RunOptions, _pending: &[GmmJob]) -> Result<()> {
         Ok(())
     }
 

@@ -18,7 +18,7 @@
 
 pub mod table;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -240,6 +240,9 @@ pub fn fingerprint(exp: &Experiment, img: &ImageExperiment, job: &ImageJob) -> S
     );
     let text = match g.precision {
         dipbench_nn::layers::Precision::F32 => text,
+        // A latent prior's autoencoder has run in mixed precision too since the autocast
+        // convolutions came in: its earlier half-precision results are not these.
+        p if prior.config.is_latent() => format!("{text}|precision {}|vq autocast", format!("{p:?}").to_lowercase()),
         p => format!("{text}|precision {}", format!("{p:?}").to_lowercase()),
     };
     let text = format!("{text}|noise v{}", dipbench_operators::noise::NOISE_VERSION);
@@ -286,10 +289,10 @@ impl<B: NnAutodiffBackend> LoadedPrior<B> {
     }
 }
 
-/// What a worker keeps: the experiment's priors (in the order of [`ImageExperiment::priors`]),
-/// the images, the LPIPS networks.
+/// What a worker keeps: the experiment's priors (in the order of [`ImageExperiment::priors`];
+/// `None` for one no pending job uses), the images, the LPIPS networks.
 pub struct ImageWorker<B: NnAutodiffBackend> {
-    priors: Vec<LoadedPrior<B>>,
+    priors: Vec<Option<LoadedPrior<B>>>,
     images: Vec<(String, Vec<f32>)>,
     lpips: Vec<(Metric, dipbench_metrics::Lpips<B::InnerBackend>)>,
 }
@@ -477,18 +480,27 @@ impl Benchmark for ImageBenchmark<'_> {
         format!("{} {} {}", job.task, job.label, job.image_name)
     }
 
-    /// Loads the priors (each from its checkpoint, or the golden fill when none is given), the
-    /// images and the metric networks. Every checkpoint is looked up before any is read, so a
-    /// missing one is named before minutes go into loading the others.
-    fn prepare<B: NnAutodiffBackend>(&self, device: &B::Device, _opts: &RunOptions) -> Result<ImageWorker<B>> {
+    /// Loads the priors the pending jobs sample with (each from its checkpoint, or the golden
+    /// fill when none is given), the images and the metric networks. Every needed checkpoint is
+    /// looked up before any is read, so a missing one is named before minutes go into loading
+    /// the others; a prior no pending job uses is neither looked up nor loaded.
+    fn prepare<B: NnAutodiffBackend>(&self, device: &B::Device, _opts: &RunOptions, pending: &[ImageJob]) -> Result<ImageWorker<B>> {
         let grid = &self.img.grid;
         let source = self.source.as_ref().context("the images are not available")?;
-        for spec in &self.img.priors {
+        let needed: BTreeSet<usize> = pending.iter().map(|j| self.img.method_prior[j.method]).collect();
+        for &p in &needed {
+            let spec = &self.img.priors[p];
             if let Some(c) = &spec.checkpoint {
-                crate::weights::resolve_checkpoint(c).with_context(|| format!("the checkpoint of prior `{}`", spec.model))?;
+                let methods: Vec<&str> =
+                    self.exp.methods.iter().enumerate().filter(|(i, _)| self.img.method_prior[*i] == p).map(|(_, m)| m.label.as_str()).collect();
+                crate::weights::resolve_checkpoint(c).with_context(|| {
+                    format!("the checkpoint of prior `{}`, which {} sample with (without it, remove them from the experiment)", spec.model, methods.join(", "))
+                })?;
             }
         }
-        let priors = self.img.priors.iter().map(|spec| LoadedPrior::load(spec, grid.precision, device)).collect::<Result<Vec<_>>>()?;
+        let priors = (0..self.img.priors.len())
+            .map(|p| needed.contains(&p).then(|| LoadedPrior::load(&self.img.priors[p], grid.precision, device)).transpose())
+            .collect::<Result<Vec<_>>>()?;
         let mut lpips = vec![];
         for m in &grid.metrics {
             if let Metric::Lpips(v) = m {
@@ -521,7 +533,8 @@ impl Benchmark for ImageBenchmark<'_> {
         }
         let op = op.expect("a batch has a job");
         let sampler = cfg.build::<B>(None)?;
-        let loaded = &worker.priors[self.img.method_prior[first.method]];
+        let loaded =
+            worker.priors[self.img.method_prior[first.method]].as_ref().context("the prior of a job that was not pending when the worker was prepared")?;
         let prior: &dyn Prior<B> = if sampler.differentiates_prior() { loaded.model.taped() } else { &loaded.tape_free };
         // On a latent prior the sampler sees A∘D on latents.
         let latent_op;

@@ -102,6 +102,11 @@ pub struct NetworkArgs {
 
 /// Help text listing the UNet configurations.
 pub fn config_help() -> String {
+    format!("Network config: {}", dipbench::registry::unet_configs().join(", "))
+}
+
+/// The help of `model eval --config`: the UNets and the autoencoders.
+pub fn eval_config_help() -> String {
     format!(
         "Network config: {} (UNets); {} (autoencoders, with --autoencoder)",
         dipbench::registry::unet_configs().join(", "),

@@ -8,7 +8,7 @@ use dipbench::backend::DeviceKind;
 use dipbench::network;
 
 use super::say;
-use crate::args::{NetworkArgs, config_help};
+use crate::args::{NetworkArgs, eval_config_help};
 
 /// Arguments of `dipbench model`.
 #[derive(clap::Args, Debug)]
@@ -37,7 +37,7 @@ enum Action {
     /// Evaluate a network on `x` of a safetensors file: a UNet's raw output at --t or D(x; σ) at
     /// --sigma; an autoencoder's map named by --autoencoder.
     Eval {
-        #[arg(long, help = config_help())]
+        #[arg(long, help = eval_config_help())]
         config: String,
         /// Checkpoint (.pt or .safetensors).
         #[arg(long, conflicts_with = "golden_fill")]

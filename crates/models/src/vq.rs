@@ -19,9 +19,9 @@
 
 use burn::prelude::*;
 use burn::tensor::FloatDType;
-use burn::tensor::activation::softmax;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+use dipbench_nn::ops::softmax_last;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ModelError;
@@ -178,7 +178,7 @@ impl<B: NnBackend> AttnBlock<B> {
         let v = self.v.forward_autocast(h).reshape([n, c, t]);
         dipbench_nn::layers::count_macs(2 * n * c * t * t);
         // w[b, i, j] = Σ_c q[b, c, i]·k[b, c, j]·C^−½, softmax over j.
-        let w = softmax(q.swap_dims(1, 2).matmul(k).mul_scalar(1.0 / (c as f64).sqrt()), 2);
+        let w = softmax_last(q.swap_dims(1, 2).matmul(k).mul_scalar(1.0 / (c as f64).sqrt()));
         // a[b, c, i] = Σ_j v[b, c, j]·w[b, i, j].
         let a = v.matmul(w.swap_dims(1, 2)).reshape([n, c, hh, ww]);
         x + self.proj_out.forward_autocast(a)

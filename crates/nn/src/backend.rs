@@ -118,6 +118,40 @@ pub trait NnBackend: Backend {
         let (dx, affine) = group_norm_act_backward_composed::<Self>(float(x), float(a), float(b), float(stats), float(grad), groups, silu, affine_grads);
         (prim(dx), affine.map(|(da, db)| (prim(da), prim(db))))
     }
+
+    /// Softmax over the last dimension of x (any rank): y = e^{x − max}/Σ e^{x − max} per row
+    /// (torch `softmax(x, dim=-1)`).
+    fn softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        softmax_last_composed::<Self>(x)
+    }
+
+    /// The gradient of [`NnBackend::softmax_last`] from its output y and ∂L/∂y:
+    /// ∂x = y ⊙ (∂y − Σ_last ∂y ⊙ y).
+    fn softmax_last_backward(y: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        softmax_last_backward_composed::<Self>(y, grad)
+    }
+}
+
+/// `x` as rows of its last dimension `[rows, len]`, with its shape.
+fn last_dim_rows<B: Backend>(x: FloatTensor<B>) -> (Tensor<B, 2>, Shape) {
+    let shape = x.shape();
+    let len = shape[shape.num_dims() - 1];
+    let rows = shape.num_elements() / len.max(1);
+    (float::<B, 2>(B::float_reshape(x, Shape::new([rows, len]))), shape)
+}
+
+/// [`NnBackend::softmax_last`] with burn's operations.
+pub fn softmax_last_composed<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
+    let (x, shape) = last_dim_rows::<B>(x);
+    B::float_reshape(prim(burn::tensor::activation::softmax(x, 1)), shape)
+}
+
+/// [`NnBackend::softmax_last_backward`] with burn's operations.
+pub fn softmax_last_backward_composed<B: Backend>(y: FloatTensor<B>, grad: FloatTensor<B>) -> FloatTensor<B> {
+    let (y, shape) = last_dim_rows::<B>(y);
+    let (g, _) = last_dim_rows::<B>(grad);
+    let dot = (g.clone() * y.clone()).sum_dim(1);
+    B::float_reshape(prim(y * (g - dot)), shape)
 }
 
 fn float<B: Backend, const D: usize>(t: FloatTensor<B>) -> Tensor<B, D> {
@@ -309,6 +343,24 @@ impl NnBackend for Flex {
             group_norm::backward(&f32_values(&x), &f32_values(&a), &f32_values(&b), &f32_values(&stats), &f32_values(&grad), &shape, silu, affine_grads);
         (flex_tensor(dx, [n, c, h, w]), affine.map(|(da, db)| (flex_tensor(da, [n, c]), flex_tensor(db, [n, c]))))
     }
+
+    fn softmax_last(x: FlexTensor) -> FlexTensor {
+        let shape = x.shape();
+        let len = shape[shape.num_dims() - 1];
+        if !Self::fused(x.dtype()) || len == 0 {
+            return softmax_last_composed::<Self>(x);
+        }
+        flex_tensor(crate::cpu::softmax::forward(&f32_values(&x), len), shape)
+    }
+
+    fn softmax_last_backward(y: FlexTensor, grad: FlexTensor) -> FlexTensor {
+        let shape = y.shape();
+        let len = shape[shape.num_dims() - 1];
+        if !Self::fused(y.dtype()) || !Self::fused(grad.dtype()) || len == 0 {
+            return softmax_last_backward_composed::<Self>(y, grad);
+        }
+        flex_tensor(crate::cpu::softmax::backward(&f32_values(&y), &f32_values(&grad), len), shape)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -380,6 +432,22 @@ impl<B: NnBackend> Backward<B, 3> for GroupNormActBackward {
     }
 }
 
+#[derive(Debug)]
+struct SoftmaxLastBackward;
+
+impl<B: NnBackend> Backward<B, 1> for SoftmaxLastBackward {
+    /// The output y.
+    type State = FloatTensor<B>;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [node_x] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        if let Some(node) = node_x {
+            grads.register::<B>(node.id, B::softmax_last_backward(ops.state, grad));
+        }
+    }
+}
+
 impl<B: NnBackend, C: CheckpointStrategy> NnBackend for Autodiff<B, C> {
     fn fused(dtype: DType) -> bool {
         B::fused(dtype)
@@ -433,6 +501,16 @@ impl<B: NnBackend, C: CheckpointStrategy> NnBackend for Autodiff<B, C> {
             OpsKind::UnTracked(prep) => prep.finish(y),
         };
         (y, stats_out)
+    }
+
+    fn softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        match SoftmaxLastBackward.prepare::<C>([x.node.clone()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let y = B::softmax_last(x.primitive);
+                prep.finish(y.clone(), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::softmax_last(x.primitive)),
+        }
     }
 }
 

@@ -18,3 +18,10 @@ pub fn group_norm_act<B: NnBackend>(x: Tensor<B, 4>, a: Tensor<B, 2>, b: Tensor<
     let (y, _) = B::group_norm_act(x.into_primitive().tensor(), a.into_primitive().tensor(), b.into_primitive().tensor(), groups, eps, silu);
     Tensor::from_primitive(TensorPrimitive::Float(y))
 }
+
+/// Softmax over the last dimension (torch `softmax(x, dim=-1)`): y = e^{x − max}/Σ e^{x − max}
+/// per row, a fused kernel with its own gradient where the backend has one
+/// ([`crate::cpu::softmax`] on the CPU), burn's `softmax` elsewhere.
+pub fn softmax_last<B: NnBackend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(B::softmax_last(x.into_primitive().tensor())))
+}

@@ -2,9 +2,10 @@
 //! conditioning and optional resampling, and the legacy-order multi-head attention block.
 
 use burn::prelude::*;
-use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::activation::gelu;
 use burn::tensor::module::{avg_pool2d, interpolate};
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+use dipbench_nn::ops::softmax_last;
 
 use burn::tensor::FloatDType;
 
@@ -196,7 +197,7 @@ impl<B: NnBackend> AttentionBlock<B> {
         dipbench_nn::layers::count_macs(2 * n * c * t * t);
         // weight[b, t, s] = Σ_c q[b, c, t]·k[b, c, s]; softmax over s.
         let logits = q.swap_dims(1, 2).matmul(k);
-        let weight = cast_like(softmax(logits.clone().cast(FloatDType::F32), 2), &logits);
+        let weight = cast_like(softmax_last(logits.clone().cast(FloatDType::F32)), &logits);
         // a[b, c, t] = Σ_s weight[b, t, s]·v[b, c, s].
         let a = v.matmul(weight.swap_dims(1, 2)).reshape([n, c, t]);
         x + self.proj_out.forward(a).reshape([n, c, hh, ww])
@@ -291,7 +292,9 @@ impl<B: Backend> CrossAttention<B> {
     fn map<C: Backend>(self, m: &impl WeightMap<B, C>) -> CrossAttention<C> {
         CrossAttention { to_q: self.to_q.map(m), to_k: self.to_k.map(m), to_v: self.to_v.map(m), to_out: self.to_out.map(m), heads: self.heads }
     }
+}
 
+impl<B: NnBackend> CrossAttention<B> {
     /// `x` `[n, t, c]`, `context` `[n, s, c_ctx]`.
     fn forward(&self, x: Tensor<B, 3>, context: Tensor<B, 3>) -> Tensor<B, 3> {
         let [n, t, c] = x.dims();
@@ -302,7 +305,7 @@ impl<B: Backend> CrossAttention<B> {
         let k = split(self.to_k.forward(context.clone()), s);
         let v = split(self.to_v.forward(context), s);
         dipbench_nn::layers::count_macs(2 * n * h * t * s * d);
-        let w = softmax(q.matmul(k.swap_dims(1, 2)).mul_scalar(1.0 / (d as f64).sqrt()), 2);
+        let w = softmax_last(q.matmul(k.swap_dims(1, 2)).mul_scalar(1.0 / (d as f64).sqrt()));
         let a = w.matmul(v).reshape([n, h, t, d]).swap_dims(1, 2).reshape([n, t, c]);
         self.to_out.forward(a)
     }

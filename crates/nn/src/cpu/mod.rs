@@ -5,6 +5,7 @@ pub mod conv;
 pub mod group_norm;
 pub mod math;
 pub mod random;
+pub mod softmax;
 pub mod winograd;
 
 use conv::{Direction, SameConv};

@@ -61,7 +61,7 @@ simd_fn! {
 
 /// Softmax over rows of `len` values of `x` (row-major).
 pub fn forward(x: &[f32], len: usize) -> Vec<f32> {
-    assert!(len > 0 && x.len() % len == 0, "rows of {len} values");
+    assert!(len > 0 && x.len().is_multiple_of(len), "rows of {len} values");
     let mut y = vec![0f32; x.len()];
     let chunk = rows_per_task(len) * len;
     y.par_chunks_mut(chunk).zip(x.par_chunks(chunk)).for_each(|(yc, xc)| {
@@ -74,7 +74,7 @@ pub fn forward(x: &[f32], len: usize) -> Vec<f32> {
 
 /// The gradient of [`forward`] with respect to x, from its output `y` and `grad` = ∂L/∂y.
 pub fn backward(y: &[f32], grad: &[f32], len: usize) -> Vec<f32> {
-    assert!(len > 0 && y.len() % len == 0 && grad.len() == y.len(), "rows of {len} values");
+    assert!(len > 0 && y.len().is_multiple_of(len) && grad.len() == y.len(), "rows of {len} values");
     let mut dx = vec![0f32; y.len()];
     let chunk = rows_per_task(len) * len;
     dx.par_chunks_mut(chunk).zip(y.par_chunks(chunk)).zip(grad.par_chunks(chunk)).for_each(|((dc, yc), gc)| {

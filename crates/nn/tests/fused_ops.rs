@@ -101,9 +101,11 @@ fn fused_softmax_and_its_gradient_equal_burns_softmax() {
     // saturated rows (logits ±60) the gradient entries are much smaller than |∂y| and the error is
     // judged relative to the largest of them: 1e-4 (measured 1.8e-5 there).
     let device = Default::default();
-    for (rows, len, scale) in [(3, 1, 1.0), (5, 7, 3.0), (4, 64, 60.0), (2, 1024, 10.0)] {
-        let x = values::<A, 3>([1, rows, len], 5, &device).mul_scalar(scale);
-        let probe = values::<A, 3>([1, rows, len], 6, &device);
+    for (rows, len, scale, transposed) in [(3, 1, 1.0, false), (5, 7, 3.0, true), (4, 64, 60.0, false), (2, 1024, 10.0, true)] {
+        // A transposed view (as the attention's gradient arrives) as well as contiguous rows.
+        let x = if transposed { values::<A, 3>([1, len, rows], 5, &device).swap_dims(1, 2) } else { values::<A, 3>([1, rows, len], 5, &device) };
+        let x = x.mul_scalar(scale);
+        let probe = values::<A, 3>([1, len, rows], 50_000, &device).swap_dims(1, 2);
         let xf = x.clone().require_grad();
         let yf = dipbench_nn::ops::softmax_last(xf.clone());
         let gf = xf.grad(&(yf.clone() * probe.clone()).sum().backward()).unwrap();
@@ -115,4 +117,14 @@ fn fused_softmax_and_its_gradient_equal_burns_softmax() {
         let ey = rel_err(yf.inner(), yr.inner());
         assert!(ey <= 1e-6 && eg <= 1e-4, "rows {rows} × {len}, scale {scale}: value {ey:.2e}, gradient {eg:.2e}");
     }
+}
+
+#[test]
+fn the_cpu_backend_runs_its_own_softmax_kernel() {
+    // Bit for bit the kernel's output: the fused path is taken, not burn's softmax.
+    let device = Default::default();
+    let x = values::<Flex, 2>([3, 40], 9, &device).mul_scalar(7.0);
+    let host: Vec<f32> = x.clone().into_data().to_vec().unwrap();
+    let fused: Vec<f32> = dipbench_nn::ops::softmax_last(x).into_data().to_vec().unwrap();
+    assert_eq!(fused, dipbench_nn::cpu::softmax::forward(&host, 40));
 }

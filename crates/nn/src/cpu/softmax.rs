@@ -41,8 +41,11 @@ simd_fn! {
             }
         }
         let m = x[full..].iter().chain(&lanes).fold(f32::NEG_INFINITY, |a, &v| a.max(v));
+        // exp clamps its argument at −87.33 (e^x stays a normal float); below that the weight is
+        // 0, as e^{x − m} rounds to in float32 (a masked −∞ logit included).
         for (o, &v) in y.iter_mut().zip(x) {
-            *o = exp(v - m);
+            let d = v - m;
+            *o = if d < -87.33 { 0.0 } else { exp(d) };
         }
         let sum = lane_sum(y.len(), |i| y[i]);
         y.iter_mut().for_each(|o| *o /= sum);
@@ -87,8 +90,16 @@ pub fn backward(y: &[f32], grad: &[f32], len: usize) -> Vec<f32> {
 
 #[cfg(test)]
 mod tests {
-    /// Against f64 arithmetic on rows with large and tiny logits: within 1e-6 absolute (the
-    /// exp's 2 ulp and the float32 sum of a row), and rows summing to 1.
+    /// A −∞ logit (a masked position) and one 100 below the row's maximum weigh exactly 0.
+    #[test]
+    fn masked_and_far_logits_weigh_zero() {
+        let y = super::forward(&[0.0, f32::NEG_INFINITY, -100.0, 1.0], 4);
+        assert_eq!((y[1], y[2]), (0.0, 0.0));
+        assert!((y[0] + y[3] - 1.0).abs() <= 1e-7 && y[3] > y[0]);
+    }
+
+    /// Against f64 arithmetic on rows with large and tiny logits: within 1e-6 of the row's
+    /// largest weight (the exp's 2 ulp and the float32 sum of a row), and rows summing to 1.
     #[test]
     fn softmax_matches_f64_and_rows_sum_to_one() {
         let len = 37;
@@ -97,9 +108,10 @@ mod tests {
         for (r, (xr, yr)) in x.chunks(len).zip(y.chunks(len)).enumerate() {
             let m = xr.iter().fold(f64::NEG_INFINITY, |a, &v| a.max(f64::from(v)));
             let s: f64 = xr.iter().map(|&v| (f64::from(v) - m).exp()).sum();
+            let top = yr.iter().fold(0f64, |a, &v| a.max(f64::from(v)));
             for (&xv, &yv) in xr.iter().zip(yr) {
                 let want = (f64::from(xv) - m).exp() / s;
-                assert!((f64::from(yv) - want).abs() <= 1e-6, "row {r}: {yv} vs {want}");
+                assert!((f64::from(yv) - want).abs() <= 1e-6 * top, "row {r}: {yv} vs {want}");
             }
             let total: f64 = yr.iter().map(|&v| f64::from(v)).sum();
             assert!((total - 1.0).abs() <= 1e-5, "row {r} sums to {total}");

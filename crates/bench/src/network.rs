@@ -108,29 +108,26 @@ fn eval_autoencoder<B: NnBackend>(req: &EvalRequest, config: &VqConfig, shape: &
     }
     let net = load_autoencoder::<B>(config, req.checkpoint.as_deref(), device)?.with_precision(req.precision);
     let x = Tensor::<B, 1>::from_floats(x, device).reshape([shape[0], want[0], want[1], want[2]]);
-    let mut out: Vec<(&str, Tensor<B, 4>)> = vec![];
-    let indices;
-    match step {
-        AutoencoderStep::Encode => out.push(("h", net.encode(x))),
+    let out: Vec<(&str, (Vec<usize>, Vec<f32>))> = match step {
+        AutoencoderStep::Encode => vec![("h", host(net.encode(x))?)],
         AutoencoderStep::Quantize => {
             let q = net.quantize(x);
-            let v: Vec<f32> = q.indices.iter().map(|&i| i as f32).collect();
-            indices = Tensor::<B, 1>::from_floats(v.as_slice(), device).reshape([shape[0], 1, l, l]);
-            out.push(("z_q", q.z_q));
-            out.push(("indices", indices));
+            let indices = q.indices.iter().map(|&i| i as f32).collect();
+            vec![("z_q", host(q.z_q)?), ("indices", (vec![shape[0], 1, l, l], indices))]
         }
-        AutoencoderStep::Decode => out.push(("decoded", net.decode(x))),
-        AutoencoderStep::DecodeUnquantized => out.push(("decoded", net.decode_unquantised(x))),
-    }
+        AutoencoderStep::Decode => vec![("decoded", host(net.decode(x))?)],
+        AutoencoderStep::DecodeUnquantized => vec![("decoded", host(net.decode_unquantised(x))?)],
+    };
     let names: Vec<&str> = out.iter().map(|(k, _)| *k).collect();
     let summary = format!("wrote {} = {}(x) of `{}` to {}", names.join(", "), step.name(), config.name, req.output.display());
-    let mut tensors = vec![];
-    for (k, t) in out {
-        let dims = t.dims().to_vec();
-        tensors.push((k, dims, t.into_data().convert::<f32>().to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?));
-    }
-    crate::measure::write_tensors(&req.output, tensors.iter().map(|(k, s, v)| (*k, s.clone(), v.as_slice())).collect())?;
+    crate::measure::write_tensors(&req.output, out.iter().map(|(k, (s, v))| (*k, s.clone(), v.as_slice())).collect())?;
     Ok(summary)
+}
+
+/// A tensor's shape and float32 values on the host.
+fn host<B: Backend>(t: Tensor<B, 4>) -> Result<(Vec<usize>, Vec<f32>)> {
+    let dims = t.dims().to_vec();
+    Ok((dims, t.into_data().convert::<f32>().to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?))
 }
 
 impl AutoencoderStep {
@@ -255,18 +252,14 @@ pub fn eval<B: NnBackend>(req: &EvalRequest, device: &B::Device) -> Result<Strin
     let n = shape[0];
     let x = Tensor::<B, 1>::from_floats(x.as_slice(), device).reshape([n, want[0], want[1], want[2]]);
     let mut out = BTreeMap::new();
-    let to_vec = |t: Tensor<B, 4>| -> Result<(Vec<usize>, Vec<f32>)> {
-        let dims = t.dims().to_vec();
-        Ok((dims, t.into_data().convert::<f32>().to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?))
-    };
     let summary = if let Some(t) = req.t {
-        out.insert("out".to_string(), to_vec(net.forward(x, &[t]))?);
+        out.insert("out".to_string(), host(net.forward(x, &[t]))?);
         format!("wrote `out` = UNet(x, t = {t}) to {}", req.output.display())
     } else {
         let sigma = req.sigma.expect("checked above");
         let prior = UnetPrior::new(net);
         let d = prior.denoise(x.reshape([n, want[0] * want[1] * want[2]]), sigma);
-        out.insert("denoised".to_string(), to_vec(d.reshape([n, want[0], want[1], want[2]]))?);
+        out.insert("denoised".to_string(), host(d.reshape([n, want[0], want[1], want[2]]))?);
         format!("wrote `denoised` = D(x; σ = {sigma}) (c_noise = {}) to {}", prior.c_noise(sigma), req.output.display())
     };
     crate::measure::write_tensors(&req.output, out.iter().map(|(k, (shape, v))| (k.as_str(), shape.clone(), v.as_slice())).collect())?;

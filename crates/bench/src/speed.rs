@@ -353,6 +353,11 @@ impl UnetReport {
     }
 }
 
+/// Waits for `t` (on a GPU, for the queued kernels that make it) by reading it back.
+fn sync<B: Backend>(t: Tensor<B, 2>) {
+    let _ = t.into_data();
+}
+
 /// The report of `bench sampler`.
 #[derive(Debug, Clone, Serialize)]
 pub struct SamplerReport {
@@ -403,9 +408,6 @@ pub fn bench_sampler<B: NnAutodiffBackend>(opts: &SpeedOptions, device: &B::Devi
     let x_gt = SampleRng::new(1, 1).normal::<B>(shape.len(), device).clamp(-1.0, 1.0);
     let y = op.forward(x_gt);
     let problem = Problem::shared(&prior, op.as_ref(), y, 0.05, n);
-    let sync = |t: Tensor<B, 2>| {
-        let _ = t.into_data();
-    };
     let x = SampleRng::new(2, n).normal::<B>(shape.len(), device);
     let (w, reps) = (opts.warmup, opts.repeats);
     let forward = time_runs(w, reps, || sync(dipbench_models::Prior::eps(&prior, x.clone(), 500)));
@@ -524,9 +526,6 @@ pub fn bench_latent_sampler<B: NnAutodiffBackend>(opts: &SpeedOptions, device: &
     let torch = opts.torch(&config)?;
     let n = opts.batch;
     let (w, reps) = (opts.warmup, opts.repeats);
-    let sync = |t: Tensor<B, 2>| {
-        let _ = t.into_data();
-    };
     // The pixel UNet first, then dropped: both together would double the memory. The tiny
     // latent configs of the fixtures are timed beside the tiny pixel one.
     let pixel_config = UnetConfig::by_name(if config.name.starts_with("tiny") { "tiny32" } else { "ffhq256" })?;

@@ -336,6 +336,11 @@ impl ImageExperiment {
         Ok((priors, method_prior))
     }
 
+    /// The labels of the methods (of `methods`, the experiment's) that sample with prior `p`.
+    pub fn labels_on<'a>(&self, p: usize, methods: &'a [Method]) -> Vec<&'a str> {
+        methods.iter().zip(&self.method_prior).filter(|(_, q)| **q == p).map(|(m, _)| m.label.as_str()).collect()
+    }
+
     /// The prior method `method` (an index of the experiment's methods) samples with.
     pub fn prior_of(&self, method: usize) -> &PriorSpec {
         &self.priors[self.method_prior[method]]

@@ -491,8 +491,7 @@ impl Benchmark for ImageBenchmark<'_> {
         for &p in &needed {
             let spec = &self.img.priors[p];
             if let Some(c) = &spec.checkpoint {
-                let methods: Vec<&str> =
-                    self.exp.methods.iter().enumerate().filter(|(i, _)| self.img.method_prior[*i] == p).map(|(_, m)| m.label.as_str()).collect();
+                let methods = self.img.labels_on(p, &self.exp.methods);
                 crate::weights::resolve_checkpoint(c).with_context(|| {
                     format!("the checkpoint of prior `{}`, which {} sample with (without it, remove them from the experiment)", spec.model, methods.join(", "))
                 })?;

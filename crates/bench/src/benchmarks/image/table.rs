@@ -329,7 +329,7 @@ pub fn caption(v: &View<'_>) -> String {
     let others: String = (1..v.img.priors.len())
         .map(|p| {
             let spec = &v.img.priors[p];
-            let labels: Vec<&str> = e.methods.iter().enumerate().filter(|(i, _)| v.img.method_prior[*i] == p).map(|(_, m)| m.label.as_str()).collect();
+            let labels = v.img.labels_on(p, &e.methods);
             let kind = if spec.config.is_latent() { " (latent diffusion: sampled on the autoencoder's latents, scored decoded)" } else { "" };
             let weights = spec.checkpoint.as_ref().map_or("untrained golden-fill weights".to_string(), |c| format!("checkpoint `{c}`"));
             format!("; {} on prior `{}`{kind} with {weights}", labels.join(", "), spec.model)

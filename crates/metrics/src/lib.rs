@@ -23,5 +23,5 @@ pub use frechet::{FeatureStats, FrechetTerms, frechet_distance, kid};
 pub use inception::{Inception, InceptionVariant};
 pub use lpips::{Lpips, LpipsVariant};
 pub use psnr::{psnr_piq, psnr_skimage};
-pub use sliced::{SlicedMetric, max_sliced_w2, sliced_w1, wasserstein_1d};
+pub use sliced::{SlicedDistances, SlicedMetric, SlicedReference, max_sliced_w2, sliced_w1, wasserstein_1d};
 pub use ssim::{ssim_piq, ssim_skimage};

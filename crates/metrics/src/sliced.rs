@@ -50,19 +50,27 @@ pub fn directions(d: usize, projections: usize, seed: u64) -> DMatrix<f64> {
 /// the merged quantile breakpoints. For p = 1 this is `scipy.stats.wasserstein_distance`.
 pub fn wasserstein_1d(u: &[f64], v: &[f64], p: u32) -> f64 {
     assert!(!u.is_empty() && !v.is_empty(), "Wasserstein distance of an empty sample");
-    let mut a = u.to_vec();
-    let mut b = v.to_vec();
-    a.sort_by(f64::total_cmp);
-    b.sort_by(f64::total_cmp);
+    wasserstein_1d_sorted(&sorted(u.to_vec()), &sorted(v.to_vec()), p)
+}
+
+/// `values` in increasing order (total order of f64).
+fn sorted(mut values: Vec<f64>) -> Vec<f64> {
+    values.sort_by(f64::total_cmp);
+    values
+}
+
+/// [`wasserstein_1d`] of two samples already sorted increasingly: the quantile functions are the
+/// sorted values, so equal sizes pair them in order, unequal sizes walk the merged breakpoints
+/// i/n and j/m.
+fn wasserstein_1d_sorted(a: &[f64], b: &[f64], p: u32) -> f64 {
     let (n, m) = (a.len(), b.len());
     let mut total = 0.0;
     if n == m {
-        for (x, y) in a.iter().zip(&b) {
+        for (x, y) in a.iter().zip(b) {
             total += (x - y).abs().powi(p as i32);
         }
         total /= n as f64;
     } else {
-        // Walk the merged breakpoints i/n and j/m of the two quantile functions.
         let (mut i, mut j, mut q) = (0usize, 0usize, 0.0f64);
         while i < n && j < m {
             let next_a = (i + 1) as f64 / n as f64;
@@ -81,7 +89,7 @@ pub fn wasserstein_1d(u: &[f64], v: &[f64], p: u32) -> f64 {
     total.powf(1.0 / p as f64)
 }
 
-/// Projects the rows of `x` (n × d, row-major f64) on every direction: an L × n matrix.
+/// Projections ⟨θ_l, x_i⟩ of the rows of `x` (row-major `[n, d]`), L × n.
 fn project(x: &[f64], d: usize, dirs: &DMatrix<f64>) -> DMatrix<f64> {
     assert_eq!(x.len() % d, 0, "sample buffer is not a multiple of d = {d}");
     let n = x.len() / d;
@@ -89,29 +97,68 @@ fn project(x: &[f64], d: usize, dirs: &DMatrix<f64>) -> DMatrix<f64> {
     dirs * xm.transpose()
 }
 
-fn per_direction(a: &[f64], b: &[f64], d: usize, projections: usize, seed: u64, p: u32) -> Vec<f64> {
-    let dirs = directions(d, projections, seed);
-    let (pa, pb) = (project(a, d, &dirs), project(b, d, &dirs));
-    (0..projections)
-        .into_par_iter()
-        .map(|k| {
-            let ua: Vec<f64> = pa.row(k).iter().copied().collect();
-            let ub: Vec<f64> = pb.row(k).iter().copied().collect();
-            wasserstein_1d(&ua, &ub, p)
-        })
-        .collect()
+/// Both sliced distances of one sample to a reference, over the same directions.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SlicedDistances {
+    /// Mean over directions of the 1-D W1 ([`sliced_w1`]).
+    pub w1: f64,
+    /// Maximum over directions of the 1-D W2 ([`max_sliced_w2`]).
+    pub max_w2: f64,
 }
 
-/// Mean over `projections` seeded directions of the 1-D W1 distance between the projections of
-/// `a` and `b` (both row-major, d columns).
+/// A reference sample projected on the L directions of `seed` and sorted along each, once, so
+/// that many samples (every method of a benchmark job) are scored against it at the cost of
+/// projecting and sorting only themselves. The distances are those of [`sliced_w1`] and
+/// [`max_sliced_w2`] with the reference as second argument, bit for bit.
+#[derive(Debug, Clone)]
+pub struct SlicedReference {
+    d: usize,
+    dirs: DMatrix<f64>,
+    /// Per direction, the sorted projections of the reference.
+    sorted: Vec<Vec<f64>>,
+}
+
+impl SlicedReference {
+    /// Projects `reference` (row-major `[n, d]`, n ≥ 1) on `projections` directions drawn from
+    /// `seed` ([`directions`]).
+    pub fn new(reference: &[f64], d: usize, projections: usize, seed: u64) -> Self {
+        let dirs = directions(d, projections, seed);
+        let sorted = sorted_rows(&project(reference, d, &dirs));
+        Self { d, dirs, sorted }
+    }
+
+    /// The 1-D Wasserstein-p distance of `x` (row-major `[n, d]`) to the reference along every
+    /// direction, in direction order.
+    pub fn per_direction(&self, x: &[f64], p: u32) -> Vec<f64> {
+        let px = sorted_rows(&project(x, self.d, &self.dirs));
+        px.par_iter().zip(&self.sorted).map(|(a, b)| wasserstein_1d_sorted(a, b, p)).collect()
+    }
+
+    /// Sliced W1 and max-sliced W2 of `x` (row-major `[n, d]`) to the reference, from one
+    /// projection and sort of `x`.
+    pub fn distances(&self, x: &[f64]) -> SlicedDistances {
+        let px = sorted_rows(&project(x, self.d, &self.dirs));
+        let (w1, w2): (Vec<f64>, Vec<f64>) =
+            px.par_iter().zip(&self.sorted).map(|(a, b)| (wasserstein_1d_sorted(a, b, 1), wasserstein_1d_sorted(a, b, 2))).unzip();
+        SlicedDistances { w1: w1.iter().sum::<f64>() / w1.len() as f64, max_w2: w2.into_iter().fold(0.0, f64::max) }
+    }
+}
+
+/// Each row of `m`, sorted increasingly (in parallel over rows).
+fn sorted_rows(m: &DMatrix<f64>) -> Vec<Vec<f64>> {
+    assert!(m.ncols() > 0, "Wasserstein distance of an empty sample");
+    (0..m.nrows()).into_par_iter().map(|k| sorted(m.row(k).iter().copied().collect())).collect()
+}
+
+/// Sliced W1: mean over `projections` random directions (seeded) of the 1-D W1 distance.
 pub fn sliced_w1(a: &[f64], b: &[f64], d: usize, projections: usize, seed: u64) -> f64 {
-    let w = per_direction(a, b, d, projections, seed, 1);
+    let w = SlicedReference::new(b, d, projections, seed).per_direction(a, 1);
     w.iter().sum::<f64>() / w.len() as f64
 }
 
-/// Maximum over `projections` seeded directions of the 1-D W2 distance.
+/// Max-sliced W2 over the same seeded directions: max over directions of the 1-D W2 distance.
 pub fn max_sliced_w2(a: &[f64], b: &[f64], d: usize, projections: usize, seed: u64) -> f64 {
-    per_direction(a, b, d, projections, seed, 2).into_iter().fold(0.0, f64::max)
+    SlicedReference::new(b, d, projections, seed).per_direction(a, 2).into_iter().fold(0.0, f64::max)
 }
 
 #[cfg(test)]
@@ -149,5 +196,21 @@ mod tests {
         assert!((sliced_w1(&a, &b, d, 50, 9) - expect).abs() < 1e-9);
         assert_eq!(sliced_w1(&a, &a, d, 50, 9), 0.0);
         assert!(max_sliced_w2(&a, &b, d, 50, 9) >= expect);
+    }
+
+    #[test]
+    fn a_shared_reference_gives_the_pairwise_distances_bit_for_bit() {
+        // Unequal sizes (200 vs 150 rows) take the merged-breakpoint path, equal sizes the paired one.
+        let d = 4;
+        let r: Vec<f64> = (0..200 * d).map(|i| ((i * 7919) % 103) as f64 / 7.0).collect();
+        let reference = SlicedReference::new(&r, d, 30, 5);
+        for n in [200, 150] {
+            let x: Vec<f64> = (0..n * d).map(|i| ((i * 104_729) % 97) as f64 / 5.0 - 3.0).collect();
+            let both = reference.distances(&x);
+            assert_eq!(both.w1.to_bits(), sliced_w1(&x, &r, d, 30, 5).to_bits());
+            assert_eq!(both.max_w2.to_bits(), max_sliced_w2(&x, &r, d, 30, 5).to_bits());
+            // W2 ≥ W1 along every direction (Jensen), so the maximum of W2 bounds the mean of W1.
+            assert!(both.w1 > 0.0 && both.max_w2 >= both.w1);
+        }
     }
 }

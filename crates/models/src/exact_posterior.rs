@@ -55,7 +55,7 @@ impl ExactPosterior {
             Cholesky::new(s.clone()).ok_or_else(|| ModelError::Invalid { what: "S = σ_y²I + AΣAᵀ".into(), why: "not positive definite".into() })?;
         let s_inv = s_chol.inverse();
         let gain = &sigma_at * &s_inv; // K = ΣAᵀS⁻¹
-        let mut covariance = &sigma - &gain * a * &sigma; // C = Σ − KAΣ
+        let mut covariance = &sigma - &gain * (a * &sigma); // C = Σ − K(AΣ): d·m·d products, not d³
         covariance = (&covariance + covariance.transpose()) * 0.5;
         let log_det_s: f64 = 2.0 * s_chol.l().diagonal().iter().map(|v| v.ln()).sum::<f64>();
         let k = prior.n_components();

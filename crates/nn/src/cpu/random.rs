@@ -94,55 +94,76 @@ pub fn sin_cos(theta: f32) -> (f32, f32) {
     (-sin_x, -cos_x)
 }
 
-simd_fn! {
-    /// The 64 normals of groups `g` and `g + 1` of draw (`key`, `counter`, `tag`), in element
-    /// order. The Box–Muller pairs (r·cos θ, r·sin θ), r = √(−2 ln u₁), θ = 2π·u₂, are computed
-    /// over arrays of 32, which the compiler turns into four independent vector chains.
-    fn normal_groups(key: [u32; 2], counter: u64, tag: u32, g: u64, out: &mut [f32; 64]) {
-        let (c_lo, c_hi) = (counter as u32, (counter >> 32) as u32);
-        // Pair p < 16 comes from words (0, 1) of block 8g + p, pair 16 + p from words (2, 3).
-        let mut w1 = [0u32; 32];
-        let mut w2 = [0u32; 32];
-        for p in 0..16 {
-            let w = philox4x32([(8 * g + p as u64) as u32, c_lo, c_hi, tag], key);
-            (w1[p], w2[p], w1[16 + p], w2[16 + p]) = (w[0], w[1], w[2], w[3]);
-        }
-        let mut r = [0f32; 32];
-        let mut sin = [0f32; 32];
-        let mut cos = [0f32; 32];
-        for p in 0..32 {
-            let u1 = ((w1[p] >> 1) as i32 as f32 + 0.5) * (1.0 / 2_147_483_648.0);
-            r[p] = (-2.0 * ln(u1)).sqrt();
-            let u2 = (w2[p] >> 8) as i32 as f32 * (1.0 / 16_777_216.0);
-            (sin[p], cos[p]) = sin_cos(std::f32::consts::TAU * u2);
-        }
-        // Element 32h + 8q + i (group g + h, block 8(g + h) + i, pair p = 8h + i):
-        // q = 0 → r·cos of pair p, q = 1 → r·sin, q = 2 → r·cos of pair 16 + p, q = 3 → r·sin.
-        for h in 0..2 {
-            for i in 0..8 {
-                let (a, b) = (8 * h + i, 16 + 8 * h + i);
-                out[32 * h + i] = r[a] * cos[a];
-                out[32 * h + 8 + i] = r[a] * sin[a];
-                out[32 * h + 16 + i] = r[b] * cos[b];
-                out[32 * h + 24 + i] = r[b] * sin[b];
-            }
+/// The `32·G` normals of groups `g … g + G − 1` (G = 1 or 2) of draw (`key`, `counter`, `tag`),
+/// in element order. The Box–Muller pairs (r·cos θ, r·sin θ), r = √(−2 ln u₁), θ = 2π·u₂, are
+/// computed over arrays of 16·G, which the compiler turns into independent vector chains.
+#[inline(always)]
+fn normal_groups_body<const G: usize>(key: [u32; 2], counter: u64, tag: u32, g: u64, out: &mut [f32; 64]) {
+    let (c_lo, c_hi) = (counter as u32, (counter >> 32) as u32);
+    let half = 8 * G;
+    // Pair p < 8G comes from words (0, 1) of block 8g + p, pair 8G + p from words (2, 3).
+    let mut w1 = [0u32; 32];
+    let mut w2 = [0u32; 32];
+    for p in 0..half {
+        let w = philox4x32([(8 * g + p as u64) as u32, c_lo, c_hi, tag], key);
+        (w1[p], w2[p], w1[half + p], w2[half + p]) = (w[0], w[1], w[2], w[3]);
+    }
+    let mut r = [0f32; 32];
+    let mut sin = [0f32; 32];
+    let mut cos = [0f32; 32];
+    for p in 0..2 * half {
+        let u1 = ((w1[p] >> 1) as i32 as f32 + 0.5) * (1.0 / 2_147_483_648.0);
+        r[p] = (-2.0 * ln(u1)).sqrt();
+        let u2 = (w2[p] >> 8) as i32 as f32 * (1.0 / 16_777_216.0);
+        (sin[p], cos[p]) = sin_cos(std::f32::consts::TAU * u2);
+    }
+    // Element 32h + 8q + i (group g + h, block 8(g + h) + i, pair p = 8h + i):
+    // q = 0 → r·cos of pair p, q = 1 → r·sin, q = 2 → r·cos of pair 8G + p, q = 3 → r·sin.
+    for h in 0..G {
+        for i in 0..8 {
+            let (a, b) = (8 * h + i, half + 8 * h + i);
+            out[32 * h + i] = r[a] * cos[a];
+            out[32 * h + 8 + i] = r[a] * sin[a];
+            out[32 * h + 16 + i] = r[b] * cos[b];
+            out[32 * h + 24 + i] = r[b] * sin[b];
         }
     }
 }
 
+simd_fn! {
+    /// The 64 normals of groups `g` and `g + 1` ([`normal_groups_body`]).
+    fn normal_groups(key: [u32; 2], counter: u64, tag: u32, g: u64, out: &mut [f32; 64]) {
+        normal_groups_body::<2>(key, counter, tag, g, out)
+    }
+}
+
+simd_fn! {
+    /// The 32 normals of group `g` alone, in `out[..32]` ([`normal_groups_body`]): half the work
+    /// of [`normal_groups`] where a row's draw ends within a group (short rows: d = 8 uses 8).
+    fn normal_group(key: [u32; 2], counter: u64, tag: u32, g: u64, out: &mut [f32; 64]) {
+        normal_groups_body::<1>(key, counter, tag, g, out)
+    }
+}
+
 /// Elements `start .. start + out.len()` of draw (`key`, `counter`, `tag`) of standard normals
-/// (module documentation for the layout).
+/// (module documentation for the layout). Groups are made two at a time, or one where the
+/// range needs only one of an even-odd pair.
 pub fn normals(key: [u32; 2], counter: u64, tag: u32, start: usize, out: &mut [f32]) {
-    let mut pair = [0f32; 64];
+    let mut buf = [0f32; 64];
     let mut pos = start;
-    let mut written = 0;
-    while written < out.len() {
-        let g = pos / 64 * 2;
-        let offset = pos % 64;
-        normal_groups(key, counter, tag, g as u64, &mut pair);
-        let take = (64 - offset).min(out.len() - written);
-        out[written..written + take].copy_from_slice(&pair[offset..offset + take]);
-        written += take;
+    let end = start + out.len();
+    while pos < end {
+        let g = pos / 32;
+        let both = g % 2 == 0 && end > 32 * (g + 1);
+        let made = if both { 64 } else { 32 };
+        if both {
+            normal_groups(key, counter, tag, g as u64, &mut buf);
+        } else {
+            normal_group(key, counter, tag, g as u64, &mut buf);
+        }
+        let offset = pos - 32 * g;
+        let take = (made - offset).min(end - pos);
+        out[pos - start..pos - start + take].copy_from_slice(&buf[offset..offset + take]);
         pos += take;
     }
 }
@@ -157,6 +178,11 @@ pub fn fill_normals(keys: &[[u32; 2]], counter: u64, tag: u32, d: usize, out: &m
         return;
     }
     const PIECE: usize = 1 << 14;
+    if d <= PIECE {
+        // Rows of one piece: no nested parallel iterator per row (its overhead dominates at small d).
+        out.par_chunks_mut(d).zip(keys.par_iter()).for_each(|(row, key)| normals(*key, counter, tag, 0, row));
+        return;
+    }
     out.par_chunks_mut(d).zip(keys.par_iter()).for_each(|(row, key)| {
         row.par_chunks_mut(PIECE).enumerate().for_each(|(p, piece)| normals(*key, counter, tag, p * PIECE, piece));
     });
@@ -227,7 +253,7 @@ mod tests {
     fn any_slice_of_a_draw_is_the_same_numbers() {
         let mut whole = vec![0f32; 1000];
         normals([1, 2], 5, 0, 0, &mut whole);
-        for (start, len) in [(0, 1), (31, 2), (33, 100), (999, 1), (500, 500)] {
+        for (start, len) in [(0, 1), (0, 8), (31, 2), (32, 8), (33, 100), (60, 30), (999, 1), (500, 500)] {
             let mut part = vec![0f32; len];
             normals([1, 2], 5, 0, start, &mut part);
             assert_eq!(&whole[start..start + len], &part[..]);

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use burn::prelude::*;
-use dipbench_metrics::{max_sliced_w2, sliced_w1};
+use dipbench_metrics::SlicedReference;
 use dipbench_models::{ExactPosterior, GaussianMixture, GaussianMixturePrior, Prior, TapeFree, VpSchedule};
 use dipbench_nn::NnAutodiffBackend;
 use dipbench_operators::{DenseOperator, SampleRng, derive_seed};
@@ -253,13 +253,15 @@ pub fn method_samples<B: NnAutodiffBackend>(
 pub fn run_job<B: NnAutodiffBackend>(exp: &Experiment, gmm: &GmmExperiment, job: &GmmJob, device: &B::Device) -> Result<Vec<GmmRow>> {
     let problem = job_problem(exp, gmm, job)?;
     let config = fingerprint(exp, gmm, &job.budget);
+    // Projected and sorted once for the job's methods (the same numbers as scoring each apart).
+    let reference = SlicedReference::new(&problem.reference, job.d, exp.metric.projections, problem.metric_seed);
     let mut rows = Vec::with_capacity(exp.methods.len());
     for (index, method) in exp.methods.iter().enumerate() {
         let m = method_samples::<B>(exp, gmm, job, &problem, index, device)?;
         let finite = m.x.iter().all(|v| v.is_finite());
         let (sw1, max_sw2) = if finite {
-            let (x, r, k, seed) = (&m.x, &problem.reference, exp.metric.projections, problem.metric_seed);
-            (sliced_w1(x, r, job.d, k, seed), max_sliced_w2(x, r, job.d, k, seed))
+            let distances = reference.distances(&m.x);
+            (distances.w1, distances.max_w2)
         } else {
             tracing::warn!(method = %method.label, job = %job.id(), "non-finite samples; scored as NaN");
             (f64::NAN, f64::NAN)

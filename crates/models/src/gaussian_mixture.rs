@@ -10,8 +10,9 @@
 //! and the denoiser D(x; σ) = x + σ²·∇ log p_σ(x) (Tweedie). The MCGdiff benchmark uses Σ = I.
 
 use burn::prelude::*;
-use burn::tensor::activation::softmax;
+use dipbench_nn::ops::mixture_score;
 use dipbench_nn::tensor::host_to_tensor;
+use dipbench_nn::{MixtureScales, NnBackend};
 use nalgebra::{DMatrix, DVector, SymmetricEigen};
 
 use crate::error::ModelError;
@@ -204,40 +205,66 @@ pub(crate) fn softmax_host(logits: &[f64]) -> Vec<f64> {
 /// sampler can run on it ([`Prior`]).
 ///
 /// Work is done in the eigenbasis of Σ (the identity basis when Σ = c·I, which skips the two
-/// d × d products), where P = (Σ + σ²I)⁻¹ is the diagonal (λ + σ²)⁻¹.
+/// d × d products), where P = (Σ + σ²I)⁻¹ is the diagonal (λ + σ²)⁻¹, by one fused operation
+/// ([`dipbench_nn::ops::mixture_score`]) with the means factored through a basis of their span:
+/// μq_k = Σ_j C_kj·V_j, V `[r, d]` with orthonormal rows, r = rank of the means (2 for the
+/// MCGdiff mixture, whatever d), so a sample costs r products of length d, not K.
 #[derive(Debug, Clone)]
 pub struct GaussianMixturePrior<B: Backend> {
     mixture: GaussianMixture,
     schedule: VpSchedule,
     /// Q (d × d) when Σ is not isotropic.
     basis: Option<Tensor<B, 2>>,
-    /// Means in the working basis, K × d, and their transpose.
-    means_q: Tensor<B, 2>,
-    means_q_t: Tensor<B, 2>,
-    /// Squared means in the working basis, K × d (for ½ μᵀPμ).
-    means_q_sq: Tensor<B, 2>,
+    /// V, an orthonormal basis of the span of the means in the working basis, r × d.
+    span: Tensor<B, 2>,
+    /// C, the means' coordinates in V, K × r.
+    coords: Tensor<B, 2>,
+    /// Means in the working basis, K × d, on the host (for ½ μq_kᵀPμq_k).
+    means_q: DMatrix<f64>,
     /// λ in the working basis, one per coordinate.
     lambda: Vec<f64>,
-    /// log w as a 1 × K row.
-    log_w: Tensor<B, 2>,
     device: B::Device,
 }
 
-impl<B: Backend> GaussianMixturePrior<B> {
+/// The means' span: V (r × d, orthonormal rows: the leading right singular vectors) and the
+/// coordinates C = UΣ (K × r), with r the numerical rank (at least 1), so that M = C·V.
+fn factor_means(means: &DMatrix<f64>) -> (DMatrix<f64>, DMatrix<f64>) {
+    let (k, d) = means.shape();
+    let svd = means.clone().svd(true, true);
+    let (u, v_t) = (svd.u.expect("requested U"), svd.v_t.expect("requested Vᵀ"));
+    let top = svd.singular_values.iter().cloned().fold(0.0, f64::max);
+    let tol = top * k.max(d) as f64 * f64::EPSILON;
+    let rank = svd.singular_values.iter().filter(|s| **s > tol).count().max(1);
+    // nalgebra does not sort singular values: take the `rank` largest.
+    let mut order: Vec<usize> = (0..svd.singular_values.len()).collect();
+    order.sort_by(|a, b| svd.singular_values[*b].total_cmp(&svd.singular_values[*a]));
+    let keep = &order[..rank];
+    let span = DMatrix::from_fn(rank, d, |j, i| v_t[(keep[j], i)]);
+    let coords = DMatrix::from_fn(k, rank, |c, j| u[(c, keep[j])] * svd.singular_values[keep[j]]);
+    (span, coords)
+}
+
+impl<B: NnBackend> GaussianMixturePrior<B> {
     /// Puts `mixture` on `device`; `schedule` indexes the discrete ε̂ view (any schedule is exact).
     pub fn new(mixture: GaussianMixture, schedule: VpSchedule, device: &B::Device) -> Self {
-        let (k, d) = mixture.means.shape();
+        let d = mixture.dim();
         let (means_q, basis, lambda) = match &mixture.covariance {
             SharedCovariance::Isotropic(c) => (mixture.means.clone(), None, vec![*c; d]),
             SharedCovariance::Eigen { basis, eigenvalues } => {
                 (&mixture.means * basis, Some(host_to_tensor::<B>(basis, device)), eigenvalues.iter().copied().collect())
             }
         };
-        let means_q_t = host_to_tensor::<B>(&means_q.transpose(), device);
-        let means_q_sq = host_to_tensor::<B>(&means_q.map(|v| v * v), device);
-        let log_w: Vec<f32> = mixture.weights.iter().map(|w| w.ln() as f32).collect();
-        let log_w = Tensor::<B, 1>::from_floats(log_w.as_slice(), device).reshape([1, k]);
-        Self { means_q: host_to_tensor::<B>(&means_q, device), means_q_t, means_q_sq, basis, lambda, log_w, mixture, schedule, device: device.clone() }
+        let (span, coords) = factor_means(&means_q);
+        Self {
+            span: host_to_tensor::<B>(&span, device),
+            coords: host_to_tensor::<B>(&coords, device),
+            means_q,
+            basis,
+            lambda,
+            mixture,
+            schedule,
+            device: device.clone(),
+        }
     }
 
     /// The host mixture.
@@ -249,27 +276,33 @@ impl<B: Backend> GaussianMixturePrior<B> {
     /// logits_k = log w_k + (Pxq)·μq_k − ½ μq_kᵀPμq_k, r = softmax(logits), score = P(r·Mq − xq),
     /// where q denotes coordinates in the eigenbasis of Σ.
     pub fn score(&self, x: Tensor<B, 2>, sigma: f64) -> Tensor<B, 2> {
-        let d = self.lambda.len();
+        self.scaled_score(x, sigma, MixtureScales { input: 1.0, output: 1.0, skip: 0.0 })
+    }
+
+    /// s_out·∇ log p_σ(s_in·x) + s_skip·x in one fused operation (in the working basis; Q maps
+    /// the skip term back to x since Q is orthonormal).
+    fn scaled_score(&self, x: Tensor<B, 2>, sigma: f64, scales: MixtureScales) -> Tensor<B, 2> {
+        let (k, d) = self.means_q.shape();
         let xq = match &self.basis {
             Some(q) => x.matmul(q.clone()),
             None => x,
         };
-        let p: Vec<f32> = self.lambda.iter().map(|l| (1.0 / (l + sigma * sigma)) as f32).collect();
+        let p: Vec<f64> = self.lambda.iter().map(|l| 1.0 / (l + sigma * sigma)).collect();
+        // b_k = log w_k − ½ μq_kᵀPμq_k, in f64 on the host.
+        let bias: Vec<f32> =
+            (0..k).map(|c| (self.mixture.weights[c].ln() - 0.5 * (0..d).map(|i| p[i] * self.means_q[(c, i)].powi(2)).sum::<f64>()) as f32).collect();
+        let p: Vec<f32> = p.iter().map(|v| *v as f32).collect();
         let p = Tensor::<B, 1>::from_floats(p.as_slice(), &self.device).reshape([1, d]);
-        // ½ μq_kᵀ P μq_k for every k, as a 1 × K row.
-        let quad = p.clone().matmul(self.means_q_sq.clone().transpose()).mul_scalar(0.5);
-        let px = xq.clone() * p.clone();
-        let logits = px.matmul(self.means_q_t.clone()) - quad + self.log_w.clone();
-        let r = softmax(logits, 1);
-        let score_q = (r.matmul(self.means_q.clone()) - xq) * p;
+        let bias = Tensor::<B, 1>::from_floats(bias.as_slice(), &self.device).reshape([1, k]);
+        let out = mixture_score(xq, self.span.clone(), self.coords.clone(), p, bias, scales);
         match &self.basis {
-            Some(q) => score_q.matmul(q.clone().transpose()),
-            None => score_q,
+            Some(q) => out.matmul(q.clone().transpose()),
+            None => out,
         }
     }
 }
 
-impl<B: Backend> Prior<B> for GaussianMixturePrior<B> {
+impl<B: NnBackend> Prior<B> for GaussianMixturePrior<B> {
     fn name(&self) -> String {
         match self.mixture.n_components() {
             1 => format!("gaussian(d={})", self.mixture.dim()),
@@ -295,14 +328,115 @@ impl<B: Backend> Prior<B> for GaussianMixturePrior<B> {
 
     /// D(x; σ) = x + σ²·∇ log p_σ(x) (Tweedie; EDM eq. 3).
     fn denoise(&self, x: Tensor<B, 2>, sigma: f64) -> Tensor<B, 2> {
-        let s = self.score(x.clone(), sigma);
-        x + s.mul_scalar(sigma * sigma)
+        self.scaled_score(x, sigma, MixtureScales { input: 1.0, output: sigma * sigma, skip: 1.0 })
     }
 
     /// ε̂(x_t, t) = −σ_t·∇ log p_{σ_t}(x_t/√ᾱ_t): exact, and finite at ᾱ_t = 1 (σ_t = 0).
     fn eps(&self, x_t: Tensor<B, 2>, t: usize) -> Tensor<B, 2> {
         let ab = self.schedule.alpha_bar(t);
         let sigma = crate::schedule::ve_sigma(ab);
-        self.score(x_t.div_scalar(ab.sqrt()), sigma).mul_scalar(-sigma)
+        self.scaled_score(x_t, sigma, MixtureScales { input: 1.0 / ab.sqrt(), output: -sigma, skip: 0.0 })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, Flex};
+
+    type A = Autodiff<Flex>;
+
+    /// A 3-component mixture in d = 5 with a full (rotated) covariance, and the MCGdiff mixture
+    /// in d = 6 (25 means spanning 2 dimensions).
+    fn mixtures() -> Vec<GaussianMixture> {
+        let d = 5;
+        let means = DMatrix::from_fn(3, d, |k, i| ((k * 7 + i * 3) % 5) as f64 - 2.0);
+        let l = DMatrix::from_fn(d, d, |i, j| if i >= j { 0.3 + ((i * 5 + j) % 4) as f64 * 0.2 } else { 0.0 });
+        let cov = &l * l.transpose() + DMatrix::identity(d, d) * 0.5;
+        let eig = SymmetricEigen::new(cov);
+        let rotated =
+            GaussianMixture::new(vec![0.2, 0.5, 0.3], means, SharedCovariance::Eigen { basis: eig.eigenvectors, eigenvalues: eig.eigenvalues }).unwrap();
+        let mcgdiff = GaussianMixture::mcgdiff(6, (1..=25).map(|k| k as f64).collect()).unwrap();
+        vec![rotated, mcgdiff]
+    }
+
+    fn points(n: usize, d: usize) -> Vec<f64> {
+        (0..n * d).map(|i| ((i * 37 % 53) as f64 / 53.0 - 0.5) * 12.0).collect()
+    }
+
+    #[test]
+    fn the_means_factor_through_their_span() {
+        for g in mixtures() {
+            let (span, coords) = factor_means(g.means());
+            let rank = span.nrows();
+            assert_eq!(rank, if g.n_components() == 25 { 2 } else { 3 });
+            assert!((&span * span.transpose() - DMatrix::identity(rank, rank)).abs().max() < 1e-12);
+            assert!((&coords * &span - g.means()).abs().max() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn score_denoiser_and_eps_match_the_host_score() {
+        // The host score is f64 straight from the formula; the fused float32 pass sums d ≤ 6
+        // products of values ≤ 16: 1e-5 of the largest entry.
+        let dev = Default::default();
+        let schedule = VpSchedule::mcgdiff_gmm();
+        for g in mixtures() {
+            let (n, d) = (6, g.dim());
+            let prior = GaussianMixturePrior::<Flex>::new(g.clone(), schedule.clone(), &dev);
+            let x = points(n, d);
+            let xt = host_to_tensor::<Flex>(&DMatrix::from_row_slice(n, d, &x), &dev);
+            for (sigma, t) in [(0.3, 5usize), (2.0, 200), (20.0, 800)] {
+                let rows = |t: Tensor<Flex, 2>| -> Vec<f64> { t.into_data().convert::<f32>().to_vec::<f32>().unwrap().into_iter().map(f64::from).collect() };
+                let (score, denoised) = (rows(prior.score(xt.clone(), sigma)), rows(prior.denoise(xt.clone(), sigma)));
+                let ab = schedule.alpha_bar(t);
+                let s_t = crate::schedule::ve_sigma(ab);
+                let eps = rows(prior.eps(xt.clone(), t));
+                for p in 0..n {
+                    let xp = DVector::from_column_slice(&x[p * d..(p + 1) * d]);
+                    let want = g.score_host(&xp, sigma);
+                    let want_eps = g.score_host(&(&xp / ab.sqrt()), s_t) * -s_t;
+                    let scale = want.amax().max(want_eps.amax()).max(xp.amax());
+                    for i in 0..d {
+                        let at = p * d + i;
+                        assert!((score[at] - want[i]).abs() < 1e-5 * scale, "score σ = {sigma}, point {p}, coordinate {i}");
+                        assert!((denoised[at] - (xp[i] + sigma * sigma * want[i])).abs() < 1e-5 * scale * (1.0 + sigma * sigma), "denoiser σ = {sigma}");
+                        assert!((eps[at] - want_eps[i]).abs() < 1e-5 * scale, "ε̂ t = {t}, point {p}, coordinate {i}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn denoiser_gradient_matches_central_differences_of_the_host_score() {
+        // ∇ₓ⟨v, D(x)⟩ by the fused node against (⟨v, D(x + h·e_i)⟩ − ⟨v, D(x − h·e_i)⟩)/2h with
+        // D = x + σ²·score_host in f64 (O(h²) ≈ 1e-10): float32 within 1e-4 of the largest entry.
+        let dev = Default::default();
+        for g in mixtures() {
+            let d = g.dim();
+            let sigma = 1.5;
+            let prior = GaussianMixturePrior::<A>::new(g.clone(), VpSchedule::mcgdiff_gmm(), &dev);
+            let x = points(1, d);
+            let v: Vec<f64> = (0..d).map(|i| ((i * 5 % 7) as f64 / 7.0) - 0.4).collect();
+            let xt = host_to_tensor::<A>(&DMatrix::from_row_slice(1, d, &x), &dev).require_grad();
+            let vt = host_to_tensor::<A>(&DMatrix::from_row_slice(1, d, &v), &dev);
+            let grads = (prior.denoise(xt.clone(), sigma) * vt).sum().backward();
+            let got: Vec<f32> = xt.grad(&grads).unwrap().into_data().to_vec().unwrap();
+            let pairing = |x: &DVector<f64>| (x + g.score_host(x, sigma) * (sigma * sigma)).dot(&DVector::from_column_slice(&v));
+            let h = 1e-5;
+            let numeric: Vec<f64> = (0..d)
+                .map(|i| {
+                    let (mut up, mut down) = (DVector::from_column_slice(&x), DVector::from_column_slice(&x));
+                    up[i] += h;
+                    down[i] -= h;
+                    (pairing(&up) - pairing(&down)) / (2.0 * h)
+                })
+                .collect();
+            let scale = numeric.iter().fold(1.0f64, |a, b| a.max(b.abs()));
+            for i in 0..d {
+                assert!((f64::from(got[i]) - numeric[i]).abs() < 1e-4 * scale, "coordinate {i}: {} vs {}", got[i], numeric[i]);
+            }
+        }
     }
 }

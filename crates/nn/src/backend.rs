@@ -130,6 +130,75 @@ pub trait NnBackend: Backend {
     fn softmax_last_backward(y: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
         softmax_last_backward_composed::<Self>(y, grad)
     }
+
+    /// The score of a Gaussian mixture with shared diagonal precision p, scaled:
+    /// out = s_out·p ⊙ (Σ_k ρ_k μ_k − s_in·x) + s_skip·x with ρ = softmax(b + M(p ⊙ s_in·x)),
+    /// for x `[n, d]`, the means factored M = C·V (`basis` V `[r, d]`, `coords` C `[K, r]`),
+    /// `precision` `[1, d]`, `bias` b `[1, K]`. Returns (out, ρ `[n, K]`); formulas in
+    /// [`crate::cpu::mixture`].
+    fn mixture_score(x: FloatTensor<Self>, mixture: MixtureTensors<Self>, scales: MixtureScales) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let (out, resp) = mixture_score_composed::<Self>(float(x), &mixture.floats(), scales);
+        (prim(out), prim(resp))
+    }
+
+    /// ∂x of [`NnBackend::mixture_score`] from ∂out and its ρ (the Jacobian is symmetric).
+    fn mixture_score_backward(grad: FloatTensor<Self>, resp: FloatTensor<Self>, mixture: MixtureTensors<Self>, scales: MixtureScales) -> FloatTensor<Self> {
+        prim(mixture_score_backward_composed::<Self>(float(grad), float(resp), &mixture.floats(), scales))
+    }
+}
+
+/// The constants of [`NnBackend::mixture_score`]: V `[r, d]`, C `[K, r]`, p `[1, d]`, b `[1, K]`.
+#[derive(Debug, Clone)]
+pub struct MixtureTensors<B: Backend> {
+    /// V, a basis of the span of the means, `[r, d]`.
+    pub basis: FloatTensor<B>,
+    /// C, the means' coordinates in V, `[K, r]` (μ_k = Σ_j C_kj V_j).
+    pub coords: FloatTensor<B>,
+    /// p, the diagonal precision, `[1, d]`.
+    pub precision: FloatTensor<B>,
+    /// b_k = log w_k − ½ μ_kᵀPμ_k, `[1, K]`.
+    pub bias: FloatTensor<B>,
+}
+
+impl<B: Backend> MixtureTensors<B> {
+    fn floats(&self) -> [Tensor<B, 2>; 4] {
+        [float(self.basis.clone()), float(self.coords.clone()), float(self.precision.clone()), float(self.bias.clone())]
+    }
+}
+
+/// The scales of [`NnBackend::mixture_score`]: the input's (s_in), the score's (s_out) and the
+/// input's own term (s_skip). The score is (1, 1, 0); ε̂ at x_t is (1/√ᾱ, −σ, 0); Tweedie's
+/// denoiser x + σ²·score is (1, σ², 1).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MixtureScales {
+    /// s_in.
+    pub input: f64,
+    /// s_out.
+    pub output: f64,
+    /// s_skip.
+    pub skip: f64,
+}
+
+/// [`NnBackend::mixture_score`] with burn's operations.
+pub fn mixture_score_composed<B: Backend>(x: Tensor<B, 2>, mixture: &[Tensor<B, 2>; 4], scales: MixtureScales) -> (Tensor<B, 2>, Tensor<B, 2>) {
+    let [basis, coords, precision, bias] = mixture.clone();
+    let xs = x.clone().mul_scalar(scales.input);
+    let t = (xs.clone() * precision.clone()).matmul(basis.clone().transpose());
+    let resp = burn::tensor::activation::softmax(t.matmul(coords.clone().transpose()) + bias, 1);
+    let mean = resp.clone().matmul(coords).matmul(basis);
+    let out = ((mean - xs) * precision).mul_scalar(scales.output) + x.mul_scalar(scales.skip);
+    (out, resp)
+}
+
+/// [`NnBackend::mixture_score_backward`] with burn's operations.
+pub fn mixture_score_backward_composed<B: Backend>(grad: Tensor<B, 2>, resp: Tensor<B, 2>, mixture: &[Tensor<B, 2>; 4], scales: MixtureScales) -> Tensor<B, 2> {
+    let [basis, coords, precision, _] = mixture.clone();
+    let u = grad.clone() * precision.clone();
+    let a = u.clone().matmul(basis.clone().transpose()).matmul(coords.clone().transpose());
+    let mean = (resp.clone() * a.clone()).sum_dim(1);
+    let c = resp * (a - mean);
+    let back = c.matmul(coords).matmul(basis) * precision;
+    (back - u).mul_scalar(scales.input * scales.output) + grad.mul_scalar(scales.skip)
 }
 
 /// `x` as rows of its last dimension `[rows, len]`, with its shape.
@@ -361,6 +430,47 @@ impl NnBackend for Flex {
         }
         flex_tensor(crate::cpu::softmax::backward(&f32_values(&y), &f32_values(&grad), len), shape)
     }
+
+    fn mixture_score(x: FlexTensor, mixture: MixtureTensors<Self>, scales: MixtureScales) -> (FlexTensor, FlexTensor) {
+        if !Self::fused(x.dtype()) || !mixture.all_fused() {
+            let (out, resp) = mixture_score_composed::<Self>(float(x), &mixture.floats(), scales);
+            return (prim(out), prim(resp));
+        }
+        let [n, d] = x.shape().dims::<2>();
+        let k = mixture.bias.shape().num_elements();
+        let values = mixture.values();
+        let (out, resp) = crate::cpu::mixture::forward(&f32_values(&x), &values.kernel(scales));
+        (flex_tensor(out, [n, d]), flex_tensor(resp, [n, k]))
+    }
+
+    fn mixture_score_backward(grad: FlexTensor, resp: FlexTensor, mixture: MixtureTensors<Self>, scales: MixtureScales) -> FlexTensor {
+        if !Self::fused(grad.dtype()) || !Self::fused(resp.dtype()) || !mixture.all_fused() {
+            return prim(mixture_score_backward_composed::<Self>(float(grad), float(resp), &mixture.floats(), scales));
+        }
+        let shape = grad.shape();
+        let values = mixture.values();
+        flex_tensor(crate::cpu::mixture::backward(&f32_values(&grad), &f32_values(&resp), &values.kernel(scales)), shape)
+    }
+}
+
+/// The float32 values of a mixture's constants on the CPU.
+struct MixtureValues<'a>([std::borrow::Cow<'a, [f32]>; 4]);
+
+impl MixtureValues<'_> {
+    fn kernel(&self, scales: MixtureScales) -> crate::cpu::mixture::Mixture<'_> {
+        let [basis, coords, precision, bias] = &self.0;
+        crate::cpu::mixture::Mixture { basis, coords, precision, bias, s_in: scales.input as f32, s_out: scales.output as f32, s_skip: scales.skip as f32 }
+    }
+}
+
+impl MixtureTensors<Flex> {
+    fn all_fused(&self) -> bool {
+        [&self.basis, &self.coords, &self.precision, &self.bias].iter().all(|t| Flex::fused(t.dtype()))
+    }
+
+    fn values(&self) -> MixtureValues<'_> {
+        MixtureValues([f32_values(&self.basis), f32_values(&self.coords), f32_values(&self.precision), f32_values(&self.bias)])
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -448,6 +558,23 @@ impl<B: NnBackend> Backward<B, 1> for SoftmaxLastBackward {
     }
 }
 
+#[derive(Debug)]
+struct MixtureScoreBackward;
+
+impl<B: NnBackend> Backward<B, 1> for MixtureScoreBackward {
+    /// (ρ, the mixture's constants, the scales)
+    type State = (FloatTensor<B>, MixtureTensors<B>, MixtureScales);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [node_x] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (resp, mixture, scales) = ops.state;
+        if let Some(node) = node_x {
+            grads.register::<B>(node.id, B::mixture_score_backward(grad, resp, mixture, scales));
+        }
+    }
+}
+
 impl<B: NnBackend, C: CheckpointStrategy> NnBackend for Autodiff<B, C> {
     fn fused(dtype: DType) -> bool {
         B::fused(dtype)
@@ -511,6 +638,23 @@ impl<B: NnBackend, C: CheckpointStrategy> NnBackend for Autodiff<B, C> {
             }
             OpsKind::UnTracked(prep) => prep.finish(B::softmax_last(x.primitive)),
         }
+    }
+
+    /// One node with x as its only parent: the mixture's constants take no gradient.
+    fn mixture_score(x: FloatTensor<Self>, mixture: MixtureTensors<Self>, scales: MixtureScales) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let inner = MixtureTensors {
+            basis: mixture.basis.primitive,
+            coords: mixture.coords.primitive,
+            precision: mixture.precision.primitive,
+            bias: mixture.bias.primitive,
+        };
+        let (out, resp) = B::mixture_score(x.primitive.clone(), inner.clone(), scales);
+        let resp_out = <Self as AutodiffBackend>::from_inner(resp.clone());
+        let out = match MixtureScoreBackward.prepare::<C>([x.node.clone()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((resp, inner, scales), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        };
+        (out, resp_out)
     }
 }
 

@@ -16,4 +16,4 @@ pub mod source;
 pub mod tensor;
 pub mod torch_records;
 
-pub use backend::{NnAutodiffBackend, NnBackend, NoiseDraw};
+pub use backend::{MixtureScales, MixtureTensors, NnAutodiffBackend, NnBackend, NoiseDraw};

@@ -2,7 +2,7 @@
 
 use burn::tensor::{Tensor, TensorPrimitive};
 
-use crate::backend::NnBackend;
+use crate::backend::{MixtureScales, MixtureTensors, NnBackend};
 
 /// Y = W ⋆ X + b, stride 1, zero padding (k − 1)/2 (torch `Conv2d(k, padding=k//2)`), for X
 /// `[n, in, H, W]`, W `[out, in, k_h, k_w]` with odd sides, b `[out]`.
@@ -24,4 +24,24 @@ pub fn group_norm_act<B: NnBackend>(x: Tensor<B, 4>, a: Tensor<B, 2>, b: Tensor<
 /// ([`crate::cpu::softmax`] on the CPU), burn's `softmax` elsewhere.
 pub fn softmax_last<B: NnBackend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     Tensor::from_primitive(TensorPrimitive::Float(B::softmax_last(x.into_primitive().tensor())))
+}
+
+/// The scaled score of a Gaussian mixture with shared diagonal precision (formulas in
+/// [`crate::cpu::mixture`]): s_out·p ⊙ (Σ_k ρ_k μ_k − s_in·x) + s_skip·x for x `[n, d]`, with
+/// the means μ_k = Σ_j C_kj V_j (`basis` V `[r, d]`, `coords` C `[K, r]`), `precision` p
+/// `[1, d]` and `bias` b_k = log w_k − ½ μ_kᵀPμ_k `[1, K]`. One fused pass with its own
+/// gradient where the backend has one, burn's operations elsewhere; the constants take no
+/// gradient.
+pub fn mixture_score<B: NnBackend>(
+    x: Tensor<B, 2>,
+    basis: Tensor<B, 2>,
+    coords: Tensor<B, 2>,
+    precision: Tensor<B, 2>,
+    bias: Tensor<B, 2>,
+    scales: MixtureScales,
+) -> Tensor<B, 2> {
+    let t = |v: Tensor<B, 2>| v.into_primitive().tensor();
+    let mixture = MixtureTensors { basis: t(basis), coords: t(coords), precision: t(precision), bias: t(bias) };
+    let (out, _) = B::mixture_score(t(x), mixture, scales);
+    Tensor::from_primitive(TensorPrimitive::Float(out))
 }

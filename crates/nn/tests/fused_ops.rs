@@ -128,3 +128,46 @@ fn the_cpu_backend_runs_its_own_softmax_kernel() {
     let fused: Vec<f32> = dipbench_nn::ops::softmax_last(x).into_data().to_vec().unwrap();
     assert_eq!(fused, dipbench_nn::cpu::softmax::forward(&host, 40));
 }
+
+#[test]
+fn fused_mixture_score_and_its_gradient_equal_burns_operations() {
+    // The composed form differentiated by burn's autodiff is the reference for the fused node's
+    // hand-derived gradient. Float32 sums of d = 50 products in another order: 1e-5 of the
+    // largest value (value), 1e-4 (gradient, whose ρ ⊙ (a − ρᵀa) cancels).
+    use dipbench_nn::MixtureScales;
+    let device = Default::default();
+    let (n, d, r, k) = (7, 50, 3, 6);
+    let basis = values::<A, 2>([r, d], 1, &device).mul_scalar(0.3);
+    let coords = values::<A, 2>([k, r], 2, &device).mul_scalar(5.0);
+    let precision = values::<A, 2>([1, d], 3, &device).mul_scalar(0.2).add_scalar(0.6);
+    let bias = values::<A, 2>([1, k], 4, &device);
+    let probe = values::<A, 2>([n, d], 6, &device);
+    for scales in [MixtureScales { input: 1.0, output: 1.0, skip: 0.0 }, MixtureScales { input: 0.7, output: -1.9, skip: 1.0 }] {
+        let x = values::<A, 2>([n, d], 5, &device).mul_scalar(4.0);
+        let xf = x.clone().require_grad();
+        let yf = dipbench_nn::ops::mixture_score(xf.clone(), basis.clone(), coords.clone(), precision.clone(), bias.clone(), scales);
+        let gf = xf.grad(&(yf.clone() * probe.clone()).sum().backward()).unwrap();
+        let xr = x.require_grad();
+        let mixture = [basis.clone(), coords.clone(), precision.clone(), bias.clone()];
+        let (yr, _) = dipbench_nn::backend::mixture_score_composed(xr.clone(), &mixture, scales);
+        let gr = xr.grad(&(yr.clone() * probe.clone()).sum().backward()).unwrap();
+        let (ey, eg) = (rel_err(yf.inner(), yr.inner()), rel_err(gf, gr));
+        assert!(ey <= 1e-5 && eg <= 1e-4, "{scales:?}: value {ey:.2e}, gradient {eg:.2e}");
+    }
+}
+
+#[test]
+fn the_cpu_backend_runs_its_own_mixture_kernel() {
+    // Bit for bit the kernel's output: the fused path is taken, not the composed operations.
+    use dipbench_nn::MixtureScales;
+    use dipbench_nn::cpu::mixture::{Mixture, forward};
+    let device = Default::default();
+    let t = |shape: [usize; 2], seed| values::<Flex, 2>(shape, seed, &device);
+    let host = |t: &Tensor<Flex, 2>| -> Vec<f32> { t.clone().into_data().to_vec().unwrap() };
+    let (x, basis, coords, precision, bias) = (t([4, 24], 1), t([2, 24], 2), t([5, 2], 3), t([1, 24], 4).add_scalar(2.0), t([1, 5], 5));
+    let scales = MixtureScales { input: 1.5, output: 0.5, skip: 1.0 };
+    let fused = host(&dipbench_nn::ops::mixture_score(x.clone(), basis.clone(), coords.clone(), precision.clone(), bias.clone(), scales));
+    let (b, c, p, bb) = (host(&basis), host(&coords), host(&precision), host(&bias));
+    let mix = Mixture { basis: &b, coords: &c, precision: &p, bias: &bb, s_in: 1.5, s_out: 0.5, s_skip: 1.0 };
+    assert_eq!(fused, forward(&host(&x), &mix).0);
+}

@@ -4,6 +4,7 @@ pub mod combine;
 pub mod conv;
 pub mod group_norm;
 pub mod math;
+pub mod mixture;
 pub mod random;
 pub mod softmax;
 pub mod winograd;

@@ -1,0 +1,280 @@
+//! The score of a Gaussian mixture with a shared diagonal precision, one fused pass per row
+//! ([`crate::NnBackend::mixture_score`]), and its vector-Jacobian product.
+//!
+//! Means are given factored, M = C·V with V `[r, d]` (a basis of their span) and C `[K, r]`
+//! (each mean's coordinates), so that a row costs r, not K, products of length d (the MCGdiff
+//! mixture's 25 means span r = 2 dimensions). With precision P = diag(p), the scales
+//! (s_in, s_out, s_skip) and x′ = s_in·x:
+//!
+//!   ℓ_k = b_k + Σ_j C_kj·⟨V_j, p ⊙ x′⟩,   ρ = softmax(ℓ),   m = ρᵀC,
+//!   out = s_out·p ⊙ (mᵀV − x′) + s_skip·x,
+//!
+//! where b_k = log w_k − ½ μ_kᵀPμ_k, so that with s_out = 1, s_skip = 0 the output is the score
+//! P(Σ_k ρ_k μ_k − x′). Its Jacobian in x′ is J = P·Mᵀ(diag ρ − ρρᵀ)·M·P − P, symmetric, so the
+//! vector-Jacobian product of ∂out is, with u = p ⊙ ∂out,
+//!
+//!   a_k = Σ_j C_kj·⟨V_j, u⟩,   c = ρ ⊙ (a − ρᵀa),   m′ = cᵀC,
+//!   ∂x = s_in·s_out·(p ⊙ (m′ᵀV) − u) + s_skip·∂out:
+//!
+//! the same two sweeps over the row (r projections, then one combination) as the value.
+
+use rayon::prelude::*;
+
+use super::math::{exp, simd_fn};
+
+/// The constants of one evaluation: V `[r, d]`, C `[K, r]`, p `[d]`, b `[K]`, and the scales.
+#[derive(Debug, Clone, Copy)]
+pub struct Mixture<'a> {
+    /// V, row-major `[r, d]`.
+    pub basis: &'a [f32],
+    /// C, row-major `[K, r]`.
+    pub coords: &'a [f32],
+    /// p, the diagonal precision `[d]`.
+    pub precision: &'a [f32],
+    /// b `[K]`.
+    pub bias: &'a [f32],
+    /// s_in (the input is scaled by it first).
+    pub s_in: f32,
+    /// s_out (the score's factor).
+    pub s_out: f32,
+    /// s_skip (the input's own factor in the output).
+    pub s_skip: f32,
+}
+
+impl Mixture<'_> {
+    fn dim(&self) -> usize {
+        self.precision.len()
+    }
+
+    fn rank(&self) -> usize {
+        self.basis.len() / self.dim().max(1)
+    }
+
+    fn components(&self) -> usize {
+        self.bias.len()
+    }
+}
+
+/// Lanes of the partial sums (eight independent accumulators, so that a dot product vectorises).
+const LANES: usize = 8;
+
+simd_fn! {
+    /// ⟨v, p ⊙ y⟩ in [`LANES`] interleaved partial sums.
+    fn weighted_dot(v: &[f32], p: &[f32], y: &[f32]) -> f32 {
+        let mut acc = [0f32; LANES];
+        let full = v.len() / LANES * LANES;
+        for ((vc, pc), yc) in v[..full].chunks_exact(LANES).zip(p[..full].chunks_exact(LANES)).zip(y[..full].chunks_exact(LANES)) {
+            for l in 0..LANES {
+                acc[l] += vc[l] * (pc[l] * yc[l]);
+            }
+        }
+        let tail: f32 = (full..v.len()).map(|i| v[i] * (p[i] * y[i])).sum();
+        acc.iter().sum::<f32>() + tail
+    }
+}
+
+simd_fn! {
+    /// out = α·(p ⊙ (Σ_j m_j·V_j) − β·p ⊙ y) + γ·z over one row (V row-major `[m.len(), d]`).
+    fn combine_row(m: &[f32], basis: &[f32], p: &[f32], y: &[f32], z: &[f32], alpha: f32, beta: f32, gamma: f32, out: &mut [f32]) {
+        let d = out.len();
+        out.iter_mut().for_each(|o| *o = 0.0);
+        for (j, &mj) in m.iter().enumerate() {
+            for (o, &v) in out.iter_mut().zip(&basis[j * d..(j + 1) * d]) {
+                *o += mj * v;
+            }
+        }
+        for i in 0..d {
+            out[i] = alpha * (p[i] * out[i] - beta * (p[i] * y[i])) + gamma * z[i];
+        }
+    }
+}
+
+/// Σ_j C_kj·t_j for every k: C `[K, r]` times t `[r]`.
+fn coords_times(coords: &[f32], t: &[f32], out: &mut [f32]) {
+    for (o, row) in out.iter_mut().zip(coords.chunks_exact(t.len().max(1))) {
+        *o = row.iter().zip(t).map(|(c, t)| c * t).sum();
+    }
+}
+
+/// Σ_k w_k·C_k: w `[K]` times C `[K, r]`.
+fn times_coords(w: &[f32], coords: &[f32], out: &mut [f32]) {
+    out.iter_mut().for_each(|o| *o = 0.0);
+    for (&wk, row) in w.iter().zip(coords.chunks_exact(out.len().max(1))) {
+        for (o, c) in out.iter_mut().zip(row) {
+            *o += wk * c;
+        }
+    }
+}
+
+/// Rows per parallel task: a few thousand values of work per task.
+fn rows_per_task(d: usize) -> usize {
+    (16_384 / d.max(1)).max(1)
+}
+
+/// The value for rows x `[n, d]`: (out `[n, d]`, ρ `[n, K]`) (module documentation).
+pub fn forward(x: &[f32], mix: &Mixture<'_>) -> (Vec<f32>, Vec<f32>) {
+    let (d, r, k) = (mix.dim(), mix.rank(), mix.components());
+    assert_eq!(mix.coords.len(), k * r, "C is K × r");
+    let n = x.len() / d.max(1);
+    let mut out = vec![0f32; n * d];
+    let mut resp = vec![0f32; n * k];
+    let per = rows_per_task(d);
+    out.par_chunks_mut(per * d).zip(resp.par_chunks_mut(per * k)).zip(x.par_chunks(per * d)).for_each(|((out, resp), x)| {
+        let (mut t, mut m) = (vec![0f32; r], vec![0f32; r]);
+        for ((o, rho), xr) in out.chunks_exact_mut(d).zip(resp.chunks_exact_mut(k)).zip(x.chunks_exact(d)) {
+            // t_j = ⟨V_j, p ⊙ x′⟩ = s_in·⟨V_j, p ⊙ x⟩.
+            for (j, tj) in t.iter_mut().enumerate() {
+                *tj = mix.s_in * weighted_dot(&mix.basis[j * d..(j + 1) * d], mix.precision, xr);
+            }
+            // ℓ = b + C·t, ρ = softmax(ℓ).
+            coords_times(mix.coords, &t, rho);
+            rho.iter_mut().zip(mix.bias).for_each(|(l, b)| *l += b);
+            softmax_in_place(rho);
+            // m = ρᵀC; out = s_out·(p ⊙ mᵀV − p ⊙ x′) + s_skip·x.
+            times_coords(rho, mix.coords, &mut m);
+            combine_row(&m, mix.basis, mix.precision, xr, xr, mix.s_out, mix.s_in, mix.s_skip, o);
+        }
+    });
+    (out, resp)
+}
+
+/// The vector-Jacobian product for rows: ∂x `[n, d]` from ∂out `[n, d]` and the value's ρ
+/// `[n, K]` (module documentation).
+pub fn backward(grad: &[f32], resp: &[f32], mix: &Mixture<'_>) -> Vec<f32> {
+    let (d, r, k) = (mix.dim(), mix.rank(), mix.components());
+    let n = grad.len() / d.max(1);
+    assert_eq!(resp.len(), n * k, "one ρ row per gradient row");
+    let mut dx = vec![0f32; n * d];
+    let per = rows_per_task(d);
+    dx.par_chunks_mut(per * d).zip(resp.par_chunks(per * k)).zip(grad.par_chunks(per * d)).for_each(|((dx, resp), grad)| {
+        let (mut t, mut a, mut m) = (vec![0f32; r], vec![0f32; k], vec![0f32; r]);
+        for ((o, rho), g) in dx.chunks_exact_mut(d).zip(resp.chunks_exact(k)).zip(grad.chunks_exact(d)) {
+            // a = C·(V·(p ⊙ ∂out)).
+            for (j, tj) in t.iter_mut().enumerate() {
+                *tj = weighted_dot(&mix.basis[j * d..(j + 1) * d], mix.precision, g);
+            }
+            coords_times(mix.coords, &t, &mut a);
+            // c = ρ ⊙ (a − ρᵀa), m′ = cᵀC.
+            let mean: f32 = rho.iter().zip(&a).map(|(r, a)| r * a).sum();
+            a.iter_mut().zip(rho).for_each(|(ak, r)| *ak = r * (*ak - mean));
+            times_coords(&a, mix.coords, &mut m);
+            // ∂x = s_in·s_out·(p ⊙ m′ᵀV − p ⊙ ∂out) + s_skip·∂out.
+            combine_row(&m, mix.basis, mix.precision, g, g, mix.s_in * mix.s_out, 1.0, mix.s_skip, o);
+        }
+    });
+    dx
+}
+
+/// Softmax of a short row in place (the K responsibilities; the exponential of
+/// [`super::math::exp`], which is 0 for arguments below −87.33).
+fn softmax_in_place(l: &mut [f32]) {
+    let max = l.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
+    for v in l.iter_mut() {
+        let z = *v - max;
+        *v = if z < -87.33 { 0.0 } else { exp(z) };
+    }
+    let sum: f32 = l.iter().sum();
+    l.iter_mut().for_each(|v| *v /= sum);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The same quantities in f64, straight from the formulas with the means M = C·V expanded.
+    fn reference(x: &[f64], mix: &Mixture<'_>) -> (Vec<f64>, Vec<f64>) {
+        let (d, r, k) = (mix.dim(), mix.rank(), mix.components());
+        let mean = |c: usize, i: usize| (0..r).map(|j| f64::from(mix.coords[c * r + j]) * f64::from(mix.basis[j * d + i])).sum::<f64>();
+        let p = |i: usize| f64::from(mix.precision[i]);
+        let xs: Vec<f64> = x.iter().map(|v| v * f64::from(mix.s_in)).collect();
+        let logits: Vec<f64> = (0..k).map(|c| f64::from(mix.bias[c]) + (0..d).map(|i| mean(c, i) * p(i) * xs[i]).sum::<f64>()).collect();
+        let mx = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let e: Vec<f64> = logits.iter().map(|l| (l - mx).exp()).collect();
+        let s: f64 = e.iter().sum();
+        let rho: Vec<f64> = e.iter().map(|v| v / s).collect();
+        let out = (0..d)
+            .map(|i| {
+                let mbar: f64 = (0..k).map(|c| rho[c] * mean(c, i)).sum();
+                f64::from(mix.s_out) * p(i) * (mbar - xs[i]) + f64::from(mix.s_skip) * x[i]
+            })
+            .collect();
+        (out, rho)
+    }
+
+    struct Case {
+        basis: Vec<f32>,
+        coords: Vec<f32>,
+        precision: Vec<f32>,
+        bias: Vec<f32>,
+    }
+
+    fn case(d: usize, r: usize, k: usize) -> Case {
+        let f = |i: usize, a: usize, b: usize| (((i * a + b) % 97) as f32 / 97.0 - 0.5) * 2.0;
+        Case {
+            basis: (0..r * d).map(|i| f(i, 31, 7) / (d as f32).sqrt()).collect(),
+            coords: (0..k * r).map(|i| 4.0 * f(i, 17, 3)).collect(),
+            precision: (0..d).map(|i| 0.5 + 0.4 * f(i, 13, 5)).collect(),
+            bias: (0..k).map(|i| f(i, 7, 1)).collect(),
+        }
+    }
+
+    fn mixture(c: &Case, s_in: f32, s_out: f32, s_skip: f32) -> Mixture<'_> {
+        Mixture { basis: &c.basis, coords: &c.coords, precision: &c.precision, bias: &c.bias, s_in, s_out, s_skip }
+    }
+
+    #[test]
+    fn value_matches_the_formulas_in_f64() {
+        // Rows of 37 values (not a multiple of the eight lanes), 5 components in 3 dimensions.
+        let (d, r, k, n) = (37, 3, 5, 9);
+        let c = case(d, r, k);
+        let mix = mixture(&c, 0.8, -1.3, 0.6);
+        let x: Vec<f32> = (0..n * d).map(|i| ((i * 53 % 89) as f32 / 89.0 - 0.5) * 6.0).collect();
+        let (out, resp) = forward(&x, &mix);
+        for row in 0..n {
+            let xr: Vec<f64> = x[row * d..(row + 1) * d].iter().map(|&v| f64::from(v)).collect();
+            let (want, rho) = reference(&xr, &mix);
+            let scale = want.iter().fold(1.0f64, |a, v| a.max(v.abs()));
+            for i in 0..d {
+                // float32 sums of 37 terms of size ~10: well inside 1e-5 of the row's scale.
+                assert!((f64::from(out[row * d + i]) - want[i]).abs() < 1e-5 * scale, "row {row} coordinate {i}");
+            }
+            for q in 0..k {
+                assert!((f64::from(resp[row * k + q]) - rho[q]).abs() < 1e-6, "row {row} ρ_{q}");
+            }
+        }
+    }
+
+    #[test]
+    fn vector_jacobian_product_matches_central_differences() {
+        // ⟨∂x, e⟩ against (⟨g, out(x + h·e)⟩ − ⟨g, out(x − h·e)⟩)/2h in f64 on the reference.
+        let (d, r, k) = (21, 2, 4);
+        let c = case(d, r, k);
+        let mix = mixture(&c, 1.1, 0.7, 0.4);
+        let x: Vec<f32> = (0..d).map(|i| ((i * 29 % 41) as f32 / 41.0 - 0.5) * 3.0).collect();
+        let g: Vec<f32> = (0..d).map(|i| ((i * 11 % 23) as f32 / 23.0 - 0.5) * 2.0).collect();
+        let (_, resp) = forward(&x, &mix);
+        let dx = backward(&g, &resp, &mix);
+        let pairing = |x: &[f64]| reference(x, &mix).0.iter().zip(&g).map(|(o, g)| o * f64::from(*g)).sum::<f64>();
+        let x64: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+        let h = 1e-5;
+        for i in 0..d {
+            let (mut up, mut down) = (x64.clone(), x64.clone());
+            up[i] += h;
+            down[i] -= h;
+            let numeric = (pairing(&up) - pairing(&down)) / (2.0 * h);
+            // Central differences are exact to O(h²) ≈ 1e-10 here; the kernel is float32.
+            assert!((f64::from(dx[i]) - numeric).abs() < 2e-5 * numeric.abs().max(1.0), "coordinate {i}: {} vs {numeric}", dx[i]);
+        }
+    }
+
+    #[test]
+    fn rows_are_independent_of_the_parallel_split() {
+        let (d, r, k) = (16, 2, 3);
+        let c = case(d, r, k);
+        let mix = mixture(&c, 1.0, 1.0, 0.0);
+        let x: Vec<f32> = (0..3000 * d).map(|i| ((i * 7 % 101) as f32 / 101.0 - 0.5) * 8.0).collect();
+        let (all, _) = forward(&x, &mix);
+        let (last, _) = forward(&x[2999 * d..], &mix);
+        assert_eq!(&all[2999 * d..], &last[..]);
+    }
+}

@@ -112,6 +112,44 @@ fn chunked_sampling_equals_one_batch() {
     }
 }
 
+#[test]
+fn chunked_gradient_samplers_finish_on_a_busy_thread_pool() {
+    // Two jobs at once, each sampling in chunks that are tasks of one 2-thread pool, at the GMM
+    // benchmark's shapes: the samples equal those of the same chunks on one thread. A watchdog
+    // turns a hang into a failure: the mixture kernel's backward step once ran a parallel loop
+    // under burn's graph lock, which let a pool thread take up another chunk whose backward
+    // then waited on that lock. That deadlock is timing-dependent (it hung one benchmark run in
+    // several); this test exercises the path but does not reproduce it reliably.
+    let pool = std::sync::Arc::new(rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap());
+    let single = std::sync::Arc::new(rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    for job in 0..2u64 {
+        let (tx, pool, single) = (tx.clone(), pool.clone(), single.clone());
+        std::thread::spawn(move || {
+            // The benchmark's shapes at d = 800: chunks of 164 rows, which the kernels split in pieces.
+            let d = 800;
+            let g = GaussianMixture::mcgdiff(d, vec![1.0; 25]).unwrap();
+            let a = DMatrix::from_fn(2, d, |i, j| ((i * 3 + j) % 5) as f64 / 5.0 - 0.4);
+            let dev = Default::default();
+            let prior = GaussianMixturePrior::<B>::new(g, VpSchedule::mcgdiff_gmm(), &dev);
+            let op = DenseOperator::<B>::new("A", a, &dev).unwrap();
+            let y = Tensor::<B, 2>::from_floats([[1.5f32, -0.5]], &dev);
+            let problem = Problem::shared(&prior, &op, y, 0.2, 2000);
+            for kind in ["dps", "pigdm", "mcg", "reddiff"] {
+                let mut cfg = SamplerConfig::preset(kind, "gmm").unwrap();
+                cfg.set_budget(20, 0.6);
+                let s = cfg.build::<B>(None).unwrap();
+                let run = |pool: &rayon::ThreadPool| pool.install(|| dipbench_samplers::sample_in_chunks(s.as_ref(), &problem, job, 164).unwrap().into_data());
+                assert_eq!(run(&pool), run(&single), "{kind}: 13 chunks on 2 threads vs on 1");
+            }
+            tx.send(()).unwrap();
+        });
+    }
+    for _ in 0..2 {
+        rx.recv_timeout(std::time::Duration::from_secs(300)).expect("chunked sampling did not finish within 300 s (a deadlock?)");
+    }
+}
+
 /// Every image sampler on the tiny UNet config (golden-fill weights, no file needed), SR ×4 on
 /// 32×32 (phase retrieval for ER/HIO/OSS), a few steps each: (preset, overrides).
 const IMAGE_SAMPLERS: &[(&str, &str, &str, &str)] = &[

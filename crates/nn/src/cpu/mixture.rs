@@ -140,13 +140,19 @@ pub fn forward(x: &[f32], mix: &Mixture<'_>) -> (Vec<f32>, Vec<f32>) {
 
 /// The vector-Jacobian product for rows: ∂x `[n, d]` from ∂out `[n, d]` and the value's ρ
 /// `[n, K]` (module documentation).
+///
+/// On the calling thread only. burn's autodiff runs a backward step while holding its graph's
+/// lock; a parallel loop there lets a thread-pool thread pick up another pending task — another
+/// chunk of samples whose backward pass then waits on a graph lock this thread holds (a
+/// deadlock seen with the GMM benchmark's chunks, which are pool tasks). The chunks are the
+/// parallelism.
 pub fn backward(grad: &[f32], resp: &[f32], mix: &Mixture<'_>) -> Vec<f32> {
     let (d, r, k) = (mix.dim(), mix.rank(), mix.components());
     let n = grad.len() / d.max(1);
     assert_eq!(resp.len(), n * k, "one ρ row per gradient row");
     let mut dx = vec![0f32; n * d];
     let per = rows_per_task(d);
-    dx.par_chunks_mut(per * d).zip(resp.par_chunks(per * k)).zip(grad.par_chunks(per * d)).for_each(|((dx, resp), grad)| {
+    dx.chunks_mut(per * d).zip(resp.chunks(per * k)).zip(grad.chunks(per * d)).for_each(|((dx, resp), grad)| {
         let (mut t, mut a, mut m) = (vec![0f32; r], vec![0f32; k], vec![0f32; r]);
         for ((o, rho), g) in dx.chunks_exact_mut(d).zip(resp.chunks_exact(k)).zip(grad.chunks_exact(d)) {
             // a = C·(V·(p ⊙ ∂out)).

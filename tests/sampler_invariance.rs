@@ -123,10 +123,11 @@ fn chunked_gradient_samplers_finish_on_a_busy_thread_pool() {
     let pool = std::sync::Arc::new(rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap());
     let single = std::sync::Arc::new(rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap());
     let (tx, rx) = std::sync::mpsc::channel();
+    let mut workers = vec![];
     for job in 0..2u64 {
         let (tx, pool, single) = (tx.clone(), pool.clone(), single.clone());
-        std::thread::spawn(move || {
-            // The benchmark's shapes at d = 800: chunks of 164 rows, which the kernels split in pieces.
+        workers.push(std::thread::spawn(move || {
+            // The benchmark's shapes at d = 800: chunks of 163 rows, which the kernels split in pieces.
             let d = 800;
             let g = GaussianMixture::mcgdiff(d, vec![1.0; 25]).unwrap();
             let a = DMatrix::from_fn(2, d, |i, j| ((i * 3 + j) % 5) as f64 / 5.0 - 0.4);
@@ -139,14 +140,25 @@ fn chunked_gradient_samplers_finish_on_a_busy_thread_pool() {
                 let mut cfg = SamplerConfig::preset(kind, "gmm").unwrap();
                 cfg.set_budget(20, 0.6);
                 let s = cfg.build::<B>(None).unwrap();
-                let run = |pool: &rayon::ThreadPool| pool.install(|| dipbench_samplers::sample_in_chunks(s.as_ref(), &problem, job, 164).unwrap().into_data());
+                let run = |pool: &rayon::ThreadPool| pool.install(|| dipbench_samplers::sample_in_chunks(s.as_ref(), &problem, job, 163).unwrap().into_data());
                 assert_eq!(run(&pool), run(&single), "{kind}: 13 chunks on 2 threads vs on 1");
             }
             tx.send(()).unwrap();
-        });
+        }));
     }
+    // Only the workers hold senders now: a worker that panics disconnects instead of timing out.
+    drop(tx);
     for _ in 0..2 {
-        rx.recv_timeout(std::time::Duration::from_secs(300)).expect("chunked sampling did not finish within 300 s (a deadlock?)");
+        match rx.recv_timeout(std::time::Duration::from_secs(300)) {
+            Ok(()) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("chunked sampling did not finish within 300 s (a deadlock?)"),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    for worker in workers {
+        if let Err(panic) = worker.join() {
+            std::panic::resume_unwind(panic);
+        }
     }
 }
 

@@ -438,6 +438,7 @@ impl NnBackend for Flex {
         }
         let [n, d] = x.shape().dims::<2>();
         let k = mixture.bias.shape().num_elements();
+        mixture.check_shapes(d);
         let values = mixture.values();
         let (out, resp) = crate::cpu::mixture::forward(&f32_values(&x), &values.kernel(scales));
         (flex_tensor(out, [n, d]), flex_tensor(resp, [n, k]))
@@ -448,6 +449,7 @@ impl NnBackend for Flex {
             return prim(mixture_score_backward_composed::<Self>(float(grad), float(resp), &mixture.floats(), scales));
         }
         let shape = grad.shape();
+        mixture.check_shapes(shape.dims::<2>()[1]);
         let values = mixture.values();
         flex_tensor(crate::cpu::mixture::backward(&f32_values(&grad), &f32_values(&resp), &values.kernel(scales)), shape)
     }
@@ -466,6 +468,14 @@ impl MixtureValues<'_> {
 impl MixtureTensors<Flex> {
     fn all_fused(&self) -> bool {
         [&self.basis, &self.coords, &self.precision, &self.bias].iter().all(|t| Flex::fused(t.dtype()))
+    }
+
+    /// Panics unless V is `[r, d]`, C `[K, r]`, p `[1, d]` and b `[1, K]` for rows of `d`.
+    fn check_shapes(&self, d: usize) {
+        let [r, dv] = self.basis.shape().dims::<2>();
+        let [k, rc] = self.coords.shape().dims::<2>();
+        let (np, nb) = (self.precision.shape().num_elements(), self.bias.shape().num_elements());
+        assert!(dv == d && rc == r && np == d && nb == k, "mixture_score: V {r}×{dv}, C {k}×{rc}, {np} precisions and {nb} biases for rows of {d}");
     }
 
     fn values(&self) -> MixtureValues<'_> {

@@ -171,3 +171,26 @@ fn the_cpu_backend_runs_its_own_mixture_kernel() {
     let mix = Mixture { basis: &b, coords: &c, precision: &p, bias: &bb, s_in: 1.5, s_out: 0.5, s_skip: 1.0 };
     assert_eq!(fused, forward(&host(&x), &mix).0);
 }
+
+#[test]
+fn composed_mixture_gradient_equals_the_cpu_kernel() {
+    // The burn-operations backward (what the GPU backends run) against the CPU kernel's, from the
+    // same ρ: the same formulas summed in another order, 1e-5 of the largest value.
+    use dipbench_nn::MixtureScales;
+    use dipbench_nn::cpu::mixture::{Mixture, backward, forward};
+    let device = Default::default();
+    let (n, d, r, k) = (5, 40, 3, 7);
+    let t = |shape: [usize; 2], seed| values::<Flex, 2>(shape, seed, &device);
+    let host = |t: &Tensor<Flex, 2>| -> Vec<f32> { t.clone().into_data().to_vec().unwrap() };
+    let (x, basis, coords) = (t([n, d], 11).mul_scalar(3.0), t([r, d], 12).mul_scalar(0.3), t([k, r], 13).mul_scalar(4.0));
+    let (precision, bias, grad) = (t([1, d], 14).mul_scalar(0.2).add_scalar(0.7), t([1, k], 15), t([n, d], 16));
+    let scales = MixtureScales { input: 0.8, output: -1.7, skip: 1.0 };
+    let (b, c, p, bb) = (host(&basis), host(&coords), host(&precision), host(&bias));
+    let mix = Mixture { basis: &b, coords: &c, precision: &p, bias: &bb, s_in: 0.8, s_out: -1.7, s_skip: 1.0 };
+    let (_, resp) = forward(&host(&x), &mix);
+    let kernel = Tensor::<Flex, 1>::from_floats(backward(&host(&grad), &resp, &mix).as_slice(), &device).reshape([n, d]);
+    let resp = Tensor::<Flex, 1>::from_floats(resp.as_slice(), &device).reshape([n, k]);
+    let composed = dipbench_nn::backend::mixture_score_backward_composed(grad, resp, &[basis, coords, precision, bias], scales);
+    let e = rel_err(composed, kernel);
+    assert!(e <= 1e-5, "composed vs kernel gradient: {e:.2e}");
+}

@@ -98,6 +98,12 @@ pub trait Sampler<B: NnAutodiffBackend>: Send + Sync {
 /// stream and rows never interact, the result is bitwise identical to a single call with
 /// `SampleRng::new(seed, n)` (tested in `tests/sampler_invariance.rs`), whatever the number of
 /// threads; smaller chunks keep each tensor cache-sized on the CPU.
+///
+/// The chunks are thread-pool tasks, so the sampler's backward passes must not use the pool: burn's
+/// autodiff holds a graph lock during a backward pass, and a thread waiting on a parallel loop there
+/// can take up another chunk whose backward pass then waits on that lock. The mixture prior's
+/// kernels keep to this; a large dense product in a backward pass (a mixture with a non-isotropic
+/// covariance at large d: its d × d basis change runs a parallel GEMM) does not.
 pub fn sample_in_chunks<B: NnAutodiffBackend>(
     sampler: &dyn Sampler<B>,
     problem: &Problem<'_, B>,

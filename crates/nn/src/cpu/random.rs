@@ -161,7 +161,7 @@ pub fn normals(key: [u32; 2], counter: u64, tag: u32, start: usize, out: &mut [f
     let end = start + out.len();
     while pos < end {
         let g = pos / 32;
-        let both = g % 2 == 0 && end > 32 * (g + 1);
+        let both = g.is_multiple_of(2) && end > 32 * (g + 1);
         if both && pos == 32 * g && end - pos >= 64 {
             // A whole pair of groups: made in place.
             let dst: &mut [f32; 64] = (&mut out[pos - start..pos - start + 64]).try_into().expect("64 values");

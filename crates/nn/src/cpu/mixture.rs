@@ -151,23 +151,20 @@ pub fn backward(grad: &[f32], resp: &[f32], mix: &Mixture<'_>) -> Vec<f32> {
     let n = grad.len() / d.max(1);
     assert_eq!(resp.len(), n * k, "one ρ row per gradient row");
     let mut dx = vec![0f32; n * d];
-    let per = rows_per_task(d);
-    dx.chunks_mut(per * d).zip(resp.chunks(per * k)).zip(grad.chunks(per * d)).for_each(|((dx, resp), grad)| {
-        let (mut t, mut a, mut m) = (vec![0f32; r], vec![0f32; k], vec![0f32; r]);
-        for ((o, rho), g) in dx.chunks_exact_mut(d).zip(resp.chunks_exact(k)).zip(grad.chunks_exact(d)) {
-            // a = C·(V·(p ⊙ ∂out)).
-            for (j, tj) in t.iter_mut().enumerate() {
-                *tj = weighted_dot(&mix.basis[j * d..(j + 1) * d], mix.precision, g);
-            }
-            coords_times(mix.coords, &t, &mut a);
-            // c = ρ ⊙ (a − ρᵀa), m′ = cᵀC.
-            let mean: f32 = rho.iter().zip(&a).map(|(r, a)| r * a).sum();
-            a.iter_mut().zip(rho).for_each(|(ak, r)| *ak = r * (*ak - mean));
-            times_coords(&a, mix.coords, &mut m);
-            // ∂x = s_in·s_out·(p ⊙ m′ᵀV − p ⊙ ∂out) + s_skip·∂out.
-            combine_row(&m, mix.basis, mix.precision, g, g, mix.s_in * mix.s_out, 1.0, mix.s_skip, o);
+    let (mut t, mut a, mut m) = (vec![0f32; r], vec![0f32; k], vec![0f32; r]);
+    for ((o, rho), g) in dx.chunks_exact_mut(d).zip(resp.chunks_exact(k)).zip(grad.chunks_exact(d)) {
+        // a = C·(V·(p ⊙ ∂out)).
+        for (j, tj) in t.iter_mut().enumerate() {
+            *tj = weighted_dot(&mix.basis[j * d..(j + 1) * d], mix.precision, g);
         }
-    });
+        coords_times(mix.coords, &t, &mut a);
+        // c = ρ ⊙ (a − ρᵀa), m′ = cᵀC.
+        let mean: f32 = rho.iter().zip(&a).map(|(r, a)| r * a).sum();
+        a.iter_mut().zip(rho).for_each(|(ak, r)| *ak = r * (*ak - mean));
+        times_coords(&a, mix.coords, &mut m);
+        // ∂x = s_in·s_out·(p ⊙ m′ᵀV − p ⊙ ∂out) + s_skip·∂out.
+        combine_row(&m, mix.basis, mix.precision, g, g, mix.s_in * mix.s_out, 1.0, mix.s_skip, o);
+    }
     dx
 }
 

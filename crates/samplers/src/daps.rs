@@ -308,8 +308,9 @@ impl Daps {
         let k = lr / (sigma * sigma);
         let mut x = x0hat.clone();
         for _ in 0..self.0.langevin_steps {
-            let grad = self.clamped(data_grad(problem, x.clone()));
-            x = rng.combine(vec![(x, 1.0 - k), (x0hat.clone(), k), (grad, -lr * data_scale)], (2.0 * lr).sqrt());
+            let (grad, f) = scaled_data_grad(problem, x.clone());
+            let grad = self.clamped(grad, f);
+            x = rng.combine(vec![(x, 1.0 - k), (x0hat.clone(), k), (grad, -lr * data_scale * f)], (2.0 * lr).sqrt());
         }
         x
     }
@@ -333,10 +334,11 @@ impl Daps {
         let mut v = rng.normal::<B>(problem.dim(), &problem.device());
         let mut x = x0hat.clone();
         for _ in 0..self.0.langevin_steps {
-            let grad = self.clamped(data_grad(problem, x.clone()));
+            let (grad, f) = scaled_data_grad(problem, x.clone());
+            let grad = self.clamped(grad, f);
             // v ← m·v + √η·[−c·g + (x̂₀ − x)/σ²] + √(2(1−m))·ε (the x_t terms cancel);
             // x ← x + √η·v.
-            v = rng.combine(vec![(v, m), (grad, -step * data_scale), (x0hat.clone(), k), (x.clone(), -k)], (2.0 * (1.0 - m)).sqrt());
+            v = rng.combine(vec![(v, m), (grad, -step * data_scale * f), (x0hat.clone(), k), (x.clone(), -k)], (2.0 * (1.0 - m)).sqrt());
             x = x + v.clone().mul_scalar(step);
         }
         // A row whose chain diverged (NaN persists through x ← x + √η·v) returns zeros.
@@ -363,9 +365,11 @@ impl Daps {
     }
 
     /// The data gradient clamped elementwise to [−c, c] when `grad_clamp = c` is set.
-    fn clamped<B: Backend>(&self, grad: Tensor<B, 2>) -> Tensor<B, 2> {
+    /// `grad` is g/f for the gradient g (f = 2 or 1, [`scaled_data_grad`]): clamping g to
+    /// [−c, c] is clamping g/f to [−c/f, c/f], exactly, f being a power of two.
+    fn clamped<B: Backend>(&self, grad: Tensor<B, 2>, f: f64) -> Tensor<B, 2> {
         match self.0.grad_clamp {
-            Some(c) => grad.clamp(-c, c),
+            Some(c) => grad.clamp(-c / f, c / f),
             None => grad,
         }
     }
@@ -387,18 +391,21 @@ impl Daps {
     }
 }
 
-/// ∇ₓ‖A(x) − y‖² per row: 2Aᵀ(Ax − y) through the adjoint for a linear operator (no autodiff
-/// graph), autodiff through A otherwise.
-pub fn data_grad<B: NnAutodiffBackend>(problem: &Problem<'_, B>, x: Tensor<B, 2>) -> Tensor<B, 2> {
+/// (∇ₓ‖A(x) − y‖² / f, f) per row: for a linear operator Aᵀ(Ax − y) through the adjoint (no
+/// autodiff graph) and f = 2, which the caller folds into the coefficient of its update (one
+/// pass over the rows less; scaling by a power of two is exact, so the update is bit for bit
+/// that of the gradient 2Aᵀ(Ax − y)); otherwise the autodiff gradient through A and f = 1.
+pub fn scaled_data_grad<B: NnAutodiffBackend>(problem: &Problem<'_, B>, x: Tensor<B, 2>) -> (Tensor<B, 2>, f64) {
     match problem.operator.as_linear() {
-        Some(op) => op.adjoint(op.forward(x) - problem.y.clone()).mul_scalar(2.0),
-        None => {
+        Some(op) => (op.adjoint(op.forward(x) - problem.y.clone()), 2.0),
+        None => (
             input_grad(x, |x_in| {
                 let r = problem.operator.forward(x_in) - problem.y.clone();
                 (r.powf_scalar(2.0).sum(), ())
             })
-            .0
-        }
+            .0,
+            1.0,
+        ),
     }
 }
 

@@ -15,8 +15,9 @@
 #
 # Environment:
 #   GPU_CHECK_BUDGET  seconds the whole check may take (default 480). The steps run in the
-#                     order below, most important first; a step is skipped when less than 30 s
-#                     is left, and each step's own limit is cut to what is left.
+#                     order below, most important first; 10 s of it are kept for the last
+#                     summary, a step is skipped when less than 30 s of the rest is left, and
+#                     each step's own limit is cut to what is left.
 #   GPU_CHECK_PACK    a .tar.gz path, rewritten after every step with everything in OUT except
 #                     the kernel cache (for machines that hand back few files; the last complete
 #                     step is in it even when the check is killed).
@@ -27,7 +28,7 @@
 #
 # Writes OUT/summary.json (every figure below), OUT/status.txt (each step's exit code, or
 # `skipped`) and the raw reports beside them:
-#   verify_{f32,bf16,f16}.txt    `model verify` on CUDA (f32 at the TF32 bound 5e-3; half
+#   verify_{f32,bf16,f16}.log    `model verify` on CUDA (f32 at the TF32 bound 5e-3; half
 #                                precision by a short sampler run's PSNR vs float32)
 #   unet_b{1,8}_{f32,bf16}.json  `bench unet`: forward and DPS step, FFHQ, with PyTorch (f32)
 #   unet_b8_f16.json             the same in f16 beside guided-diffusion's fp16 mode
@@ -86,12 +87,12 @@ for f in sorted(out.glob("*.json")):
             summary[f.stem] = json.loads(f.read_text())
         except ValueError as e:
             summary[f.stem] = f"unreadable: {e}"
-for f in sorted(out.glob("verify_*.log")):
+for f in sorted(out.glob("*verify_*.log")):
     summary[f.stem] = f.read_text().splitlines()[-20:]
 (out / "summary.json").write_text(json.dumps(summary, indent=1))
 PY
     if [ -n "$PACK" ]; then
-        tar -czf "$PACK.tmp" --exclude=./kernels -C "$OUT" . && mv "$PACK.tmp" "$PACK"
+        tar -czf "$PACK.tmp" --exclude=./kernels --exclude="./$(basename "$PACK")" --exclude="./$(basename "$PACK").tmp" -C "$OUT" . && mv "$PACK.tmp" "$PACK"
     fi
 }
 
@@ -107,7 +108,7 @@ run() { # name, limit in seconds, command...
     [ "$limit" -gt "$left" ] && limit=$left
     echo "== $name (limit ${limit} s, $((SECONDS - start)) s in)"
     local t0=$SECONDS
-    timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
+    timeout -k 10 "$limit" "$@" > "$OUT/$name.log" 2>&1
     local rc=$?
     tail -n 25 "$OUT/$name.log"
     echo "$name $rc $((SECONDS - t0))s" >> "$OUT/status.txt"
@@ -118,9 +119,9 @@ run() { # name, limit in seconds, command...
 # Most important first: fidelity, then the speed targets at batch 1 and 8, then half precision,
 # the fusion A/B and the latent prior.
 run verify_f32 150 "$BIN" model verify --golden "$GOLDEN" --device cuda --precision f32
-run unet_b1_f32 150 "$BIN" bench unet --device cuda --batch 1 --warmup 2 --repeats 10 "${torch[@]}" --json "$OUT/unet_b1_f32.json"
+run unet_b1_f32 150 "$BIN" bench unet --device cuda --batch 1 --warmup 2 --repeats 10 ${torch[@]+"${torch[@]}"} --json "$OUT/unet_b1_f32.json"
 run sampler_b1 120 "$BIN" bench sampler --device cuda --batch 1 --warmup 1 --repeats 5 --json "$OUT/sampler_b1.json"
-run unet_b8_f32 150 "$BIN" bench unet --device cuda --batch 8 --warmup 2 --repeats 10 "${torch[@]}" --json "$OUT/unet_b8_f32.json"
+run unet_b8_f32 150 "$BIN" bench unet --device cuda --batch 8 --warmup 2 --repeats 10 ${torch[@]+"${torch[@]}"} --json "$OUT/unet_b8_f32.json"
 run sampler_b8 150 "$BIN" bench sampler --device cuda --batch 8 --warmup 1 --repeats 5 --json "$OUT/sampler_b8.json"
 run unet_b8_bf16 120 "$BIN" bench unet --device cuda --batch 8 --precision bf16 --warmup 2 --repeats 10 --json "$OUT/unet_b8_bf16.json"
 run verify_bf16 90 "$BIN" model verify --golden "$GOLDEN" --device cuda --precision bf16
@@ -132,12 +133,12 @@ fi
 # The latent prior: the LDM UNet beside PyTorch's, a LatentDAPS level (ODE + HMC through the
 # decoder) beside the pixel UNet, and the latent smoke experiment on CUDA against its CPU
 # baseline (the check's tolerances; TF32 may move the untrained tiny model's numbers).
-run ldm_unet_b1_f32 120 "$BIN" bench unet --config ffhq256-ldm --device cuda --batch 1 --warmup 2 --repeats 10 "${torch[@]}" --json "$OUT/ldm_unet_b1_f32.json"
+run ldm_unet_b1_f32 120 "$BIN" bench unet --config ffhq256-ldm --device cuda --batch 1 --warmup 2 --repeats 10 ${torch[@]+"${torch[@]}"} --json "$OUT/ldm_unet_b1_f32.json"
 run ldm_sampler_b1 120 "$BIN" bench sampler --config ffhq256-ldm --device cuda --batch 1 --warmup 1 --repeats 3 --json "$OUT/ldm_sampler_b1.json"
 run smoke_latent 150 "$BIN" run experiments/smoke-latent.toml --device cuda --out "$OUT/smoke-latent" --no-progress
 run smoke_latent_check 30 "$BIN" check "$OUT/smoke-latent" --against results/baselines/smoke-latent --rel 0.05 --tol 1e-3
 run unet_b1_bf16 90 "$BIN" bench unet --device cuda --batch 1 --precision bf16 --warmup 2 --repeats 10 --json "$OUT/unet_b1_bf16.json"
-run unet_b8_f16 120 "$BIN" bench unet --device cuda --batch 8 --precision f16 --warmup 2 --repeats 10 "${torch[@]}" --json "$OUT/unet_b8_f16.json"
+run unet_b8_f16 120 "$BIN" bench unet --device cuda --batch 8 --precision f16 --warmup 2 --repeats 10 ${torch[@]+"${torch[@]}"} --json "$OUT/unet_b8_f16.json"
 run verify_f16 90 "$BIN" model verify --golden "$GOLDEN" --device cuda --precision f16
 run ldm_sampler_b4 120 "$BIN" bench sampler --config ffhq256-ldm --device cuda --batch 4 --warmup 1 --repeats 3 --json "$OUT/ldm_sampler_b4.json"
 

@@ -391,6 +391,13 @@ impl Daps {
     }
 }
 
+/// ∇ₓ‖A(x) − y‖² per row, the data term of DAPS's Langevin/HMC target: 2Aᵀ(Ax − y) for a
+/// linear operator, the autodiff gradient through A otherwise ([`scaled_data_grad`] times its f).
+pub fn data_grad<B: NnAutodiffBackend>(problem: &Problem<'_, B>, x: Tensor<B, 2>) -> Tensor<B, 2> {
+    let (grad, f) = scaled_data_grad(problem, x);
+    if f == 1.0 { grad } else { grad.mul_scalar(f) }
+}
+
 /// (∇ₓ‖A(x) − y‖² / f, f) per row: for a linear operator Aᵀ(Ax − y) through the adjoint (no
 /// autodiff graph) and f = 2, which the caller folds into the coefficient of its update (one
 /// pass over the rows less; scaling by a power of two is exact, so the update is bit for bit

@@ -17,7 +17,8 @@ const PIECE: usize = 1 << 13;
 const RUN: usize = 1 << 10;
 
 thread_local! {
-    /// One run of normals.
+    /// One run of normals. Borrowed only around sequential code (`normals`, `axpy`): a rayon
+    /// call inside the borrow could run another piece on this thread and borrow it twice.
     static EPS: std::cell::RefCell<[f32; RUN]> = const { std::cell::RefCell::new([0.0; RUN]) };
 }
 

@@ -94,9 +94,28 @@ pub fn sin_cos(theta: f32) -> (f32, f32) {
     (-sin_x, -cos_x)
 }
 
+/// The Box–Muller pairs of Philox words (`w1[p]`, `w2[p]`), p < `n`: r = √(−2 ln u₁) and
+/// (sin θ, cos θ), θ = 2π·u₂ (module documentation). Three loops (ln, √, sin/cos), each over all
+/// pairs: short independent iterations, which the CPU overlaps better than one long chain per
+/// pair (12 % faster; the same numbers). `n` is a constant where this is inlined, so the loops
+/// become independent vector chains.
+#[inline(always)]
+fn box_muller(w1: &[u32; 32], w2: &[u32; 32], n: usize, r: &mut [f32; 32], sin: &mut [f32; 32], cos: &mut [f32; 32]) {
+    for p in 0..n {
+        let u1 = ((w1[p] >> 1) as i32 as f32 + 0.5) * (1.0 / 2_147_483_648.0);
+        r[p] = -2.0 * ln(u1);
+    }
+    for v in r.iter_mut().take(n) {
+        *v = v.sqrt();
+    }
+    for p in 0..n {
+        let u2 = (w2[p] >> 8) as i32 as f32 * (1.0 / 16_777_216.0);
+        (sin[p], cos[p]) = sin_cos(std::f32::consts::TAU * u2);
+    }
+}
+
 /// The `32·G` normals of groups `g … g + G − 1` (G = 1 or 2) of draw (`key`, `counter`, `tag`),
-/// in element order. The Box–Muller pairs (r·cos θ, r·sin θ), r = √(−2 ln u₁), θ = 2π·u₂, are
-/// computed over arrays of 16·G, which the compiler turns into independent vector chains.
+/// in element order, from 16·G Box–Muller pairs ([`box_muller`]).
 #[inline(always)]
 fn normal_groups_body<const G: usize>(key: [u32; 2], counter: u64, tag: u32, g: u64, out: &mut [f32; 64]) {
     let (c_lo, c_hi) = (counter as u32, (counter >> 32) as u32);
@@ -108,22 +127,10 @@ fn normal_groups_body<const G: usize>(key: [u32; 2], counter: u64, tag: u32, g: 
         let w = philox4x32([(8 * g + p as u64) as u32, c_lo, c_hi, tag], key);
         (w1[p], w2[p], w1[half + p], w2[half + p]) = (w[0], w[1], w[2], w[3]);
     }
-    // Three loops (ln, √, sin/cos), each over all pairs: short independent iterations, which
-    // the CPU overlaps better than one long chain per pair (12 % faster; the same numbers).
     let mut r = [0f32; 32];
     let mut sin = [0f32; 32];
     let mut cos = [0f32; 32];
-    for p in 0..2 * half {
-        let u1 = ((w1[p] >> 1) as i32 as f32 + 0.5) * (1.0 / 2_147_483_648.0);
-        r[p] = -2.0 * ln(u1);
-    }
-    for v in r.iter_mut().take(2 * half) {
-        *v = v.sqrt();
-    }
-    for p in 0..2 * half {
-        let u2 = (w2[p] >> 8) as i32 as f32 * (1.0 / 16_777_216.0);
-        (sin[p], cos[p]) = sin_cos(std::f32::consts::TAU * u2);
-    }
+    box_muller(&w1, &w2, 2 * half, &mut r, &mut sin, &mut cos);
     // Element 32h + 8q + i (group g + h, block 8(g + h) + i, pair p = 8h + i):
     // q = 0 → r·cos of pair p, q = 1 → r·sin, q = 2 → r·cos of pair 8G + p, q = 3 → r·sin.
     for h in 0..G {
@@ -138,6 +145,30 @@ fn normal_groups_body<const G: usize>(key: [u32; 2], counter: u64, tag: u32, g: 
 }
 
 simd_fn! {
+    /// Elements 0 … 15 of group `g` alone, in `out[..16]`: the pairs of words (0, 1) of its eight
+    /// blocks ([`normal_groups_body`] with the same arithmetic, so the same numbers), half the
+    /// Box–Muller work of a group. For draws that end early in a group (d = 8 uses 8 of its 32
+    /// values, d = 80 the first 16 of its third group).
+    fn normal_group_head(key: [u32; 2], counter: u64, tag: u32, g: u64, out: &mut [f32; 64]) {
+        let (c_lo, c_hi) = (counter as u32, (counter >> 32) as u32);
+        let mut w1 = [0u32; 32];
+        let mut w2 = [0u32; 32];
+        for p in 0..8 {
+            let w = philox4x32([(8 * g + p as u64) as u32, c_lo, c_hi, tag], key);
+            (w1[p], w2[p]) = (w[0], w[1]);
+        }
+        let mut r = [0f32; 32];
+        let mut sin = [0f32; 32];
+        let mut cos = [0f32; 32];
+        box_muller(&w1, &w2, 8, &mut r, &mut sin, &mut cos);
+        for i in 0..8 {
+            out[i] = r[i] * cos[i];
+            out[8 + i] = r[i] * sin[i];
+        }
+    }
+}
+
+simd_fn! {
     /// The 64 normals of groups `g` and `g + 1` ([`normal_groups_body`]).
     fn normal_groups(key: [u32; 2], counter: u64, tag: u32, g: u64, out: &mut [f32; 64]) {
         normal_groups_body::<2>(key, counter, tag, g, out)
@@ -146,7 +177,7 @@ simd_fn! {
 
 simd_fn! {
     /// The 32 normals of group `g` alone, in `out[..32]` ([`normal_groups_body`]): half the work
-    /// of [`normal_groups`] where a row's draw ends within a group (short rows: d = 8 uses 8).
+    /// of [`normal_groups`] where a row's draw ends within a group past its element 16.
     fn normal_group(key: [u32; 2], counter: u64, tag: u32, g: u64, out: &mut [f32; 64]) {
         normal_groups_body::<1>(key, counter, tag, g, out)
     }
@@ -154,7 +185,8 @@ simd_fn! {
 
 /// Elements `start .. start + out.len()` of draw (`key`, `counter`, `tag`) of standard normals
 /// (module documentation for the layout). Groups are made two at a time, or one where the
-/// range needs only one of an even-odd pair.
+/// range needs only one of an even-odd pair, or the first half of one where the range ends
+/// there (the same numbers each way).
 pub fn normals(key: [u32; 2], counter: u64, tag: u32, start: usize, out: &mut [f32]) {
     let mut buf = [0f32; 64];
     let mut pos = start;
@@ -169,12 +201,18 @@ pub fn normals(key: [u32; 2], counter: u64, tag: u32, start: usize, out: &mut [f
             pos += 64;
             continue;
         }
-        let made = if both { 64 } else { 32 };
-        if both {
+        // Values of the group(s) made: both of a pair, one group, or its first 16 elements
+        // where the range ends there.
+        let made = if both {
             normal_groups(key, counter, tag, g as u64, &mut buf);
+            64
+        } else if end <= 32 * g + 16 {
+            normal_group_head(key, counter, tag, g as u64, &mut buf);
+            16
         } else {
             normal_group(key, counter, tag, g as u64, &mut buf);
-        }
+            32
+        };
         let offset = pos - 32 * g;
         let take = (made - offset).min(end - pos);
         out[pos - start..pos - start + take].copy_from_slice(&buf[offset..offset + take]);
@@ -290,7 +328,9 @@ mod tests {
     fn any_slice_of_a_draw_is_the_same_numbers() {
         let mut whole = vec![0f32; 1000];
         normals([1, 2], 5, 0, 0, &mut whole);
-        for (start, len) in [(0, 1), (0, 8), (31, 2), (32, 8), (33, 100), (60, 30), (999, 1), (500, 500)] {
+        // Every path of `normals`: pairs of groups, single groups, the first half of a group (ranges
+        // ending at or before element 16 of an unpaired group: (0, 8), (0, 16), (40, 5), (64, 16)).
+        for (start, len) in [(0, 1), (0, 8), (0, 16), (0, 17), (31, 2), (32, 8), (40, 5), (33, 100), (60, 30), (64, 16), (64, 17), (999, 1), (500, 500)] {
             let mut part = vec![0f32; len];
             normals([1, 2], 5, 0, start, &mut part);
             assert_eq!(&whole[start..start + len], &part[..]);

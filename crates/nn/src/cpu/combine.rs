@@ -51,30 +51,44 @@ pub fn combine(terms: &[&[f32]], coefs: &[f32], noise: Option<(f32, &NoiseDraw)>
     if n * d == 0 {
         return out;
     }
-    out.spare_capacity_mut()[..n * d].par_chunks_mut(d).enumerate().for_each(|(r, row)| {
-        row.par_chunks_mut(PIECE).enumerate().for_each(|(p, piece)| {
-            let start = r * d + p * PIECE;
-            let end = start + piece.len();
-            scale_into(piece, &terms[0][start..end], coefs[0]);
-            // SAFETY: `scale_into` wrote every element of the piece, and f32 has no invalid bit
-            // patterns; the slice keeps the piece's length and alignment.
-            let piece: &mut [f32] = unsafe { &mut *(piece as *mut [MaybeUninit<f32>] as *mut [f32]) };
-            for (t, &c) in terms.iter().zip(coefs).skip(1) {
-                axpy(piece, &t[start..end], c);
-            }
-            if let Some((s, draw)) = noise {
-                // The normals in runs of RUN values, in this thread's buffer (a fresh zeroed
-                // array per run would cost ~4 % in the zeroing alone).
-                EPS.with_borrow_mut(|eps| {
-                    for (k, part) in piece.chunks_mut(RUN).enumerate() {
-                        let eps = &mut eps[..part.len()];
-                        normals(draw.keys[r], draw.counter, draw.tag, p * PIECE + RUN * k, eps);
-                        axpy(part, eps, s);
-                    }
-                });
+    // Piece p of row r: elements r·d + p·PIECE … of the output.
+    let fill = |r: usize, p: usize, piece: &mut [MaybeUninit<f32>]| {
+        let start = r * d + p * PIECE;
+        let end = start + piece.len();
+        scale_into(piece, &terms[0][start..end], coefs[0]);
+        // SAFETY: `scale_into` wrote every element of the piece, and f32 has no invalid bit
+        // patterns; the slice keeps the piece's length and alignment.
+        let piece: &mut [f32] = unsafe { &mut *(piece as *mut [MaybeUninit<f32>] as *mut [f32]) };
+        for (t, &c) in terms.iter().zip(coefs).skip(1) {
+            axpy(piece, &t[start..end], c);
+        }
+        if let Some((s, draw)) = noise {
+            // The normals in runs of RUN values, in this thread's buffer (a fresh zeroed
+            // array per run would cost ~4 % in the zeroing alone).
+            EPS.with_borrow_mut(|eps| {
+                for (k, part) in piece.chunks_mut(RUN).enumerate() {
+                    let eps = &mut eps[..part.len()];
+                    normals(draw.keys[r], draw.counter, draw.tag, p * PIECE + RUN * k, eps);
+                    axpy(part, eps, s);
+                }
+            });
+        }
+    };
+    let spare = &mut out.spare_capacity_mut()[..n * d];
+    if d <= PIECE {
+        // Short rows: several whole rows per task and no parallel iterator per row (whose
+        // overhead dominated at d = 8).
+        let rows = (PIECE / d).max(1);
+        spare.par_chunks_mut(rows * d).enumerate().for_each(|(b, block)| {
+            for (i, row) in block.chunks_mut(d).enumerate() {
+                fill(b * rows + i, 0, row);
             }
         });
-    });
+    } else {
+        spare.par_chunks_mut(d).enumerate().for_each(|(r, row)| {
+            row.par_chunks_mut(PIECE).enumerate().for_each(|(p, piece)| fill(r, p, piece));
+        });
+    }
     // SAFETY: the pieces cover all n·d elements, each written above.
     unsafe { out.set_len(n * d) };
     out
@@ -109,10 +123,11 @@ mod tests {
     }
 
     /// Bit for bit the plain sums, with and without noise, at row lengths below, at and across
-    /// the piece and run boundaries (the split into pieces and runs must not show).
+    /// the piece and run boundaries, and with short rows over several tasks (the split into
+    /// tasks, pieces and runs must not show).
     #[test]
     fn combine_is_the_plain_sum_at_every_split() {
-        for &(n, d) in &[(3, 1), (5, 8), (4, 800), (2, RUN + 17), (2, PIECE), (3, PIECE + 2 * RUN + 5)] {
+        for &(n, d) in &[(3, 1), (5, 8), (2 * PIECE / 8 + 3, 8), (4, 800), (2, RUN + 17), (2, PIECE), (3, PIECE + 2 * RUN + 5)] {
             let term = |seed: f32| -> Vec<f32> { (0..n * d).map(|i| ((i as f32) * 0.37 + seed).sin()).collect() };
             let (a, b, c) = (term(0.1), term(1.3), term(2.9));
             let terms: [&[f32]; 3] = [&a, &b, &c];

@@ -18,6 +18,8 @@
 //!
 //! the same two sweeps over the row (r projections, then one combination) as the value.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::math::{exp, simd_fn};
@@ -74,10 +76,16 @@ simd_fn! {
 }
 
 simd_fn! {
-    /// out = α·(p ⊙ (Σ_j m_j·V_j) − β·p ⊙ y) + γ·z over one row (V row-major `[m.len(), d]`).
-    fn combine_row(m: &[f32], basis: &[f32], p: &[f32], y: &[f32], z: &[f32], alpha: f32, beta: f32, gamma: f32, out: &mut [f32]) {
+    /// out = α·(p ⊙ (Σ_j m_j·V_j) − β·p ⊙ y) + γ·z over one row (V row-major `[m.len(), d]`),
+    /// into not yet written memory (the sum starts from zeros written here, in the cache, not
+    /// from a zero-filled allocation: a pass over all rows less).
+    fn combine_row(m: &[f32], basis: &[f32], p: &[f32], y: &[f32], z: &[f32], alpha: f32, beta: f32, gamma: f32, out: &mut [MaybeUninit<f32>]) {
         let d = out.len();
-        out.iter_mut().for_each(|o| *o = 0.0);
+        out.iter_mut().for_each(|o| {
+            o.write(0.0);
+        });
+        // SAFETY: every element was written just above, and f32 has no invalid bit patterns.
+        let out: &mut [f32] = unsafe { &mut *(out as *mut [MaybeUninit<f32>] as *mut [f32]) };
         for (j, &mj) in m.iter().enumerate() {
             for (o, &v) in out.iter_mut().zip(&basis[j * d..(j + 1) * d]) {
                 *o += mj * v;
@@ -89,20 +97,62 @@ simd_fn! {
     }
 }
 
-/// Σ_j C_kj·t_j for every k: C `[K, r]` times t `[r]`.
+/// Σ_j C_kj·t_j for every k: C `[K, r]` times t `[r]`, each sum from f32's neutral −0 left to
+/// right (as `Iterator::sum`). Rank 2 (the MCGdiff mixture's) is written out: the same
+/// operations in the same order, without a loop of two per component.
+#[inline(always)]
 fn coords_times(coords: &[f32], t: &[f32], out: &mut [f32]) {
+    if let [t0, t1] = *t {
+        for (o, row) in out.iter_mut().zip(coords.chunks_exact(2)) {
+            *o = (-0.0 + row[0] * t0) + row[1] * t1;
+        }
+        return;
+    }
     for (o, row) in out.iter_mut().zip(coords.chunks_exact(t.len().max(1))) {
         *o = row.iter().zip(t).map(|(c, t)| c * t).sum();
     }
 }
 
-/// Σ_k w_k·C_k: w `[K]` times C `[K, r]`.
+/// Σ_k w_k·C_k: w `[K]` times C `[K, r]`, each sum from 0 in k order. Rank 2 written out (the
+/// same operations in the same order).
+#[inline(always)]
 fn times_coords(w: &[f32], coords: &[f32], out: &mut [f32]) {
+    if let [o0, o1] = out {
+        let (mut a, mut b) = (0f32, 0f32);
+        for (&wk, row) in w.iter().zip(coords.chunks_exact(2)) {
+            a += wk * row[0];
+            b += wk * row[1];
+        }
+        (*o0, *o1) = (a, b);
+        return;
+    }
     out.iter_mut().for_each(|o| *o = 0.0);
     for (&wk, row) in w.iter().zip(coords.chunks_exact(out.len().max(1))) {
         for (o, c) in out.iter_mut().zip(row) {
             *o += wk * c;
         }
+    }
+}
+
+simd_fn! {
+    /// One row's ℓ = b + C·t, ρ = softmax(ℓ) and m = ρᵀC (module documentation), in the
+    /// vector instructions of [`weighted_dot`] (this small per-row part dominates at d = 8).
+    fn responsibilities(coords: &[f32], bias: &[f32], t: &[f32], rho: &mut [f32], m: &mut [f32]) {
+        coords_times(coords, t, rho);
+        rho.iter_mut().zip(bias).for_each(|(l, b)| *l += b);
+        softmax_in_place(rho);
+        times_coords(rho, coords, m);
+    }
+}
+
+simd_fn! {
+    /// One row's a = C·t, c = ρ ⊙ (a − ρᵀa) (in `a`) and m′ = cᵀC of the vector-Jacobian
+    /// product (module documentation).
+    fn vjp_coefficients(coords: &[f32], rho: &[f32], t: &[f32], a: &mut [f32], m: &mut [f32]) {
+        coords_times(coords, t, a);
+        let mean: f32 = rho.iter().zip(a.iter()).map(|(r, a)| r * a).sum();
+        a.iter_mut().zip(rho).for_each(|(ak, r)| *ak = r * (*ak - mean));
+        times_coords(a, coords, m);
     }
 }
 
@@ -116,25 +166,24 @@ pub fn forward(x: &[f32], mix: &Mixture<'_>) -> (Vec<f32>, Vec<f32>) {
     let (d, r, k) = (mix.dim(), mix.rank(), mix.components());
     assert_eq!(mix.coords.len(), k * r, "C is K × r");
     let n = x.len() / d.max(1);
-    let mut out = vec![0f32; n * d];
+    let mut out: Vec<f32> = Vec::with_capacity(n * d);
     let mut resp = vec![0f32; n * k];
     let per = rows_per_task(d);
-    out.par_chunks_mut(per * d).zip(resp.par_chunks_mut(per * k)).zip(x.par_chunks(per * d)).for_each(|((out, resp), x)| {
+    out.spare_capacity_mut()[..n * d].par_chunks_mut(per * d).zip(resp.par_chunks_mut(per * k)).zip(x.par_chunks(per * d)).for_each(|((out, resp), x)| {
         let (mut t, mut m) = (vec![0f32; r], vec![0f32; r]);
         for ((o, rho), xr) in out.chunks_exact_mut(d).zip(resp.chunks_exact_mut(k)).zip(x.chunks_exact(d)) {
             // t_j = ⟨V_j, p ⊙ x′⟩ = s_in·⟨V_j, p ⊙ x⟩.
             for (j, tj) in t.iter_mut().enumerate() {
                 *tj = mix.s_in * weighted_dot(&mix.basis[j * d..(j + 1) * d], mix.precision, xr);
             }
-            // ℓ = b + C·t, ρ = softmax(ℓ).
-            coords_times(mix.coords, &t, rho);
-            rho.iter_mut().zip(mix.bias).for_each(|(l, b)| *l += b);
-            softmax_in_place(rho);
-            // m = ρᵀC; out = s_out·(p ⊙ mᵀV − p ⊙ x′) + s_skip·x.
-            times_coords(rho, mix.coords, &mut m);
+            // ℓ = b + C·t, ρ = softmax(ℓ), m = ρᵀC.
+            responsibilities(mix.coords, mix.bias, &t, rho, &mut m);
+            // out = s_out·(p ⊙ mᵀV − p ⊙ x′) + s_skip·x.
             combine_row(&m, mix.basis, mix.precision, xr, xr, mix.s_out, mix.s_in, mix.s_skip, o);
         }
     });
+    // SAFETY: `combine_row` wrote each of the n rows of d values.
+    unsafe { out.set_len(n * d) };
     (out, resp)
 }
 
@@ -150,26 +199,25 @@ pub fn backward(grad: &[f32], resp: &[f32], mix: &Mixture<'_>) -> Vec<f32> {
     let (d, r, k) = (mix.dim(), mix.rank(), mix.components());
     let n = grad.len() / d.max(1);
     assert_eq!(resp.len(), n * k, "one ρ row per gradient row");
-    let mut dx = vec![0f32; n * d];
+    let mut dx: Vec<f32> = Vec::with_capacity(n * d);
     let (mut t, mut a, mut m) = (vec![0f32; r], vec![0f32; k], vec![0f32; r]);
-    for ((o, rho), g) in dx.chunks_exact_mut(d).zip(resp.chunks_exact(k)).zip(grad.chunks_exact(d)) {
-        // a = C·(V·(p ⊙ ∂out)).
+    for ((o, rho), g) in dx.spare_capacity_mut()[..n * d].chunks_exact_mut(d).zip(resp.chunks_exact(k)).zip(grad.chunks_exact(d)) {
+        // a = C·(V·(p ⊙ ∂out)), c = ρ ⊙ (a − ρᵀa), m′ = cᵀC.
         for (j, tj) in t.iter_mut().enumerate() {
             *tj = weighted_dot(&mix.basis[j * d..(j + 1) * d], mix.precision, g);
         }
-        coords_times(mix.coords, &t, &mut a);
-        // c = ρ ⊙ (a − ρᵀa), m′ = cᵀC.
-        let mean: f32 = rho.iter().zip(&a).map(|(r, a)| r * a).sum();
-        a.iter_mut().zip(rho).for_each(|(ak, r)| *ak = r * (*ak - mean));
-        times_coords(&a, mix.coords, &mut m);
+        vjp_coefficients(mix.coords, rho, &t, &mut a, &mut m);
         // ∂x = s_in·s_out·(p ⊙ m′ᵀV − p ⊙ ∂out) + s_skip·∂out.
         combine_row(&m, mix.basis, mix.precision, g, g, mix.s_in * mix.s_out, 1.0, mix.s_skip, o);
     }
+    // SAFETY: `combine_row` wrote each of the n rows of d values.
+    unsafe { dx.set_len(n * d) };
     dx
 }
 
 /// Softmax of a short row in place (the K responsibilities; the exponential of
 /// [`super::math::exp`], which is 0 for arguments below −87.33).
+#[inline(always)]
 fn softmax_in_place(l: &mut [f32]) {
     let max = l.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
     for v in l.iter_mut() {
@@ -183,6 +231,30 @@ fn softmax_in_place(l: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The rank-2 paths of `coords_times` and `times_coords` give the general loops' sums bit
+    /// for bit (signed zeros included: −0 products are among the inputs).
+    #[test]
+    fn rank_two_sums_are_the_general_sums_bit_for_bit() {
+        let k = 25;
+        let coords: Vec<f32> = (0..2 * k).map(|i| if i % 7 == 3 { -0.0 } else { ((i as f32) * 0.61).sin() * 3.0 }).collect();
+        for t in [[0.37f32, -1.9], [-0.0, 0.0], [0.0, -0.0], [1e-30, 4e30]] {
+            let mut fast = vec![0f32; k];
+            coords_times(&coords, &t, &mut fast);
+            let general: Vec<f32> = coords.chunks_exact(2).map(|row| row.iter().zip(&t).map(|(c, t)| c * t).sum()).collect();
+            assert!(fast.iter().zip(&general).all(|(a, b)| a.to_bits() == b.to_bits()), "C·t at t = {t:?}");
+            let w: Vec<f32> = (0..k).map(|i| t[i % 2] * (i as f32 + 0.5)).collect();
+            let mut m = [0f32; 2];
+            times_coords(&w, &coords, &mut m);
+            let mut want = [0f32; 2];
+            for (&wk, row) in w.iter().zip(coords.chunks_exact(2)) {
+                for (o, c) in want.iter_mut().zip(row) {
+                    *o += wk * c;
+                }
+            }
+            assert_eq!(m.map(f32::to_bits), want.map(f32::to_bits), "wᵀC at t = {t:?}");
+        }
+    }
 
     /// The same quantities in f64, straight from the formulas with the means M = C·V expanded.
     fn reference(x: &[f64], mix: &Mixture<'_>) -> (Vec<f64>, Vec<f64>) {

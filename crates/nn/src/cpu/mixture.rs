@@ -77,8 +77,9 @@ simd_fn! {
 
 simd_fn! {
     /// out = α·(p ⊙ (Σ_j m_j·V_j) − β·p ⊙ y) + γ·z over one row (V row-major `[m.len(), d]`),
-    /// into not yet written memory (the sum starts from zeros written here, in the cache, not
-    /// from a zero-filled allocation: a pass over all rows less).
+    /// into not yet written memory: the sum starts from zeros written here, row by row in the
+    /// cache, not from a zero-filled allocation (which the allocator fills with a pass of its own
+    /// when it reuses memory: 1.6 % of the GMM grid's first replicate in `memset`).
     fn combine_row(m: &[f32], basis: &[f32], p: &[f32], y: &[f32], z: &[f32], alpha: f32, beta: f32, gamma: f32, out: &mut [MaybeUninit<f32>]) {
         let d = out.len();
         out.iter_mut().for_each(|o| {

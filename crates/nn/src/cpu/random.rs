@@ -177,7 +177,8 @@ simd_fn! {
 
 simd_fn! {
     /// The 32 normals of group `g` alone, in `out[..32]` ([`normal_groups_body`]): half the work
-    /// of [`normal_groups`] where a row's draw ends within a group past its element 16.
+    /// of [`normal_groups`] where the range needs only one group of an even–odd pair and reaches
+    /// its element 16 or beyond.
     fn normal_group(key: [u32; 2], counter: u64, tag: u32, g: u64, out: &mut [f32; 64]) {
         normal_groups_body::<1>(key, counter, tag, g, out)
     }
@@ -329,7 +330,8 @@ mod tests {
         let mut whole = vec![0f32; 1000];
         normals([1, 2], 5, 0, 0, &mut whole);
         // Every path of `normals`: pairs of groups, single groups, the first half of a group (ranges
-        // ending at or before element 16 of an unpaired group: (0, 8), (0, 16), (40, 5), (64, 16)).
+        // that end within elements 0…15 of an unpaired group: (0, 8), (0, 16), (40, 5), (64, 16),
+        // (999, 1)).
         for (start, len) in [(0, 1), (0, 8), (0, 16), (0, 17), (31, 2), (32, 8), (40, 5), (33, 100), (60, 30), (64, 16), (64, 17), (999, 1), (500, 500)] {
             let mut part = vec![0f32; len];
             normals([1, 2], 5, 0, start, &mut part);

@@ -78,7 +78,7 @@ pub fn combine(terms: &[&[f32]], coefs: &[f32], noise: Option<(f32, &NoiseDraw)>
     if d <= PIECE {
         // Short rows: several whole rows per task and no parallel iterator per row (whose
         // overhead dominated at d = 8).
-        let rows = (PIECE / d).max(1);
+        let rows = PIECE / d;
         spare.par_chunks_mut(rows * d).enumerate().for_each(|(b, block)| {
             for (i, row) in block.chunks_mut(d).enumerate() {
                 fill(b * rows + i, 0, row);

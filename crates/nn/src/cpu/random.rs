@@ -115,9 +115,10 @@ fn box_muller(w1: &[u32; 32], w2: &[u32; 32], n: usize, r: &mut [f32; 32], sin: 
 }
 
 /// The `32·G` normals of groups `g … g + G − 1` (G = 1 or 2) of draw (`key`, `counter`, `tag`),
-/// in element order, from 16·G Box–Muller pairs ([`box_muller`]).
+/// in element order, from 16·G Box–Muller pairs ([`box_muller`]); with `HEAD` (and G = 1) only
+/// the pairs of words (0, 1), that is elements 0 … 15 of the group, in `out[..16]`.
 #[inline(always)]
-fn normal_groups_body<const G: usize>(key: [u32; 2], counter: u64, tag: u32, g: u64, out: &mut [f32; 64]) {
+fn normal_groups_body<const G: usize, const HEAD: bool>(key: [u32; 2], counter: u64, tag: u32, g: u64, out: &mut [f32; 64]) {
     let (c_lo, c_hi) = (counter as u32, (counter >> 32) as u32);
     let half = 8 * G;
     // Pair p < 8G comes from words (0, 1) of block 8g + p, pair 8G + p from words (2, 3).
@@ -130,7 +131,7 @@ fn normal_groups_body<const G: usize>(key: [u32; 2], counter: u64, tag: u32, g: 
     let mut r = [0f32; 32];
     let mut sin = [0f32; 32];
     let mut cos = [0f32; 32];
-    box_muller(&w1, &w2, 2 * half, &mut r, &mut sin, &mut cos);
+    box_muller(&w1, &w2, if HEAD { half } else { 2 * half }, &mut r, &mut sin, &mut cos);
     // Element 32h + 8q + i (group g + h, block 8(g + h) + i, pair p = 8h + i):
     // q = 0 → r·cos of pair p, q = 1 → r·sin, q = 2 → r·cos of pair 8G + p, q = 3 → r·sin.
     for h in 0..G {
@@ -138,40 +139,28 @@ fn normal_groups_body<const G: usize>(key: [u32; 2], counter: u64, tag: u32, g: 
             let (a, b) = (8 * h + i, half + 8 * h + i);
             out[32 * h + i] = r[a] * cos[a];
             out[32 * h + 8 + i] = r[a] * sin[a];
-            out[32 * h + 16 + i] = r[b] * cos[b];
-            out[32 * h + 24 + i] = r[b] * sin[b];
+            if !HEAD {
+                out[32 * h + 16 + i] = r[b] * cos[b];
+                out[32 * h + 24 + i] = r[b] * sin[b];
+            }
         }
     }
 }
 
 simd_fn! {
     /// Elements 0 … 15 of group `g` alone, in `out[..16]`: the pairs of words (0, 1) of its eight
-    /// blocks ([`normal_groups_body`] with the same arithmetic, so the same numbers), half the
-    /// Box–Muller work of a group. For draws that end early in a group (d = 8 uses 8 of its 32
-    /// values, d = 80 the first 16 of its third group).
+    /// blocks ([`normal_groups_body`] with `HEAD`, the same arithmetic, so the same numbers), half
+    /// the Box–Muller work of a group. For draws that end early in a group (d = 8 uses 8 of its
+    /// 32 values, d = 80 the first 16 of its third group).
     fn normal_group_head(key: [u32; 2], counter: u64, tag: u32, g: u64, out: &mut [f32; 64]) {
-        let (c_lo, c_hi) = (counter as u32, (counter >> 32) as u32);
-        let mut w1 = [0u32; 32];
-        let mut w2 = [0u32; 32];
-        for p in 0..8 {
-            let w = philox4x32([(8 * g + p as u64) as u32, c_lo, c_hi, tag], key);
-            (w1[p], w2[p]) = (w[0], w[1]);
-        }
-        let mut r = [0f32; 32];
-        let mut sin = [0f32; 32];
-        let mut cos = [0f32; 32];
-        box_muller(&w1, &w2, 8, &mut r, &mut sin, &mut cos);
-        for i in 0..8 {
-            out[i] = r[i] * cos[i];
-            out[8 + i] = r[i] * sin[i];
-        }
+        normal_groups_body::<1, true>(key, counter, tag, g, out)
     }
 }
 
 simd_fn! {
     /// The 64 normals of groups `g` and `g + 1` ([`normal_groups_body`]).
     fn normal_groups(key: [u32; 2], counter: u64, tag: u32, g: u64, out: &mut [f32; 64]) {
-        normal_groups_body::<2>(key, counter, tag, g, out)
+        normal_groups_body::<2, false>(key, counter, tag, g, out)
     }
 }
 
@@ -180,7 +169,7 @@ simd_fn! {
     /// of [`normal_groups`] where the range needs only one group of an even–odd pair and reaches
     /// its element 16 or beyond.
     fn normal_group(key: [u32; 2], counter: u64, tag: u32, g: u64, out: &mut [f32; 64]) {
-        normal_groups_body::<1>(key, counter, tag, g, out)
+        normal_groups_body::<1, false>(key, counter, tag, g, out)
     }
 }
 

@@ -13,8 +13,12 @@
 //! words (0, 1) give (r·cos θ, r·sin θ) and words (2, 3) the next pair, with
 //! r = √(−2 ln u₁), u₁ = (⌊w/2⌋ + ½)·2⁻³¹ ∈ (0, 1), θ = 2π·u₂, u₂ = ⌊w/2⁸⌋·2⁻²⁴ ∈ [0, 1).
 //! |z| is at most √(2·31·ln 2) ≈ 6.56 (a truncation of probability below 10⁻¹⁰).
+//!
+//! The code below is the portable definition; on x86-64 CPUs with AVX2 the groups are made by
+//! `avx2`, the same operations in intrinsics, with the same numbers bit for bit (tested).
 
-use super::math::simd_fn;
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 
 /// Philox4x32 multipliers and Weyl key increments (Random123's PHILOX_M4x32_0/1, PHILOX_W32_0/1).
 const M0: u32 = 0xD251_1F53;
@@ -147,30 +151,36 @@ fn normal_groups_body<const G: usize, const HEAD: bool>(key: [u32; 2], counter: 
     }
 }
 
-simd_fn! {
-    /// Elements 0 … 15 of group `g` alone, in `out[..16]`: the pairs of words (0, 1) of its eight
-    /// blocks ([`normal_groups_body`] with `HEAD`, the same arithmetic, so the same numbers), half
-    /// the Box–Muller work of a group. For draws that end early in a group (d = 8 uses 8 of its
-    /// 32 values, d = 80 the first 16 of its third group).
-    fn normal_group_head(key: [u32; 2], counter: u64, tag: u32, g: u64, out: &mut [f32; 64]) {
-        normal_groups_body::<1, true>(key, counter, tag, g, out)
+/// [`normal_groups_body`] on this CPU: the AVX2 version where the CPU has it (the same numbers,
+/// bit for bit), else the portable code.
+#[inline(always)]
+fn normal_groups_dispatch<const G: usize, const HEAD: bool>(key: [u32; 2], counter: u64, tag: u32, g: u64, out: &mut [f32; 64]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: this CPU has AVX2.
+        return unsafe { avx2::normal_groups::<G, HEAD>(key, counter, tag, g, out) };
     }
+    normal_groups_body::<G, HEAD>(key, counter, tag, g, out)
 }
 
-simd_fn! {
-    /// The 64 normals of groups `g` and `g + 1` ([`normal_groups_body`]).
-    fn normal_groups(key: [u32; 2], counter: u64, tag: u32, g: u64, out: &mut [f32; 64]) {
-        normal_groups_body::<2, false>(key, counter, tag, g, out)
-    }
+/// Elements 0 … 15 of group `g` alone, in `out[..16]`: the pairs of words (0, 1) of its eight
+/// blocks ([`normal_groups_body`] with `HEAD`, the same arithmetic, so the same numbers), half
+/// the Box–Muller work of a group. For draws that end early in a group (d = 8 uses 8 of its
+/// 32 values, d = 80 the first 16 of its third group).
+fn normal_group_head(key: [u32; 2], counter: u64, tag: u32, g: u64, out: &mut [f32; 64]) {
+    normal_groups_dispatch::<1, true>(key, counter, tag, g, out)
 }
 
-simd_fn! {
-    /// The 32 normals of group `g` alone, in `out[..32]` ([`normal_groups_body`]): half the work
-    /// of [`normal_groups`] where the range needs only one group of an even–odd pair and reaches
-    /// its element 16 or beyond.
-    fn normal_group(key: [u32; 2], counter: u64, tag: u32, g: u64, out: &mut [f32; 64]) {
-        normal_groups_body::<1, false>(key, counter, tag, g, out)
-    }
+/// The 64 normals of groups `g` and `g + 1` ([`normal_groups_body`]).
+fn normal_groups(key: [u32; 2], counter: u64, tag: u32, g: u64, out: &mut [f32; 64]) {
+    normal_groups_dispatch::<2, false>(key, counter, tag, g, out)
+}
+
+/// The 32 normals of group `g` alone, in `out[..32]` ([`normal_groups_body`]): half the work
+/// of [`normal_groups`] where the range needs only one group of an even–odd pair and reaches
+/// its element 16 or beyond.
+fn normal_group(key: [u32; 2], counter: u64, tag: u32, g: u64, out: &mut [f32; 64]) {
+    normal_groups_dispatch::<1, false>(key, counter, tag, g, out)
 }
 
 /// Elements `start .. start + out.len()` of draw (`key`, `counter`, `tag`) of standard normals
@@ -310,6 +320,70 @@ mod tests {
             normals(key, counter, tag, start, &mut got);
             for (e, (g, w)) in got.iter().zip(want).enumerate() {
                 assert!((f64::from(*g) - w).abs() < 2e-6, "element {}: {g} vs {w}", start + e);
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_avx2_normals_are_the_portable_ones_bit_for_bit() {
+        if !std::is_x86_feature_detected!("avx2") {
+            eprintln!("this CPU has no AVX2: the portable code is the only one used");
+            return;
+        }
+        // Whole groups, single groups and half groups of many streams, draws, tags and group
+        // numbers (counters and group numbers beyond 2³² included), against the portable
+        // loops compiled without AVX2.
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            state
+        };
+        for _ in 0..4000 {
+            let (a, b, c) = (next(), next(), next());
+            let (key, counter, tag, g) = ([a as u32, (a >> 32) as u32], b, c as u32, (c >> 32) % (1 << 30) * 2);
+            let run = |portable: &mut [f32; 64], simd: &mut [f32; 64], which: usize| match which {
+                0 => {
+                    normal_groups_body::<2, false>(key, counter, tag, g, portable);
+                    // SAFETY: AVX2 checked above.
+                    unsafe { avx2::normal_groups::<2, false>(key, counter, tag, g, simd) }
+                }
+                1 => {
+                    normal_groups_body::<1, false>(key, counter, tag, g, portable);
+                    // SAFETY: as above.
+                    unsafe { avx2::normal_groups::<1, false>(key, counter, tag, g, simd) }
+                }
+                _ => {
+                    normal_groups_body::<1, true>(key, counter, tag, g, portable);
+                    // SAFETY: as above.
+                    unsafe { avx2::normal_groups::<1, true>(key, counter, tag, g, simd) }
+                }
+            };
+            for (which, len) in [(0, 64), (1, 32), (2, 16)] {
+                let (mut portable, mut simd) = ([0f32; 64], [0f32; 64]);
+                run(&mut portable, &mut simd, which);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&portable[..len]), bits(&simd[..len]), "variant {which}, key {key:?}, counter {counter}, tag {tag}, g {g}");
+            }
+        }
+        // The Box–Muller transform alone on words at the ends of their ranges (u₁ at its
+        // smallest and largest, θ at 0 and just below 2π, every quadrant boundary) and on a
+        // sweep of 2²⁰ pairs.
+        let ends = [0u32, 1, 2, 3, 255, 256, 0x7fff_ffff, 0x8000_0000, 0xffff_fffe, u32::MAX, 0x4000_0000, 0xc000_0000, 0x3fff_ff00, 0xbfff_ff00];
+        let mut pairs: Vec<(u32, u32)> = ends.iter().flat_map(|&a| ends.iter().map(move |&b| (a, b))).collect();
+        pairs.extend((0..1u32 << 20).map(|i| (i.wrapping_mul(0x9e37_79b9), i.wrapping_mul(0x85eb_ca6b) ^ (i << 7))));
+        for chunk in pairs.chunks(8) {
+            let (mut w1, mut w2) = ([0u32; 32], [0u32; 32]);
+            for (p, &(a, b)) in chunk.iter().enumerate() {
+                (w1[p], w2[p]) = (a, b);
+            }
+            let (mut r, mut sin, mut cos) = ([0f32; 32], [0f32; 32], [0f32; 32]);
+            box_muller(&w1, &w2, 8, &mut r, &mut sin, &mut cos);
+            // SAFETY: AVX2 checked above.
+            let (c8, s8) = unsafe { avx2::box_muller_words(w1[..8].try_into().unwrap(), w2[..8].try_into().unwrap()) };
+            for p in 0..chunk.len() {
+                assert_eq!((r[p] * cos[p]).to_bits(), c8[p].to_bits(), "words {:?}", chunk[p]);
+                assert_eq!((r[p] * sin[p]).to_bits(), s8[p].to_bits(), "words {:?}", chunk[p]);
             }
         }
     }

@@ -89,6 +89,22 @@ pub trait NnBackend: Backend {
         prim(combine_composed::<Self>(terms.into_iter().map(|(t, c)| (float(t), c)).collect(), noise))
     }
 
+    /// [`NnBackend::combine`] with one more term after `terms`, before the noise: c·Aᵀ(A·t₀ − y),
+    /// the gradient of c·½‖A·x − y‖² at the first term x = t₀, for a dense A `[m, d]` and y
+    /// `[n, m]` (DAPS's Langevin step with a linear operator: the data gradient and the update in
+    /// one pass, without the `[n, d]` gradient in memory). The default computes the gradient with
+    /// two matrix products; the CPU backend makes it row by row (m ≤ 32; the sums in another
+    /// order, so the numbers differ from the default's by rounding).
+    fn combine_least_squares(
+        terms: Vec<(FloatTensor<Self>, f64)>,
+        a: FloatTensor<Self>,
+        y: FloatTensor<Self>,
+        c: f64,
+        noise: Option<(f64, NoiseDraw)>,
+    ) -> FloatTensor<Self> {
+        prim(combine_least_squares_composed::<Self>(terms.into_iter().map(|(t, c)| (float(t), c)).collect(), float(a), float(y), c, noise))
+    }
+
     /// y = act(a·(x − μ_g)/√(σ²_g + ε) + b) for x `[n, c, h, w]`, a and b `[n, c]`; returns y and
     /// the statistics `[n, G, 2]` (μ_g, 1/√(σ²_g + ε)).
     fn group_norm_act(
@@ -260,6 +276,21 @@ pub fn combine_composed<B: Backend>(terms: Vec<(Tensor<B, 2>, f64)>, noise: Opti
     }
 }
 
+/// [`NnBackend::combine_least_squares`] in burn operations: Aᵀ(A·t₀ − y) as
+/// (t₀·Aᵀ − y)·A, then [`combine_composed`] with it as the last term.
+pub fn combine_least_squares_composed<B: Backend>(
+    mut terms: Vec<(Tensor<B, 2>, f64)>,
+    a: Tensor<B, 2>,
+    y: Tensor<B, 2>,
+    c: f64,
+    noise: Option<(f64, NoiseDraw)>,
+) -> Tensor<B, 2> {
+    let x = terms.first().expect("at least one term").0.clone();
+    let grad = (x.matmul(a.clone().transpose()) - y).matmul(a);
+    terms.push((grad, c));
+    combine_composed(terms, noise)
+}
+
 /// [`NnBackend::group_norm_act`] in burn operations: one mean/variance reduction over each group
 /// (rank-preserving), the affine map folded per channel (A = a·r, B = b − μ·A), then one
 /// element-wise y = act(x·A + B).
@@ -331,6 +362,20 @@ fn f32_values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
     }
 }
 
+/// [`crate::cpu::combine::combine`] on float32 `[n, d]` terms.
+fn flex_combine(
+    terms: &[(FlexTensor, f64)],
+    least_squares: Option<crate::cpu::least_squares::LeastSquares<'_>>,
+    noise: Option<(f64, NoiseDraw)>,
+) -> FlexTensor {
+    let [n, d] = terms[0].0.shape().dims::<2>();
+    let values: Vec<_> = terms.iter().map(|(t, _)| f32_values(t)).collect();
+    let coefs: Vec<f32> = terms.iter().map(|(_, c)| *c as f32).collect();
+    let slices: Vec<&[f32]> = values.iter().map(|v| &v[..]).collect();
+    let noise = noise.as_ref().map(|(s, draw)| (*s as f32, draw));
+    flex_tensor(crate::cpu::combine::combine(&slices, &coefs, least_squares, noise, n, d), [n, d])
+}
+
 fn flex_tensor(values: Vec<f32>, shape: impl Into<Shape>) -> FlexTensor {
     FlexTensor::new(burn::tensor::Bytes::from_elems(values), Layout::contiguous(shape.into()), DType::F32)
 }
@@ -352,12 +397,18 @@ impl NnBackend for Flex {
         if terms.iter().any(|(t, _)| !Self::fused(t.dtype())) {
             return prim(combine_composed::<Self>(terms.into_iter().map(|(t, c)| (float(t), c)).collect(), noise));
         }
-        let shape = terms[0].0.shape();
-        let [n, d] = shape.dims::<2>();
-        let values: Vec<_> = terms.iter().map(|(t, _)| f32_values(t)).collect();
-        let coefs: Vec<f32> = terms.iter().map(|(_, c)| *c as f32).collect();
-        let slices: Vec<&[f32]> = values.iter().map(|v| &v[..]).collect();
-        flex_tensor(crate::cpu::combine::combine(&slices, &coefs, noise.as_ref().map(|(s, draw)| (*s as f32, draw)), n, d), [n, d])
+        flex_combine(&terms, None, noise)
+    }
+
+    fn combine_least_squares(terms: Vec<(FlexTensor, f64)>, a: FlexTensor, y: FlexTensor, c: f64, noise: Option<(f64, NoiseDraw)>) -> FlexTensor {
+        let m = a.shape().dims::<2>()[0];
+        if terms.iter().map(|(t, _)| t).chain([&a, &y]).any(|t| !Self::fused(t.dtype())) || m > crate::cpu::least_squares::MAX_ROWS {
+            let terms = terms.into_iter().map(|(t, c)| (float(t), c)).collect();
+            return prim(combine_least_squares_composed::<Self>(terms, float(a), float(y), c, noise));
+        }
+        let (a_values, y_values) = (f32_values(&a), f32_values(&y));
+        let ls = crate::cpu::least_squares::LeastSquares { a: &a_values, y: &y_values, m, c: c as f32 };
+        flex_combine(&terms, Some(ls), noise)
     }
 
     fn conv2d_same(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
@@ -598,6 +649,22 @@ impl<B: NnBackend, C: CheckpointStrategy> NnBackend for Autodiff<B, C> {
         }
         let inner = terms.into_iter().map(|(t, c)| (t.primitive, c)).collect();
         <Self as AutodiffBackend>::from_inner(B::combine(inner, noise))
+    }
+
+    fn combine_least_squares(
+        terms: Vec<(FloatTensor<Self>, f64)>,
+        a: FloatTensor<Self>,
+        y: FloatTensor<Self>,
+        c: f64,
+        noise: Option<(f64, NoiseDraw)>,
+    ) -> FloatTensor<Self> {
+        // As `combine`: recorded burn operations when anything needs a gradient.
+        if terms.iter().map(|(t, _)| t).chain([&a, &y]).any(|t| !t.node.requirement.is_none()) {
+            let terms = terms.into_iter().map(|(t, c)| (float(t), c)).collect();
+            return prim(combine_least_squares_composed::<Self>(terms, float(a), float(y), c, noise));
+        }
+        let inner = terms.into_iter().map(|(t, c)| (t.primitive, c)).collect();
+        <Self as AutodiffBackend>::from_inner(B::combine_least_squares(inner, a.primitive, y.primitive, c, noise))
     }
 
     fn conv2d_same(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {

@@ -117,6 +117,10 @@ impl<B: Backend> LinearOperator<B> for DenseOperator<B> {
         self.singular_values.first().copied().unwrap_or(0.0)
     }
 
+    fn dense_matrix(&self) -> Option<Tensor<B, 2>> {
+        Some(self.a.clone())
+    }
+
     fn svd(&self) -> Option<&dyn SvdView<B>> {
         Some(self)
     }

@@ -22,5 +22,5 @@ pub mod operator;
 
 pub use dense::DenseOperator;
 pub use error::OperatorError;
-pub use noise::{GaussianNoise, PoissonNoise, SampleRng, derive_seed};
+pub use noise::{GaussianNoise, LeastSquaresTerm, PoissonNoise, SampleRng, derive_seed};
 pub use operator::{FourierMagnitude, LinearOperator, Operator, SvdView, WholeV};

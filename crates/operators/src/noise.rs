@@ -255,6 +255,40 @@ impl SampleRng {
         let noise = (noise_scale != 0.0).then(|| (noise_scale, self.normal_draw()));
         combine::<B>(terms, noise)
     }
+
+    /// [`SampleRng::combine`] with the term c·Aᵀ(A·t₀ − y) of `ls` after `terms` (t₀ the first
+    /// term), in one pass where the backend fuses it (`NnBackend::combine_least_squares`). In
+    /// replay mode the gradient is made with matrix products and ε is the next recorded draw.
+    pub fn combine_least_squares<B: NnBackend>(&mut self, terms: Vec<(Tensor<B, 2>, f64)>, ls: LeastSquaresTerm<B>, noise_scale: f64) -> Tensor<B, 2> {
+        let [n, d] = terms.first().expect("at least one term").0.dims();
+        assert_eq!(n, self.len(), "one stream per row");
+        if noise_scale != 0.0
+            && let Some(eps) = self.replayed(n * d)
+        {
+            let device = terms[0].0.device();
+            let x = terms[0].0.clone();
+            let mut all = terms;
+            all.push(((x.matmul(ls.a.clone().transpose()) - ls.y).matmul(ls.a), ls.c));
+            all.push((Tensor::from_data(TensorData::new(eps, [n, d]), &device), noise_scale));
+            return combine::<B>(all, None);
+        }
+        let noise = (noise_scale != 0.0).then(|| (noise_scale, self.normal_draw()));
+        let prims = terms.into_iter().map(|(t, c)| (t.into_primitive().tensor(), c)).collect();
+        let (a, y) = (ls.a.into_primitive().tensor(), ls.y.into_primitive().tensor());
+        Tensor::from_primitive(burn::tensor::TensorPrimitive::Float(B::combine_least_squares(prims, a, y, ls.c, noise)))
+    }
+}
+
+/// [`SampleRng::combine_least_squares`]'s term: c·Aᵀ(A·t₀ − y) for a dense A `[m, d]` and y
+/// `[n, m]` (`NnBackend::combine_least_squares`).
+#[derive(Debug, Clone)]
+pub struct LeastSquaresTerm<B: Backend> {
+    /// A `[m, d]`.
+    pub a: Tensor<B, 2>,
+    /// y `[n, m]`.
+    pub y: Tensor<B, 2>,
+    /// The coefficient c.
+    pub c: f64,
 }
 
 /// [`NnBackend::combine`] on tensors.
@@ -337,6 +371,48 @@ mod tests {
         let recorded = vec![1.0f32; 4 * 70];
         let replayed = SampleRng::replay(4, vec![recorded]).combine::<Flex>(vec![(x.clone(), 1.0)], 2.0);
         assert_eq!(replayed.to_data(), x.add_scalar(2.0).to_data());
+    }
+
+    #[test]
+    fn combine_least_squares_is_the_gradient_step_fused_or_not() {
+        use burn::backend::{Autodiff, Flex};
+        let dev = Default::default();
+        let (n, m, d) = (5, 3, 70);
+        let x = SampleRng::new(3, n).normal::<Flex>(d, &dev);
+        let h = SampleRng::new(4, n).normal::<Flex>(d, &dev);
+        let a = SampleRng::new(6, m).normal::<Flex>(d, &dev);
+        let y = SampleRng::new(7, n).normal::<Flex>(m, &dev);
+        let ls = |a: Tensor<Flex, 2>, y: Tensor<Flex, 2>| LeastSquaresTerm { a, y, c: -0.125 };
+        let mut fused_rng = SampleRng::new(5, n);
+        let fused = fused_rng.combine_least_squares::<Flex>(vec![(x.clone(), 0.5), (h.clone(), 0.75)], ls(a.clone(), y.clone()), 0.3);
+        // The same step with the gradient Aᵀ(Ax − y) from matrix products and the draw made as
+        // a tensor. The fused residuals sum 70 products in another order: float32 rounding of
+        // terms O(10) → 1e-5 absolute on entries O(1), with room.
+        let eps = SampleRng::new(5, n).normal::<Flex>(d, &dev);
+        let grad = (x.clone().matmul(a.clone().transpose()) - y.clone()).matmul(a.clone());
+        let plain = x.clone().mul_scalar(0.5) + h.clone().mul_scalar(0.75) + grad.mul_scalar(-0.125) + eps.mul_scalar(0.3);
+        let worst = (fused.clone() - plain.clone()).abs().max().into_scalar();
+        assert!(worst < 1e-5, "fused vs matrix products: {worst}");
+        // A tracked term takes the recorded burn operations (the matrix-product gradient).
+        let track = |t: &Tensor<Flex, 2>| Tensor::<Autodiff<Flex>, 2>::from_data(t.to_data(), &dev);
+        let taped = SampleRng::new(5, n).combine_least_squares::<Autodiff<Flex>>(
+            vec![(track(&x).require_grad(), 0.5), (track(&h), 0.75)],
+            LeastSquaresTerm { a: track(&a), y: track(&y), c: -0.125 },
+            0.3,
+        );
+        assert!((taped.inner() - plain.clone()).abs().max().into_scalar() < 1e-5);
+        // Untracked autodiff tensors run the fused kernel: the same numbers as on Flex.
+        let untracked = SampleRng::new(5, n).combine_least_squares::<Autodiff<Flex>>(
+            vec![(track(&x), 0.5), (track(&h), 0.75)],
+            LeastSquaresTerm { a: track(&a), y: track(&y), c: -0.125 },
+            0.3,
+        );
+        assert_eq!(untracked.inner().to_data(), fused.to_data());
+        // Replay hands out the recorded draw after the gradient term.
+        let recorded = vec![1.0f32; n * d];
+        let replayed = SampleRng::replay(n, vec![recorded]).combine_least_squares::<Flex>(vec![(x.clone(), 1.0)], ls(a.clone(), y.clone()), 2.0);
+        let grad = (x.clone().matmul(a.clone().transpose()) - y).matmul(a);
+        assert_eq!(replayed.to_data(), (x + grad.mul_scalar(-0.125)).add_scalar(2.0).to_data());
     }
 
     #[test]

@@ -90,6 +90,13 @@ pub trait LinearOperator<B: Backend>: Operator<B> {
         Ok(svd.v(scale_columns(svd.ut(y), &inv)))
     }
 
+    /// For an operator given by a dense matrix: A `[output_dim, input_dim]` as a tensor, for
+    /// samplers whose fused steps take the matrix itself (DAPS's Langevin step,
+    /// `NnBackend::combine_least_squares`). `None` otherwise.
+    fn dense_matrix(&self) -> Option<Tensor<B, 2>> {
+        None
+    }
+
     /// For a masking operator (A = diag(m), m ∈ {0, 1}, y of the input's shape): the mask as a
     /// `[1, d]` row. Samplers with a separate inpainting path (FPS-SMC) take it. `None` otherwise.
     fn mask_row(&self) -> Option<Tensor<B, 2>> {

@@ -3,6 +3,7 @@
 pub mod combine;
 pub mod conv;
 pub mod group_norm;
+pub mod least_squares;
 pub mod math;
 pub mod mixture;
 pub mod random;

@@ -35,8 +35,8 @@
 use burn::prelude::*;
 use dipbench_models::schedule::karras_grid;
 use dipbench_nn::NnAutodiffBackend;
-use dipbench_operators::SampleRng;
 use dipbench_operators::operator::scale_columns;
+use dipbench_operators::{LeastSquaresTerm, SampleRng};
 use serde::{Deserialize, Serialize};
 
 use crate::Sampler;
@@ -307,10 +307,25 @@ impl Daps {
         // x ← (1 − η/σ²)·x + (η/σ²)·x̂₀ − η·c·∇ + √(2η)·ε.
         let k = lr / (sigma * sigma);
         let mut x = x0hat.clone();
+        // A dense operator without clamping: the gradient 2Aᵀ(Ax − y) is made inside the update,
+        // row by row, where the backend fuses it (the same sum; its rounding differs).
+        let dense = match self.0.grad_clamp {
+            None => problem.operator.as_linear().and_then(|op| op.dense_matrix()),
+            Some(_) => None,
+        };
         for _ in 0..self.0.langevin_steps {
-            let (grad, f) = scaled_data_grad(problem, x.clone());
-            let grad = self.clamped(grad, f);
-            x = rng.combine(vec![(x, 1.0 - k), (x0hat.clone(), k), (grad, -lr * data_scale * f)], (2.0 * lr).sqrt());
+            let terms = vec![(x, 1.0 - k), (x0hat.clone(), k)];
+            x = match &dense {
+                Some(a) => {
+                    let ls = LeastSquaresTerm { a: a.clone(), y: problem.y.clone(), c: -lr * data_scale * 2.0 };
+                    rng.combine_least_squares(terms, ls, (2.0 * lr).sqrt())
+                }
+                None => {
+                    let (grad, f) = scaled_data_grad(problem, terms[0].0.clone());
+                    let grad = self.clamped(grad, f);
+                    rng.combine([terms, vec![(grad, -lr * data_scale * f)]].concat(), (2.0 * lr).sqrt())
+                }
+            };
         }
         x
     }

@@ -401,8 +401,12 @@ impl NnBackend for Flex {
     }
 
     fn combine_least_squares(terms: Vec<(FlexTensor, f64)>, a: FlexTensor, y: FlexTensor, c: f64, noise: Option<(f64, NoiseDraw)>) -> FlexTensor {
-        let m = a.shape().dims::<2>()[0];
-        if terms.iter().map(|(t, _)| t).chain([&a, &y]).any(|t| !Self::fused(t.dtype())) || m > crate::cpu::least_squares::MAX_ROWS {
+        let ([n, d], [m, a_cols], [y_rows, y_cols]) = (terms[0].0.shape().dims::<2>(), a.shape().dims::<2>(), y.shape().dims::<2>());
+        assert!(
+            a_cols == d && y_cols == m && (y_rows == n || y_rows == 1),
+            "combine_least_squares: A [{m}, {a_cols}] and y [{y_rows}, {y_cols}] for terms [{n}, {d}]"
+        );
+        if terms.iter().map(|(t, _)| t).chain([&a, &y]).any(|t| !Self::fused(t.dtype())) || m == 0 || m > crate::cpu::least_squares::MAX_ROWS {
             let terms = terms.into_iter().map(|(t, c)| (float(t), c)).collect();
             return prim(combine_least_squares_composed::<Self>(terms, float(a), float(y), c, noise));
         }

@@ -393,14 +393,29 @@ mod tests {
         let plain = x.clone().mul_scalar(0.5) + h.clone().mul_scalar(0.75) + grad.mul_scalar(-0.125) + eps.mul_scalar(0.3);
         let worst = (fused.clone() - plain.clone()).abs().max().into_scalar();
         assert!(worst < 1e-5, "fused vs matrix products: {worst}");
-        // A tracked term takes the recorded burn operations (the matrix-product gradient).
+        // A tracked term takes the recorded burn operations: bit for bit the matrix-product
+        // version (which the fused one is not: its residual sums run in another order), and x
+        // gets its gradient, 0.5·1 − 0.125·(1ᵀAᵀA) summed over the rows' elements.
         let track = |t: &Tensor<Flex, 2>| Tensor::<Autodiff<Flex>, 2>::from_data(t.to_data(), &dev);
+        let xt = track(&x).require_grad();
         let taped = SampleRng::new(5, n).combine_least_squares::<Autodiff<Flex>>(
-            vec![(track(&x).require_grad(), 0.5), (track(&h), 0.75)],
+            vec![(xt.clone(), 0.5), (track(&h), 0.75)],
             LeastSquaresTerm { a: track(&a), y: track(&y), c: -0.125 },
             0.3,
         );
-        assert!((taped.inner() - plain.clone()).abs().max().into_scalar() < 1e-5);
+        let composed = dipbench_nn::backend::combine_least_squares_composed::<Flex>(
+            vec![(x.clone(), 0.5), (h.clone(), 0.75)],
+            a.clone(),
+            y.clone(),
+            -0.125,
+            Some((0.3, SampleRng::new(5, n).normal_draw())),
+        );
+        assert_eq!(taped.clone().inner().to_data(), composed.to_data());
+        assert_ne!(fused.to_data(), composed.to_data(), "the fused sums round differently, so this check tells the paths apart");
+        let dx = xt.grad(&taped.sum().backward()).expect("x is tracked");
+        let ata_cols = a.clone().transpose().matmul(a.clone()).sum_dim(0);
+        let want = ata_cols.mul_scalar(-0.125).add_scalar(0.5).expand([n, d]);
+        assert!((dx - want).abs().max().into_scalar() < 1e-5);
         // Untracked autodiff tensors run the fused kernel: the same numbers as on Flex.
         let untracked = SampleRng::new(5, n).combine_least_squares::<Autodiff<Flex>>(
             vec![(track(&x), 0.5), (track(&h), 0.75)],

@@ -322,8 +322,9 @@ impl Daps {
                 }
                 None => {
                     let (grad, f) = scaled_data_grad(problem, terms[0].0.clone());
-                    let grad = self.clamped(grad, f);
-                    rng.combine([terms, vec![(grad, -lr * data_scale * f)]].concat(), (2.0 * lr).sqrt())
+                    let mut terms = terms;
+                    terms.push((self.clamped(grad, f), -lr * data_scale * f));
+                    rng.combine(terms, (2.0 * lr).sqrt())
                 }
             };
         }

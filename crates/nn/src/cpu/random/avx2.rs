@@ -267,6 +267,7 @@ fn store(out: &mut [f32; 64], at: usize, v: __m256) {
 /// The CPU must have AVX2.
 #[target_feature(enable = "avx2")]
 pub(super) unsafe fn normal_groups<const G: usize, const HEAD: bool>(key: [u32; 2], counter: u64, tag: u32, g: u64, out: &mut [f32; 64]) {
+    const { assert!((G == 1 || G == 2) && (G == 1 || !HEAD), "one or two groups; a head of one group") };
     let (c_lo, c_hi) = (counter as u32, (counter >> 32) as u32);
     let first: [u32; G] = std::array::from_fn(|h| (8 * (g + h as u64)) as u32);
     let words = philox_sets::<G>(first, c_lo, c_hi, tag, key);

@@ -276,8 +276,14 @@ pub fn combine_composed<B: Backend>(terms: Vec<(Tensor<B, 2>, f64)>, noise: Opti
     }
 }
 
-/// [`NnBackend::combine_least_squares`] in burn operations: Aᵀ(A·t₀ − y) as
-/// (t₀·Aᵀ − y)·A, then [`combine_composed`] with it as the last term.
+/// Aᵀ(A·x − y) for rows x `[n, d]`, A `[m, d]`, y `[n, m]` (or `[1, m]`), with two matrix
+/// products: (x·Aᵀ − y)·A.
+pub fn least_squares_gradient<B: Backend>(x: Tensor<B, 2>, a: Tensor<B, 2>, y: Tensor<B, 2>) -> Tensor<B, 2> {
+    (x.matmul(a.clone().transpose()) - y).matmul(a)
+}
+
+/// [`NnBackend::combine_least_squares`] in burn operations: [`least_squares_gradient`] at t₀,
+/// then [`combine_composed`] with it as the last term.
 pub fn combine_least_squares_composed<B: Backend>(
     mut terms: Vec<(Tensor<B, 2>, f64)>,
     a: Tensor<B, 2>,
@@ -286,8 +292,7 @@ pub fn combine_least_squares_composed<B: Backend>(
     noise: Option<(f64, NoiseDraw)>,
 ) -> Tensor<B, 2> {
     let x = terms.first().expect("at least one term").0.clone();
-    let grad = (x.matmul(a.clone().transpose()) - y).matmul(a);
-    terms.push((grad, c));
+    terms.push((least_squares_gradient(x, a, y), c));
     combine_composed(terms, noise)
 }
 

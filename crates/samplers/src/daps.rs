@@ -314,7 +314,7 @@ impl Daps {
             Some(_) => None,
         };
         for _ in 0..self.0.langevin_steps {
-            let terms = vec![(x, 1.0 - k), (x0hat.clone(), k)];
+            let mut terms = vec![(x, 1.0 - k), (x0hat.clone(), k)];
             x = match &dense {
                 Some(a) => {
                     let ls = LeastSquaresTerm { a: a.clone(), y: problem.y.clone(), c: -lr * data_scale * 2.0 };
@@ -322,7 +322,6 @@ impl Daps {
                 }
                 None => {
                     let (grad, f) = scaled_data_grad(problem, terms[0].0.clone());
-                    let mut terms = terms;
                     terms.push((self.clamped(grad, f), -lr * data_scale * f));
                     rng.combine(terms, (2.0 * lr).sqrt())
                 }

@@ -21,7 +21,7 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::ops::{ConvOptions, ConvTransposeOptions, FloatTensor, ModuleOps};
+use burn::tensor::ops::{ConvOptions, ConvTransposeOptions, FloatTensor, FloatTensorOps, ModuleOps};
 use burn::tensor::{DType, Shape, Tensor, TensorMetadata, TensorPrimitive};
 use burn_flex::{FlexTensor, Layout};
 
@@ -160,6 +160,15 @@ pub trait NnBackend: Backend {
     /// ∂x of [`NnBackend::mixture_score`] from ∂out and its ρ (the Jacobian is symmetric).
     fn mixture_score_backward(grad: FloatTensor<Self>, resp: FloatTensor<Self>, mixture: MixtureTensors<Self>, scales: MixtureScales) -> FloatTensor<Self> {
         prim(mixture_score_backward_composed::<Self>(float(grad), float(resp), &mixture.floats(), scales))
+    }
+
+    /// x·W for x `[n, k]` and W `[k, m]` where k or m is small: a dense operator's y = x·Aᵀ and
+    /// Aᵀr = r·A. The default is burn's matmul; the CPU backend computes each output row on its
+    /// own in a fixed order ([`crate::cpu::thin`], for k or m ≤ 32), so the numbers differ from
+    /// the default's by rounding. Under `Autodiff`, W takes no gradient through the fused path
+    /// (a W that needs one gets burn's recorded matmul).
+    fn matmul_thin(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::float_matmul(x, w)
     }
 }
 
@@ -491,6 +500,16 @@ impl NnBackend for Flex {
         flex_tensor(crate::cpu::softmax::backward(&f32_values(&y), &f32_values(&grad), len), shape)
     }
 
+    fn matmul_thin(x: FlexTensor, w: FlexTensor) -> FlexTensor {
+        let ([n, k], [w_rows, m]) = (x.shape().dims::<2>(), w.shape().dims::<2>());
+        assert_eq!(k, w_rows, "matmul_thin: x [{n}, {k}] · W [{w_rows}, {m}]");
+        let thin = k <= crate::cpu::thin::MAX_THIN || m <= crate::cpu::thin::MAX_THIN;
+        if !thin || !Self::fused(x.dtype()) || !Self::fused(w.dtype()) {
+            return Self::float_matmul(x, w);
+        }
+        flex_tensor(crate::cpu::thin::matmul_thin(&f32_values(&x), &f32_values(&w), n, k, m), [n, m])
+    }
+
     fn mixture_score(x: FlexTensor, mixture: MixtureTensors<Self>, scales: MixtureScales) -> (FlexTensor, FlexTensor) {
         if !Self::fused(x.dtype()) || !mixture.all_fused() {
             let (out, resp) = mixture_score_composed::<Self>(float(x), &mixture.floats(), scales);
@@ -645,6 +664,23 @@ impl<B: NnBackend> Backward<B, 1> for MixtureScoreBackward {
     }
 }
 
+#[derive(Debug)]
+struct MatmulThinBackward;
+
+impl<B: NnBackend> Backward<B, 1> for MatmulThinBackward {
+    /// W (a constant: only x takes a gradient).
+    type State = FloatTensor<B>;
+
+    /// ∂x = ∂out·Wᵀ, itself a thin product (W's thin side becomes the inner one or the output).
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [node_x] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        if let Some(node) = node_x {
+            grads.register::<B>(node.id, B::matmul_thin(grad, B::float_transpose(ops.state)));
+        }
+    }
+}
+
 impl<B: NnBackend, C: CheckpointStrategy> NnBackend for Autodiff<B, C> {
     fn fused(dtype: DType) -> bool {
         B::fused(dtype)
@@ -723,6 +759,18 @@ impl<B: NnBackend, C: CheckpointStrategy> NnBackend for Autodiff<B, C> {
                 prep.finish(y.clone(), y)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::softmax_last(x.primitive)),
+        }
+    }
+
+    /// One node with x as its only parent when W is a constant; burn's recorded matmul when W
+    /// needs a gradient.
+    fn matmul_thin(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
+        if !w.node.requirement.is_none() {
+            return Self::float_matmul(x, w);
+        }
+        match MatmulThinBackward.prepare::<C>([x.node.clone()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish(w.primitive.clone(), B::matmul_thin(x.primitive, w.primitive)),
+            OpsKind::UnTracked(prep) => prep.finish(B::matmul_thin(x.primitive, w.primitive)),
         }
     }
 

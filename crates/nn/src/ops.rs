@@ -45,3 +45,10 @@ pub fn mixture_score<B: NnBackend>(
     let (out, _) = B::mixture_score(t(x), mixture, scales);
     Tensor::from_primitive(TensorPrimitive::Float(out))
 }
+
+/// x·W for x `[n, k]` and W `[k, m]` with a thin side (k or m ≤ 32 on the CPU): each output row
+/// on its own, in a fixed order ([`crate::cpu::thin`]), where the backend has the kernel; burn's
+/// matmul elsewhere. Only x takes a gradient through the fused path.
+pub fn matmul_thin<B: NnBackend>(x: Tensor<B, 2>, w: Tensor<B, 2>) -> Tensor<B, 2> {
+    Tensor::from_primitive(TensorPrimitive::Float(B::matmul_thin(x.into_primitive().tensor(), w.into_primitive().tensor())))
+}

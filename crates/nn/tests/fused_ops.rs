@@ -194,3 +194,38 @@ fn composed_mixture_gradient_equals_the_cpu_kernel() {
     let e = rel_err(composed, kernel);
     assert!(e <= 1e-5, "composed vs kernel gradient: {e:.2e}");
 }
+
+#[test]
+fn thin_products_and_their_gradient_equal_burns_matmul() {
+    // burn's matmul with its autodiff is the reference, in value and in ∂x, for both thin sides
+    // (few outputs: y = x·Aᵀ; few inputs: Aᵀr = r·A), a transposed (strided) W, and a W that
+    // needs a gradient (burn's recorded matmul then, ∂W compared too). Float32 sums of up to 800
+    // products of values in [−1, 1] in another order: each within ~30 roundings of 2⁻²⁴ of the
+    // sum of magnitudes (≤ 800), which can be far larger than the largest entry when terms
+    // cancel, so 1e-4 of the largest entry (measured ≤ 2e-6).
+    let device = Default::default();
+    for (n, k, m, transposed, w_grad) in [(9, 800, 4, false, false), (9, 4, 800, false, false), (5, 80, 2, true, false), (6, 3, 40, false, true)] {
+        let x = values::<A, 2>([n, k], 3, &device);
+        let w = if transposed { values::<A, 2>([m, k], 4, &device).transpose() } else { values::<A, 2>([k, m], 4, &device) };
+        let probe = values::<A, 2>([n, m], 60_000, &device);
+        let (xf, wf) = (x.clone().require_grad(), if w_grad { w.clone().require_grad() } else { w.clone() });
+        let yf = dipbench_nn::ops::matmul_thin(xf.clone(), wf.clone());
+        let gf = (yf.clone() * probe.clone()).sum().backward();
+        let (xr, wr) = (x.require_grad(), if w_grad { w.require_grad() } else { w });
+        let yr = xr.clone().matmul(wr.clone());
+        let gr = (yr.clone() * probe).sum().backward();
+        let (ey, ex) = (rel_err(yf.inner(), yr.inner()), rel_err(xf.grad(&gf).unwrap(), xr.grad(&gr).unwrap()));
+        let ew = if w_grad { rel_err(wf.grad(&gf).unwrap(), wr.grad(&gr).unwrap()) } else { 0.0 };
+        assert!(ey <= 1e-4 && ex <= 1e-4 && ew <= 1e-4, "x [{n}, {k}] · W [{k}, {m}]: value {ey:.2e}, ∂x {ex:.2e}, ∂W {ew:.2e}");
+    }
+}
+
+#[test]
+fn the_cpu_backend_runs_its_own_thin_kernel() {
+    // Bit for bit the kernel's output: the fused path is taken, not burn's matmul.
+    let device = Default::default();
+    let (x, w) = (values::<Flex, 2>([7, 300], 11, &device), values::<Flex, 2>([300, 3], 12, &device));
+    let (hx, hw): (Vec<f32>, Vec<f32>) = (x.clone().into_data().to_vec().unwrap(), w.clone().into_data().to_vec().unwrap());
+    let fused: Vec<f32> = dipbench_nn::ops::matmul_thin(x, w).into_data().to_vec().unwrap();
+    assert_eq!(fused, dipbench_nn::cpu::thin::matmul_thin(&hx, &hw, 7, 300, 3));
+}

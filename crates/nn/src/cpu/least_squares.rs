@@ -51,26 +51,46 @@ impl LeastSquares<'_> {
     pub fn add_adjoint(&self, r: &[f32], d: usize, offset: usize, out: &mut [f32]) {
         let r = &r[..self.m];
         assert!(offset + out.len() <= d && self.a.len() == self.m * d, "a run within a row of A [{}, {d}]", self.m);
-        #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: this CPU has AVX2 and FMA.
-            return unsafe { avx2::add_adjoint(r, self.a, d, offset, self.c, out) };
-        }
-        add_adjoint_portable(r, self.a, d, offset, self.c, out, 0)
+        adjoint_dispatch::<false>(r, self.a, d, offset, self.c, out)
     }
 }
 
-/// [`LeastSquares::add_adjoint`] in plain loops, from element `from` of `out` on (inlined, so
-/// that its `mul_add` is an FMA instruction in the AVX2 version's tail).
+/// out[j] = gⱼ = Σᵢ rᵢ·A[i, j] for every column j of A `[m, d]` (m = `r.len()` ≥ 1, `out` of
+/// length d): the combination rᵀA of A's rows, in [`LeastSquares::add_adjoint`]'s order (r₀·A[0, j]
+/// rounded, then one fused multiply-add per further i, ascending), written instead of added.
+pub fn row_combination(r: &[f32], a: &[f32], out: &mut [f32]) {
+    let d = out.len();
+    assert!(!r.is_empty() && a.len() == r.len() * d, "rᵀA for r of {} values and A of {} values, {d} columns", r.len(), a.len());
+    adjoint_dispatch::<true>(r, a, d, 0, 1.0, out)
+}
+
+/// The AVX2/FMA or the portable loop of the adjoint combination: `SET` writes gⱼ, otherwise
+/// out[j] += c·gⱼ.
+fn adjoint_dispatch<const SET: bool>(r: &[f32], a: &[f32], d: usize, offset: usize, c: f32, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        // SAFETY: this CPU has AVX2 and FMA.
+        return unsafe { avx2::adjoint::<SET>(r, a, d, offset, c, out) };
+    }
+    adjoint_portable::<SET>(r, a, d, offset, c, out, 0)
+}
+
+/// The adjoint combination in plain loops, from element `from` of `out` on (inlined, so that its
+/// `mul_add` is an FMA instruction in the AVX2 version's tail): `SET` writes gⱼ = Σᵢ rᵢ·A[i, j],
+/// otherwise out[j] += c·gⱼ with c·gⱼ and the add rounded apart.
 #[inline(always)]
-fn add_adjoint_portable(r: &[f32], a: &[f32], d: usize, offset: usize, c: f32, out: &mut [f32], from: usize) {
+fn adjoint_portable<const SET: bool>(r: &[f32], a: &[f32], d: usize, offset: usize, c: f32, out: &mut [f32], from: usize) {
     for (j, o) in out.iter_mut().enumerate().skip(from) {
         let col = offset + j;
         let mut g = r[0] * a[col];
         for (i, &ri) in r.iter().enumerate().skip(1) {
             g = ri.mul_add(a[i * d + col], g);
         }
-        *o += c * g;
+        if SET {
+            *o = g;
+        } else {
+            *o += c * g;
+        }
     }
 }
 
@@ -146,7 +166,7 @@ mod avx2 {
     /// # Safety
     /// The CPU must have AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn add_adjoint(r: &[f32], a: &[f32], d: usize, offset: usize, c: f32, out: &mut [f32]) {
+    pub(super) unsafe fn adjoint<const SET: bool>(r: &[f32], a: &[f32], d: usize, offset: usize, c: f32, out: &mut [f32]) {
         let len = out.len();
         // The loads below rely on this (also checked by the caller).
         assert!(offset + len <= d && a.len() >= r.len() * d, "run within the row and A");
@@ -162,10 +182,14 @@ mod avx2 {
                     g = _mm256_fmadd_ps(_mm256_set1_ps(ri), _mm256_loadu_ps(a.as_ptr().add(i * d + col)), g);
                 }
                 let o = out.as_mut_ptr().add(j);
-                _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), _mm256_mul_ps(cv, g)));
+                if SET {
+                    _mm256_storeu_ps(o, g);
+                } else {
+                    _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), _mm256_mul_ps(cv, g)));
+                }
             }
         }
-        super::add_adjoint_portable(r, a, d, offset, c, out, body);
+        super::adjoint_portable::<SET>(r, a, d, offset, c, out, body);
     }
 }
 
@@ -191,8 +215,15 @@ mod tests {
                 let mut fast = values(len, 4.1);
                 let mut plain = fast.clone();
                 LeastSquares { a: &a, y: &[], m, c: -0.37 }.add_adjoint(&r, d, offset, &mut fast);
-                add_adjoint_portable(&r, &a, d, offset, -0.37, &mut plain, 0);
+                adjoint_portable::<false>(&r, &a, d, offset, -0.37, &mut plain, 0);
                 assert!(fast.iter().zip(&plain).all(|(f, p)| f.to_bits() == p.to_bits()), "m = {m}, d = {d}, offset = {offset}");
+            }
+            for d in [1, 7, 8, 9, 80, 803] {
+                let (a, r) = (values(m * d, 0.4), values(m, 1.3));
+                let (mut fast, mut plain) = (vec![f32::NAN; d], vec![f32::NAN; d]);
+                row_combination(&r, &a, &mut fast);
+                adjoint_portable::<true>(&r, &a, d, 0, 1.0, &mut plain, 0);
+                assert!(fast.iter().zip(&plain).all(|(f, p)| f.to_bits() == p.to_bits()), "rᵀA, m = {m}, d = {d}");
             }
         }
     }

@@ -8,6 +8,7 @@ pub mod math;
 pub mod mixture;
 pub mod random;
 pub mod softmax;
+pub mod thin;
 pub mod winograd;
 
 use conv::{Direction, SameConv};

@@ -2,13 +2,17 @@
 //! MCGdiff Gaussian-mixture benchmark (docs/gmm.md).
 
 use burn::prelude::*;
+use dipbench_nn::NnBackend;
+use dipbench_nn::ops::matmul_thin;
 use nalgebra::DMatrix;
 
 use crate::error::OperatorError;
 use crate::operator::{LinearOperator, Operator, SvdView};
 
 /// y = A·x for a dense m × d matrix A, applied to rows as x·Aᵀ. Keeps the host f64 matrix and its
-/// thin SVD A = U·diag(s)·Vᵀ (r = number of singular values above 1e-12·s_max).
+/// thin SVD A = U·diag(s)·Vᵀ (r = number of singular values above 1e-12·s_max). Its products have
+/// a thin side (m or r rows against d columns) and go through [`matmul_thin`]: row by row on the
+/// CPU, burn's matmul on the GPU backends.
 #[derive(Debug, Clone)]
 pub struct DenseOperator<B: Backend> {
     name: String,
@@ -84,7 +88,7 @@ impl<B: Backend> DenseOperator<B> {
     }
 }
 
-impl<B: Backend> Operator<B> for DenseOperator<B> {
+impl<B: NnBackend> Operator<B> for DenseOperator<B> {
     fn name(&self) -> String {
         self.name.clone()
     }
@@ -99,7 +103,7 @@ impl<B: Backend> Operator<B> for DenseOperator<B> {
 
     /// Rows: y = x·Aᵀ.
     fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
-        x.matmul(self.a_t.clone())
+        matmul_thin(x, self.a_t.clone())
     }
 
     fn as_linear(&self) -> Option<&dyn LinearOperator<B>> {
@@ -107,10 +111,10 @@ impl<B: Backend> Operator<B> for DenseOperator<B> {
     }
 }
 
-impl<B: Backend> LinearOperator<B> for DenseOperator<B> {
+impl<B: NnBackend> LinearOperator<B> for DenseOperator<B> {
     /// Rows: Aᵀy = y·A.
     fn adjoint(&self, y: Tensor<B, 2>) -> Tensor<B, 2> {
-        y.matmul(self.a.clone())
+        matmul_thin(y, self.a.clone())
     }
 
     fn spectral_norm(&self) -> f64 {
@@ -126,25 +130,25 @@ impl<B: Backend> LinearOperator<B> for DenseOperator<B> {
     }
 }
 
-impl<B: Backend> SvdView<B> for DenseOperator<B> {
+impl<B: NnBackend> SvdView<B> for DenseOperator<B> {
     fn singular_values(&self) -> &[f64] {
         &self.singular_values
     }
 
     fn vt(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
-        x.matmul(self.v.clone())
+        matmul_thin(x, self.v.clone())
     }
 
     fn v(&self, c: Tensor<B, 2>) -> Tensor<B, 2> {
-        c.matmul(self.v_t.clone())
+        matmul_thin(c, self.v_t.clone())
     }
 
     fn ut(&self, y: Tensor<B, 2>) -> Tensor<B, 2> {
-        y.matmul(self.u.clone())
+        matmul_thin(y, self.u.clone())
     }
 
     fn u(&self, c: Tensor<B, 2>) -> Tensor<B, 2> {
-        c.matmul(self.u_t.clone())
+        matmul_thin(c, self.u_t.clone())
     }
 }
 

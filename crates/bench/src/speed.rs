@@ -30,7 +30,8 @@ pub struct Timing {
 }
 
 impl Timing {
-    fn from_samples(samples: Vec<f64>) -> Self {
+    /// The minimum and median of `samples` (at least one), kept in order.
+    pub fn from_samples(samples: Vec<f64>) -> Self {
         let mut sorted = samples.clone();
         sorted.sort_by(f64::total_cmp);
         let n = sorted.len();

@@ -304,3 +304,36 @@ fn slurm_writes_a_job_array_and_merge_joins_shards() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("different results for the same job") && err.contains(job.file_name().unwrap().to_str().unwrap()), "{err}");
 }
+
+/// `bench gmm` times the chosen methods on one cell beside its baseline chain, and its JSON holds
+/// what the text prints; unknown methods and non-GMM experiments are refused by name.
+#[test]
+fn bench_gmm_times_the_chosen_methods_beside_a_baseline_chain() {
+    let dir = temp_dir("bench-gmm");
+    let json = dir.join("report.json");
+    let exp = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/gmm-quick.toml");
+    let (exp, json_s) = (exp.to_str().unwrap(), json.to_str().unwrap());
+    let args = ["bench", "gmm", exp, "--d", "8", "--dy", "2", "--steps", "5", "--methods", "DAPS,DPS", "--repeats", "2", "--json", json_s];
+    let o = dipbench(&args, Some(2));
+    let text = crate::support::ok(&o);
+    assert!(text.contains("d = 8, d_y = 2, 5 steps") && text.contains("baseline, same run: 5 fused noisy updates") && text.contains("| DPS | 4 |"), "{text}");
+    assert!(!text.contains("| MCG |"), "only the chosen methods: {text}");
+    let report: serde_json::Value = serde_json::from_str(&read(&json)).unwrap();
+    let chain = report["chain"]["median"].as_f64().unwrap();
+    assert!(chain > 0.0 && report["samples"].as_u64() == Some(500) && report["threads"].as_u64() == Some(2), "{report}");
+    let methods = report["methods"].as_array().unwrap();
+    // In the experiment's order, not the flag's.
+    let labels: Vec<&str> = methods.iter().map(|m| m["label"].as_str().unwrap()).collect();
+    assert_eq!(labels, ["DPS", "DAPS"]);
+    for m in methods {
+        let (median, samples) = (m["seconds"]["median"].as_f64().unwrap(), m["seconds"]["samples"].as_array().unwrap());
+        assert!(median > 0.0 && samples.len() == 2, "{m}");
+        let ratio = m["updates_per_step"].as_f64().unwrap();
+        assert!((ratio - median / chain).abs() <= 1e-9 * ratio, "updates per step = method / chain: {m}");
+    }
+    let err = crate::support::refused(&dipbench(&["bench", "gmm", exp, "--methods", "DPS,Nope", "--d", "8", "--dy", "1"], Some(1)));
+    assert!(err.contains("`Nope`") && err.contains("DDSMC"), "{err}");
+    let smoke = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/smoke.toml");
+    let err = crate::support::refused(&dipbench(&["bench", "gmm", smoke.to_str().unwrap()], Some(1)));
+    assert!(err.contains("not a GMM experiment"), "{err}");
+}

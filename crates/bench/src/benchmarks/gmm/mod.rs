@@ -8,6 +8,7 @@
 //! how many threads, run beside it. Instances are drawn with dipbench's RNG, not torch's, so they
 //! are not the original script's instances; the construction and the statistics are.
 
+pub mod speed;
 pub mod table;
 
 use std::path::{Path, PathBuf};
@@ -169,7 +170,7 @@ pub fn instance(d: usize, d_y: usize, seed: u64) -> Result<Instance> {
 /// matters more than batch size for these memory-bound element-wise steps (2000 × 800 samples:
 /// DAPS 21 s → 13 s per replicate; chunks of 2¹⁴–2¹⁵ floats are slower again, 2¹⁶–2¹⁹ alike).
 /// Results do not depend on it ([`sample_in_chunks`]).
-fn chunk_rows(d: usize) -> usize {
+pub(crate) fn chunk_rows(d: usize) -> usize {
     ((1usize << 17) / d.max(1)).max(1)
 }
 

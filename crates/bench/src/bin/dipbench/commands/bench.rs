@@ -1,4 +1,4 @@
-//! `dipbench bench unet|sampler|metrics`.
+//! `dipbench bench unet|sampler|gmm|metrics`.
 
 use std::path::PathBuf;
 
@@ -31,6 +31,37 @@ enum What {
     Sampler {
         #[command(flatten)]
         speed: SpeedArgs,
+    },
+    /// Seconds per replicate of each method of a GMM experiment on one cell of its grid (replicate
+    /// 0's problem), beside one fused noisy pass over the samples measured in the same run.
+    Gmm {
+        /// The GMM experiment whose methods, samples and schedule are timed.
+        #[arg(default_value = "experiments/gmm.toml")]
+        experiment: PathBuf,
+        /// Dimension d.
+        #[arg(long, default_value_t = 800)]
+        d: usize,
+        /// Measurement dimension d_y.
+        #[arg(long, default_value_t = 4)]
+        dy: usize,
+        /// Steps of the budget.
+        #[arg(long, default_value_t = 100)]
+        steps: usize,
+        /// η of the budget.
+        #[arg(long, default_value_t = 0.85)]
+        eta: f64,
+        /// Method labels to time, comma-separated (default: all of the experiment's).
+        #[arg(long, value_delimiter = ',')]
+        methods: Vec<String>,
+        /// Untimed runs of each method first.
+        #[arg(long, default_value_t = 0)]
+        warmup: usize,
+        /// Timed runs of each method (min and median reported).
+        #[arg(long, default_value_t = 2)]
+        repeats: usize,
+        /// Also write the report as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
     /// LPIPS-VGG per pair and Inception (FID) features per image vs this machine's GEMM speed.
     Metrics {
@@ -134,6 +165,16 @@ pub fn run(a: Args) -> Result<i32> {
                 let report = dipbench::with_backend!(args.network.device, |B, dev| speed::bench_sampler::<B>(&opts, &dev))?;
                 emit(report.render(), &report, args.json.as_ref())?;
             }
+        }
+        What::Gmm { experiment, d, dy, steps, eta, methods, warmup, repeats, json } => {
+            let exp = dipbench::experiment::Experiment::load(&experiment)?;
+            let dipbench::experiment::Kind::Gmm(gmm) = &exp.kind else {
+                bail!("{} is not a GMM experiment (benchmark = \"gmm\")", experiment.display());
+            };
+            let opts =
+                dipbench::benchmarks::gmm::speed::GmmSpeedOptions { d, d_y: dy, budget: dipbench::experiment::Budget { steps, eta }, methods, warmup, repeats };
+            let report = dipbench::benchmarks::gmm::speed::bench_gmm::<burn::backend::Autodiff<burn::backend::Flex>>(&exp, gmm, &opts, &Default::default())?;
+            emit(report.render(), &report, json.as_ref())?;
         }
         What::Metrics { size, batch, timing: TimingArgs { warmup, repeats }, device, json } => {
             if batch == 0 || repeats == 0 || size == 0 {

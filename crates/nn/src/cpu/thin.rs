@@ -11,19 +11,19 @@
 //! - otherwise few outputs (m ≤ [`MAX_THIN`]): each entry is the dot product of the row with a
 //!   column of W ([`super::least_squares::dot`]: 32 partial sums, halved pairwise).
 
-use rayon::prelude::*;
-
 use super::least_squares::{dot, row_combination};
 
 /// The widest thin side, inputs k or outputs m per row, that [`matmul_thin`] takes.
 pub const MAX_THIN: usize = 32;
 
-/// Floats of x or of the output per parallel task (about 64 KiB: many tasks per core at the
-/// benchmark's `[163, 800]` chunks, little scheduling per task).
-const TASK_FLOATS: usize = 1 << 14;
-
 /// x `[n, k]` · W `[k, m]` → `[n, m]`, all row-major, for k ≤ [`MAX_THIN`] or m ≤ [`MAX_THIN`]
 /// (module documentation for the order of the sums). Panics on other shapes.
+///
+/// On the calling thread only, as the mixture score's backward pass: it runs inside burn's
+/// backward passes (∂x of a product is a product), where autodiff holds its graph's lock, and a
+/// parallel loop there lets a thread-pool thread pick up another chunk of samples whose backward
+/// pass then waits on that lock (a deadlock the GMM grid hit with a parallel version of this
+/// function). The benchmark's chunks are the parallelism.
 pub fn matmul_thin(x: &[f32], w: &[f32], n: usize, k: usize, m: usize) -> Vec<f32> {
     assert!(x.len() == n * k && w.len() == k * m, "x [{n}, {k}] and W [{k}, {m}]: {} and {} values", x.len(), w.len());
     assert!(k <= MAX_THIN || m <= MAX_THIN, "a thin product needs k or m ≤ {MAX_THIN}, got x [{n}, {k}] · W [{k}, {m}]");
@@ -32,20 +32,17 @@ pub fn matmul_thin(x: &[f32], w: &[f32], n: usize, k: usize, m: usize) -> Vec<f3
         // An empty sum is zero.
         return out;
     }
-    let rows = (TASK_FLOATS / k.max(m)).max(1);
-    let tasks = out.par_chunks_mut(rows * m).zip(x.par_chunks(rows * k));
+    let rows = out.chunks_exact_mut(m).zip(x.chunks_exact(k));
     if k <= MAX_THIN {
-        tasks.for_each(|(o, xs)| o.chunks_mut(m).zip(xs.chunks(k)).for_each(|(o_row, x_row)| row_combination(x_row, w, o_row)));
+        rows.for_each(|(o_row, x_row)| row_combination(x_row, w, o_row));
     } else {
         // The columns of W as rows, so that each dot product reads contiguous memory.
         let w_t: Vec<f32> = (0..m).flat_map(|j| (0..k).map(move |l| w[l * m + j])).collect();
-        tasks.for_each(|(o, xs)| {
-            for (o_row, x_row) in o.chunks_mut(m).zip(xs.chunks(k)) {
-                for (j, o) in o_row.iter_mut().enumerate() {
-                    *o = dot(x_row, &w_t[j * k..(j + 1) * k]);
-                }
+        for (o_row, x_row) in rows {
+            for (j, o) in o_row.iter_mut().enumerate() {
+                *o = dot(x_row, &w_t[j * k..(j + 1) * k]);
             }
-        });
+        }
     }
     out
 }
@@ -86,7 +83,7 @@ mod tests {
         assert!(std::panic::catch_unwind(|| matmul_thin(&[0.0; 33 * 33], &[0.0; 33 * 33], 33, 33, 33)).is_err());
     }
 
-    /// A row's entries do not depend on the rows beside it (tasks split rows anywhere).
+    /// A row's entries do not depend on the rows beside it (callers split rows anywhere).
     #[test]
     fn rows_are_independent_of_the_split() {
         let (n, k, m) = (70, 800, 3);

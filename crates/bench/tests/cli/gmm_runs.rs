@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::Output;
 
-use crate::support::{dipbench_with, gmm_experiment, read, temp_dir};
+use crate::support::{check_table_except, dipbench_with, gmm_experiment, read, temp_dir};
 
 fn dipbench(args: &[&str], threads: Option<usize>) -> Output {
     dipbench_with(args, threads, &[])
@@ -90,19 +90,6 @@ fn results_of_another_configuration_are_not_mixed_in() {
 /// ([`check_against_baseline`]).
 const PARTICLE_METHODS: [&str; 2] = ["MCGdiff", "DDSMC"];
 
-/// `table` (CSV text) split into (header + rows of other methods, header + particle rows).
-fn split_particle_rows(table: &str) -> (String, String) {
-    let mut lines = table.lines();
-    let header = lines.next().expect("a header").to_string();
-    let method = header.split(',').position(|h| h == "method").expect("a method column");
-    let (mut rest, mut particles) = (vec![header.clone()], vec![header]);
-    for line in lines {
-        let is_particle = PARTICLE_METHODS.contains(&line.split(',').nth(method).unwrap_or(""));
-        if is_particle { &mut particles } else { &mut rest }.push(line.to_string());
-    }
-    (rest.join("\n") + "\n", particles.join("\n") + "\n")
-}
-
 /// The regression baselines of CI live in `results/baselines/<name>/table.csv`. Same machine,
 /// same binary: the tables are identical. Across CPUs whose SIMD paths round differently, the
 /// samplers' trajectories diverge at float level and the sliced distances of 500-sample sets
@@ -121,17 +108,8 @@ fn check_against_baseline(out: &Path, name: &str) {
         std::fs::copy(out.join("table.csv"), baseline.join("table.csv")).unwrap();
     }
     assert!(baseline.join("table.csv").is_file(), "no baseline {}; create it with DIPBENCH_BLESS=1", baseline.display());
-    let (ours, ours_particles) = split_particle_rows(&read(&out.join("table.csv")));
-    let (theirs, theirs_particles) = split_particle_rows(&read(&baseline.join("table.csv")));
-    let (ours_path, theirs_path) = (out.join("check-ours.csv"), out.join("check-baseline.csv"));
-    std::fs::write(&ours_path, ours).unwrap();
-    std::fs::write(&theirs_path, theirs).unwrap();
-    let o = dipbench(&["check", ours_path.to_str().unwrap(), "--against", theirs_path.to_str().unwrap(), "--rel", "0.05", "--tol", "1e-3"], None);
-    assert!(o.status.success(), "{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     // Particle rows: the same rows, each sliced W1 mean within a factor 3.
-    let rows = |t: &str| -> Vec<Vec<String>> { t.lines().map(|l| l.split(',').map(String::from).collect()).collect() };
-    let (a, b) = (rows(&ours_particles), rows(&theirs_particles));
-    assert_eq!(a.len(), b.len(), "particle rows differ in number:\n{ours_particles}\n{theirs_particles}");
+    let (a, b) = check_table_except(out, &baseline.join("table.csv"), &PARTICLE_METHODS);
     let sw1 = a[0].iter().position(|h| h == "sw1_mean").expect("a sw1_mean column");
     let method = a[0].iter().position(|h| h == "method").expect("a method column");
     for (x, y) in a.iter().zip(&b).skip(1) {

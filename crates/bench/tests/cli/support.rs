@@ -115,6 +115,31 @@ pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// A `table.csv` held to a baseline's: rows of every method but `loose` through `dipbench check`
+/// at 5 % relative + 1e-3 (the two parts written into `out` as `check-ours.csv` and
+/// `check-baseline.csv`), and the cells of the `loose` methods' rows, ours and the baseline's,
+/// each with the header first, for the caller's own looser test.
+pub fn check_table_except(out: &Path, baseline: &Path, loose: &[&str]) -> (Vec<Vec<String>>, Vec<Vec<String>>) {
+    let split = |text: &str| -> (String, Vec<Vec<String>>) {
+        let mut lines = text.lines();
+        let header = lines.next().expect("a header").to_string();
+        let method = header.split(',').position(|h| h == "method").expect("a method column");
+        let (mut rest, mut picked) = (vec![header.clone()], vec![header.split(',').map(String::from).collect::<Vec<_>>()]);
+        for line in lines {
+            let cells: Vec<String> = line.split(',').map(String::from).collect();
+            if loose.contains(&cells[method].as_str()) { picked.push(cells) } else { rest.push(line.to_string()) }
+        }
+        (rest.join("\n") + "\n", picked)
+    };
+    let ((ours, ours_loose), (theirs, theirs_loose)) = (split(&read(&out.join("table.csv"))), split(&read(baseline)));
+    let (ours_path, theirs_path) = (out.join("check-ours.csv"), out.join("check-baseline.csv"));
+    std::fs::write(&ours_path, ours).unwrap();
+    std::fs::write(&theirs_path, theirs).unwrap();
+    ok(&dipbench(&["check", ours_path.to_str().unwrap(), "--against", theirs_path.to_str().unwrap(), "--rel", "0.05", "--tol", "1e-3"]));
+    assert!(ours_loose.len() == theirs_loose.len(), "{loose:?} rows: {} against the baseline's {}", ours_loose.len() - 1, theirs_loose.len() - 1);
+    (ours_loose, theirs_loose)
+}
+
 /// A small but complete GMM experiment (every sampler of the list, 2 × 2 jobs) at `dir/name.toml`,
 /// with extra lines in `[gmm]` and extra method tables.
 pub fn gmm_experiment(dir: &Path, name: &str, extra_gmm: &str, extra_method: &str) -> PathBuf {

@@ -231,3 +231,53 @@ fn closed_form_ddsmc_error_shrinks_as_particles_grow() {
     let measured = check_particles("ddsmc", "output = \"draw\"", &[(1, (0.578, 0.173)), (4, (0.101, 0.094)), (16, (0.070, 0.092)), (64, (0.052, 0.096))]);
     assert!(measured[3] < measured[1] && measured[1] < measured[0], "the mean error must shrink with the particles: {measured:?}");
 }
+
+/// DAPS's `x0y = "langevin-closed-form"` draws the law of the N_L-step Langevin chain: on the
+/// setup's A (σ_y = 0.2, τ = √2·σ_y, level σ = 0.7, the `gmm` preset's Lipschitz step
+/// η = ¼/(2‖A‖²/τ² + 1/σ²), N_L = 20) both the closed-form draw and the stepwise chain
+/// (`x0y = "langevin"`) from one x̂₀ are compared with the chain's mean and covariance,
+/// propagated exactly in f64 (mean ← M·mean + b, C ← M·C·Mᵀ + 2η·I). With n = 20 000 rows the
+/// standard errors are √(C_ii/n) for a mean and √((C_ii·C_jj + C_ij²)/n) for a covariance
+/// entry; every entry must be within 5 of them.
+#[test]
+fn closed_form_daps_langevin_in_closed_form_has_the_law_of_the_stepwise_chain() {
+    use dipbench_samplers::daps::{Daps, DapsConfig};
+    let s = setup();
+    let n = 20_000;
+    let dev = Default::default();
+    let y = Tensor::<B, 1>::from_floats(s.y.iter().map(|v| *v as f32).collect::<Vec<_>>().as_slice(), &dev).reshape([1, 2]);
+    let problem = Problem::shared(&s.prior, &s.op, y, s.sigma_y, n);
+    let config = DapsConfig::gmm();
+    let (sigma, tau, steps) = (0.7, std::f64::consts::SQRT_2 * s.sigma_y, config.langevin_steps);
+    let a = s.op.matrix().clone();
+    let c = 1.0 / (tau * tau);
+    let norm = a.singular_values().max();
+    let lr = 0.25 / (2.0 * c * norm * norm + 1.0 / (sigma * sigma));
+    let x0 = DVector::from_vec(vec![0.5, -1.0, 0.3, 2.0]);
+    // The chain's exact moments.
+    let k = lr / (sigma * sigma);
+    let mmat = DMatrix::identity(4, 4) * (1.0 - k) - a.transpose() * &a * (2.0 * lr * c);
+    let b = &x0 * k + a.transpose() * &s.y * (2.0 * lr * c);
+    let (mut mean, mut cov) = (x0.clone(), DMatrix::zeros(4, 4));
+    for _ in 0..steps {
+        mean = &mmat * mean + &b;
+        cov = &mmat * cov * mmat.transpose() + DMatrix::identity(4, 4) * (2.0 * lr);
+    }
+    let x0_rows: Vec<f32> = (0..n).flat_map(|_| x0.iter().map(|v| *v as f32)).collect();
+    let x0hat = Tensor::<B, 1>::from_floats(x0_rows.as_slice(), &dev).reshape([n, 4]);
+    let host = |t: Tensor<B, 2>| -> Vec<f64> { t.into_data().convert::<f32>().to_vec::<f32>().unwrap().into_iter().map(f64::from).collect() };
+    let closed = Daps(DapsConfig { x0y: dipbench_samplers::daps::X0y::LangevinClosedForm, ..config.clone() });
+    let drawn = closed.langevin_in_closed_form(&problem, &x0hat, sigma, lr, tau, &mut SampleRng::new(5, n)).unwrap();
+    let stepped = Daps(config).langevin(&problem, &x0hat, sigma, lr, tau, &mut SampleRng::new(6, n));
+    for (name, x) in [("closed form", host(drawn)), ("stepwise", host(stepped))] {
+        let (m, cv) = moments(&x, 4);
+        for i in 0..4 {
+            let se = (cov[(i, i)] / n as f64).sqrt();
+            assert!((m[i] - mean[i]).abs() < 5.0 * se, "{name}: mean {i}: {} vs {}", m[i], mean[i]);
+            for j in 0..4 {
+                let se = ((cov[(i, i)] * cov[(j, j)] + cov[(i, j)].powi(2)) / n as f64).sqrt();
+                assert!((cv[(i, j)] - cov[(i, j)]).abs() < 5.0 * se, "{name}: covariance ({i}, {j}): {} vs {}", cv[(i, j)], cov[(i, j)]);
+            }
+        }
+    }
+}

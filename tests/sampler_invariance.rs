@@ -11,20 +11,23 @@ use nalgebra::{DMatrix, DVector};
 type B = Autodiff<Flex>;
 
 /// The samplers that run on the Gaussian-mixture benchmark (those with a `gmm` preset; the
-/// phase-retrieval and TV baselines need image structure and are checked on images).
+/// phase-retrieval and TV baselines need image structure and are checked on images), and the
+/// variants the benchmark runs besides the presets.
 fn gmm_kinds() -> Vec<&'static str> {
     let mut kinds: Vec<&str> = SAMPLER_KINDS.iter().copied().filter(|k| SamplerConfig::preset(k, "gmm").is_ok()).collect();
-    kinds.push("ddsmc-draw");
+    kinds.extend(["ddsmc-draw", "daps-closed-form"]);
     kinds
 }
 
 /// The `gmm` preset of `kind`, with particle clouds of 2 rows for the particle methods (a split
 /// at an even row keeps every cloud whole); `ddsmc-draw` is DDSMC with 3 particles inside each
-/// row (`output = "draw"`).
+/// row (`output = "draw"`); `daps-closed-form` is DAPS with its Langevin chain drawn in closed
+/// form (`x0y = "langevin-closed-form"`, as `experiments/gmm.toml` runs it).
 fn gmm_config(kind: &str) -> SamplerConfig {
     let (sampler, overrides) = match kind {
         "mcgdiff" | "ddsmc" => (kind, "particles = 2"),
         "ddsmc-draw" => ("ddsmc", "particles = 3\noutput = \"draw\""),
+        "daps-closed-form" => ("daps", "x0y = \"langevin-closed-form\""),
         other => (other, ""),
     };
     SamplerConfig::preset(sampler, "gmm").unwrap().with_overrides(&toml::from_str(overrides).unwrap()).unwrap()

@@ -31,6 +31,19 @@
 //! η_k = lr/L_k with L_k = c_τ‖A‖²/τ² + 1/σ_k² (the log-target's gradient Lipschitz constant for a
 //! linear A), so Langevin stays stable whatever σ_y; `x0y = "exact"` draws x₀ʸ exactly from
 //! N(x̂₀, σ_k²I)·N(y; Ax₀, σ_y²I) through A's SVD (the variant DDSMC runs on the GMM benchmark).
+//!
+//! `x0y = "langevin-closed-form"` draws the state of the N_L Langevin steps in one go. For a
+//! linear A with an SVD A = U·S·Vᵀ and no gradient clamp the Langevin step is linear with
+//! Gaussian noise, and it acts on each coordinate of A's spectral basis apart. With
+//! k = η/σ_k² and the data weight c (1/τ², or 1/(2τ²) on legacy), coordinate i (singular value
+//! s_i, x̄ᵢ = v_iᵀx, ȳᵢ = u_iᵀy) moves as
+//!     x̄ᵢ ← aᵢ·x̄ᵢ + k·x̄̂₀ᵢ + 2cη·s_i·ȳᵢ + √(2η)·ε̄ᵢ,   aᵢ = 1 − k − 2cη·s_i²,
+//! and the null space of A as s = 0. From x̂₀, after N_L steps, with Gₙ(a) = Σ_{j<N_L} aʲ:
+//!     x̄ᵢ ~ N((a_iᴺᴸ + k·G(aᵢ))·x̄̂₀ᵢ + 2cη·s_i·G(aᵢ)·ȳᵢ,  2η·G(aᵢ²)),
+//!     null part ~ N(null part of x̂₀, 2η·G((1 − k)²)·I)
+//! (the null-space mean stays x̂₀'s: (1 − k)ᴺᴸ + k·G(1 − k) = 1). This is the law of the N_L
+//! steps exactly, drawn with one normal draw per level instead of N_L: the same distribution as
+//! `langevin`, other draws.
 
 use burn::prelude::*;
 use dipbench_models::schedule::karras_grid;
@@ -74,6 +87,9 @@ pub enum X0y {
     /// Hamiltonian Monte Carlo without Metropolis correction, as the reference's `hmc`
     /// (module documentation); needs `momentum`.
     Hmc,
+    /// The N_L Langevin steps' Gaussian law in closed form, one draw per level, for a linear
+    /// operator with SVD and no gradient clamp (module documentation).
+    LangevinClosedForm,
 }
 
 /// DAPS settings.
@@ -330,6 +346,34 @@ impl Daps {
         x
     }
 
+    /// The state of [`Daps::langevin`]'s N_L steps drawn from its Gaussian law in one go, for a
+    /// linear operator with SVD (module documentation: `x0y = "langevin-closed-form"`). One
+    /// normal draw z: row-space coordinates αᵢ·x̄̂₀ᵢ + βᵢ·ȳᵢ + sdᵢ·(Vᵀz)ᵢ, null part of
+    /// x̂₀ + sd_null·z ([`langevin_closed_form`]).
+    pub fn langevin_in_closed_form<B: NnAutodiffBackend>(
+        &self,
+        problem: &Problem<'_, B>,
+        x0hat: &Tensor<B, 2>,
+        sigma: f64,
+        lr: f64,
+        tau: f64,
+        rng: &mut SampleRng,
+    ) -> Result<Tensor<B, 2>, SamplerError> {
+        if self.0.grad_clamp.is_some() {
+            return Err(SamplerError::Config {
+                sampler: "daps".into(),
+                key: "x0y".into(),
+                why: "\"langevin-closed-form\" needs a linear Langevin step: unset grad_clamp".into(),
+            });
+        }
+        let svd = problem.operator.require_linear("DAPS x0y = langevin-closed-form")?.require_svd("DAPS x0y = langevin-closed-form")?;
+        let law = langevin_closed_form(svd.singular_values(), lr / (sigma * sigma), 2.0 * lr * self.data_scale(tau), lr, self.0.langevin_steps);
+        let z = rng.normal::<B>(problem.dim(), &problem.device());
+        let coords =
+            scale_columns(svd.vt(x0hat.clone()), &law.x0) + scale_columns(svd.ut(problem.y.clone()), &law.y) + scale_columns(svd.vt(z.clone()), &law.sd);
+        Ok(svd.v(coords) + svd.null_part(x0hat.clone() + z.mul_scalar(law.null_sd)))
+    }
+
     /// N_L HMC steps on x₀ from x̂₀ at level σ with step `lr` and momentum m (module
     /// documentation). Draws v₀, then one ε per step.
     pub fn hmc<B: NnAutodiffBackend>(
@@ -403,6 +447,42 @@ impl Daps {
         let z = rng.normal::<B>(problem.dim(), &problem.device());
         let coords = scale_columns(svd.vt(x0hat.clone()), &a_x) + scale_columns(svd.ut(problem.y.clone()), &a_y) + scale_columns(svd.vt(z.clone()), &sd);
         Ok(svd.v(coords) + svd.null_part(x0hat + z.mul_scalar(r)))
+    }
+}
+
+/// The Gaussian law of N_L Langevin steps from x̂₀ in A's spectral basis (module documentation,
+/// `x0y = "langevin-closed-form"`): per singular value, the mean's coefficients of x̄̂₀ᵢ and ȳᵢ
+/// and the standard deviation; and the null space's standard deviation (its mean is x̂₀'s).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LangevinLaw {
+    /// aᵢᴺᴸ + k·G(aᵢ), the coefficient of x̄̂₀ᵢ.
+    pub x0: Vec<f64>,
+    /// 2cη·s_i·G(aᵢ), the coefficient of ȳᵢ.
+    pub y: Vec<f64>,
+    /// √(2η·G(aᵢ²)).
+    pub sd: Vec<f64>,
+    /// √(2η·G((1 − k)²)).
+    pub null_sd: f64,
+}
+
+/// [`LangevinLaw`] for singular values `s`, k = η/σ², `data` = 2cη, step η = `lr` and
+/// `steps` = N_L: aᵢ = 1 − k − data·s_i², G(a) = Σ_{j<N_L} aʲ summed term by term (no
+/// cancellation at a ≈ 1).
+pub fn langevin_closed_form(s: &[f64], k: f64, data: f64, lr: f64, steps: usize) -> LangevinLaw {
+    let geometric = |a: f64| -> f64 {
+        let (mut sum, mut power) = (0.0, 1.0);
+        for _ in 0..steps {
+            sum += power;
+            power *= a;
+        }
+        sum
+    };
+    let a: Vec<f64> = s.iter().map(|si| 1.0 - k - data * si * si).collect();
+    LangevinLaw {
+        x0: a.iter().map(|&ai| ai.powi(steps as i32) + k * geometric(ai)).collect(),
+        y: a.iter().zip(s).map(|(&ai, si)| data * si * geometric(ai)).collect(),
+        sd: a.iter().map(|&ai| (2.0 * lr * geometric(ai * ai)).sqrt()).collect(),
+        null_sd: (2.0 * lr * geometric((1.0 - k) * (1.0 - k))).sqrt(),
     }
 }
 
@@ -480,6 +560,7 @@ impl<B: NnAutodiffBackend> Sampler<B> for Daps {
                 (_, true) => x0hat,
                 (X0y::Exact, false) => Self::exact_x0y(problem, x0hat, sigma, rng)?,
                 (X0y::Langevin, false) => self.langevin(problem, &x0hat, sigma, lr, tau, rng),
+                (X0y::LangevinClosedForm, false) => self.langevin_in_closed_form(problem, &x0hat, sigma, lr, tau, rng)?,
                 (X0y::Hmc, false) => self.hmc(problem, &x0hat, sigma, lr, tau, rng)?,
             };
             let sigma_next = sigmas[k + 1];
@@ -517,5 +598,43 @@ mod tests {
         assert_eq!(o.len(), 6);
         assert_eq!(*o.last().unwrap(), 0.0);
         assert!((o[4] - 0.01).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_closed_form_langevin_law_is_the_n_step_recursion() {
+        // The N_L-step chain x ← M·x + b + √(2η)·ε, M = (1 − k)I − data·AᵀA, b = k·x̂₀ + data·Aᵀy
+        // (data = 2cη), propagated in f64 with dense matrices from x₀ = x̂₀ (mean ← M·mean + b,
+        // covariance ← M·C·Mᵀ + 2η·I), against the closed form assembled from A's SVD:
+        // mean = x̂₀ + V·(α∘Vᵀx̂₀ + β∘Uᵀy − Vᵀx̂₀), C = sd_null²·(I − VVᵀ) + V·diag(sd²)·Vᵀ.
+        // Agreement to 1e-10 (f64 rounding over 25 steps on entries O(1)). A 3 × 5 A with a
+        // zero singular value's worth of null space and steps both small and near the
+        // stability limit (|aᵢ| up to 0.95).
+        use nalgebra::{DMatrix, DVector};
+        let (d, m, steps) = (5, 3, 25);
+        let a = DMatrix::from_fn(m, d, |i, j| ((i * 5 + j * 3) % 7) as f64 / 3.0 - 1.0 + if i == j { 1.5 } else { 0.0 });
+        let x0 = DVector::from_fn(d, |i, _| 0.3 * i as f64 - 0.7);
+        let y = DVector::from_vec(vec![0.9, -0.4, 1.7]);
+        let svd = a.clone().svd(true, true);
+        let (u, v_t) = (svd.u.unwrap(), svd.v_t.unwrap());
+        let v = v_t.transpose();
+        let s: Vec<f64> = svd.singular_values.iter().copied().collect();
+        let s_max = s.iter().cloned().fold(0.0, f64::max);
+        for (k, data, lr) in [(0.05, 0.02, 0.01), (0.3, 1.6 / (s_max * s_max), 0.2)] {
+            let mmat = DMatrix::identity(d, d) * (1.0 - k) - a.transpose() * &a * data;
+            let b = &x0 * k + a.transpose() * &y * data;
+            let (mut mean, mut cov) = (x0.clone(), DMatrix::zeros(d, d));
+            for _ in 0..steps {
+                mean = &mmat * mean + &b;
+                cov = &mmat * cov * mmat.transpose() + DMatrix::identity(d, d) * (2.0 * lr);
+            }
+            let law = langevin_closed_form(&s, k, data, lr, steps);
+            let (x0_bar, y_bar) = (v.transpose() * &x0, u.transpose() * &y);
+            let coords = DVector::from_fn(m, |i, _| law.x0[i] * x0_bar[i] + law.y[i] * y_bar[i] - x0_bar[i]);
+            let closed_mean = &x0 + &v * coords;
+            let closed_cov = (DMatrix::identity(d, d) - &v * v.transpose()) * law.null_sd.powi(2)
+                + &v * DMatrix::from_diagonal(&DVector::from_iterator(m, law.sd.iter().map(|t| t * t))) * v.transpose();
+            assert!((closed_mean - &mean).amax() < 1e-10, "mean: k = {k}, data = {data}");
+            assert!((closed_cov - &cov).amax() < 1e-10, "covariance: k = {k}, data = {data}");
+        }
     }
 }

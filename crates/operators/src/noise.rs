@@ -291,6 +291,13 @@ pub struct LeastSquaresTerm<B: Backend> {
     pub c: f64,
 }
 
+/// Σᵢ cᵢ·tᵢ over `[n, d]` terms, summed left to right, in one pass where the backend fuses it
+/// ([`NnBackend::combine`] without noise): bit for bit burn's `t₀·c₀ + t₁·c₁ + …` (each product
+/// and sum rounded once, none fused), with one output written instead of one per operation.
+pub fn linear_combination<B: NnBackend>(terms: Vec<(Tensor<B, 2>, f64)>) -> Tensor<B, 2> {
+    combine(terms, None)
+}
+
 /// [`NnBackend::combine`] on tensors.
 fn combine<B: NnBackend>(terms: Vec<(Tensor<B, 2>, f64)>, noise: Option<(f64, NoiseDraw)>) -> Tensor<B, 2> {
     let prims = terms.into_iter().map(|(t, c)| (t.into_primitive().tensor(), c)).collect();

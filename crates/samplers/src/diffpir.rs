@@ -9,6 +9,7 @@
 use burn::prelude::*;
 use dipbench_nn::NnAutodiffBackend;
 use dipbench_operators::SampleRng;
+use dipbench_operators::noise::linear_combination;
 use dipbench_operators::operator::scale_columns;
 use serde::{Deserialize, Serialize};
 
@@ -85,9 +86,9 @@ impl<B: NnAutodiffBackend> Sampler<B> for Diffpir {
                 continue;
             }
             let eps_hat = eps_from_x0(x, x0_hat.clone(), ab_t);
-            let z = rng.normal::<B>(problem.dim(), &problem.device());
-            let mix = eps_hat.mul_scalar((1.0 - c.zeta).sqrt()) + z.mul_scalar(c.zeta.sqrt());
-            x = x0_hat.mul_scalar(ab_s.sqrt()) + mix.mul_scalar((1.0 - ab_s).sqrt());
+            // mix = √(1−ζ)·ε̂ + √ζ·z, x = √ᾱ_s·x̂₀ + √(1−ᾱ_s)·mix, each in one pass.
+            let mix = rng.combine(vec![(eps_hat, (1.0 - c.zeta).sqrt())], c.zeta.sqrt());
+            x = linear_combination(vec![(x0_hat, ab_s.sqrt()), (mix, (1.0 - ab_s).sqrt())]);
         }
         Ok(x)
     }

@@ -25,7 +25,8 @@ use crate::Sampler;
 use crate::common::{Prediction, Problem, input_grad, row_norms};
 use crate::error::SamplerError;
 use crate::grid::{GridKind, problem_chain};
-use crate::transition::{Transition, draws_noise, step};
+use crate::transition::{Transition, step, step_drawn};
+use dipbench_operators::noise::linear_combination;
 
 /// The norm DPS differentiates (docs/protocols.md §1.9 for the Poisson forms).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,17 +153,24 @@ impl Dps {
         let c = &self.0;
         let schedule = problem.prior.schedule();
         let (ab_t, ab_s) = (schedule.alpha_bar(t), schedule.alpha_bar_or_one(s));
+        let (grad, prediction, residual_norm) = self.guidance(problem, x_t.clone(), t);
+        let p = prediction.clone();
+        let x_prime = step(c.transition, x_t, p.x0, p.eps, p.v, ab_t, ab_s, c.eta, z);
+        let x_next = x_prime.clone() - grad.clone().mul_scalar(c.scale);
+        DpsStep { prediction, residual_norm, grad, x_prime, x_next }
+    }
+
+    /// (g = ∇_{x_t}L, the detached prediction at x_t, L per row `[n, 1]`).
+    fn guidance<B: NnAutodiffBackend>(&self, problem: &Problem<'_, B>, x_t: Tensor<B, 2>, t: usize) -> (Tensor<B, 2>, Prediction<B>, Tensor<B, 2>) {
+        let c = &self.0;
         let learned = c.transition == Transition::DdpmLearned;
-        let (grad, (prediction, residual_norm)) = input_grad(x_t.clone(), |x_in| {
+        let (grad, (prediction, residual_norm)) = input_grad(x_t, |x_in| {
             let p = Prediction::at(problem.prior, x_in, t, learned, c.clip_x0);
             let r = problem.y.clone() - problem.operator.forward(p.x0.clone());
             let l = self.loss(problem.y.clone(), r);
             (l.clone().sum_dim(0).reshape([1]), (p.detach(), l.detach()))
         });
-        let p = prediction.clone();
-        let x_prime = step(c.transition, x_t, p.x0, p.eps, p.v, ab_t, ab_s, c.eta, z);
-        let x_next = x_prime.clone() - grad.clone().mul_scalar(c.scale);
-        DpsStep { prediction, residual_norm, grad, x_prime, x_next }
+        (grad, prediction, residual_norm)
     }
 }
 
@@ -179,10 +187,13 @@ impl<B: NnAutodiffBackend> Sampler<B> for Dps {
         let c = &self.0;
         let schedule = problem.prior.schedule();
         let mut x = problem.initial_noise(rng, 1.0);
+        // `Dps::step` with the noise drawn inside the fused update: x′ = Transition(…) + σ·z in
+        // one pass, then x′ − scale·g in another (the same numbers).
         for (t, s) in problem_chain(problem, c.grid, c.steps, "dps")? {
             let (ab_t, ab_s) = (schedule.alpha_bar(t), schedule.alpha_bar_or_one(s));
-            let z = draws_noise(c.transition, ab_t, ab_s, c.eta).then(|| rng.normal::<B>(problem.dim(), &problem.device()));
-            x = self.step(problem, x, t, s, z).x_next;
+            let (grad, p, _) = self.guidance(problem, x.clone(), t);
+            let x_prime = step_drawn(c.transition, x, p.x0, p.eps, p.v, ab_t, ab_s, c.eta, rng);
+            x = linear_combination(vec![(x_prime, 1.0), (grad, -c.scale)]);
         }
         Ok(x)
     }

@@ -24,7 +24,8 @@ use crate::Sampler;
 use crate::common::{Prediction, Problem, input_grad, row_norms};
 use crate::error::SamplerError;
 use crate::grid::{GridKind, problem_chain};
-use crate::transition::{Transition, draws_noise, step};
+use crate::transition::{Transition, step_drawn};
+use dipbench_operators::noise::linear_combination;
 
 /// At which noise level the measurement is re-noised before the projection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,8 +111,9 @@ impl<B: NnAutodiffBackend> Sampler<B> for Mcg {
                 let p = Prediction::at(problem.prior, x.clone().detach(), t, learned, c.clip_x0);
                 (x.zeros_like(), p)
             };
-            let z = draws_noise(c.transition, ab_t, ab_s, c.eta).then(|| rng.normal::<B>(d, &dev));
-            let x2 = step(c.transition, x, p.x0, p.eps, p.v, ab_t, ab_s, c.eta, z) - grad.mul_scalar(c.scale);
+            // Transition(…) + σ·z, then − scale·g, each in one pass.
+            let x_prime = step_drawn(c.transition, x, p.x0, p.eps, p.v, ab_t, ab_s, c.eta, rng);
+            let x2 = linear_combination(vec![(x_prime, 1.0), (grad, -c.scale)]);
             let ab_tau = match c.renoise {
                 Renoise::Current => ab_t,
                 Renoise::Next => ab_s,

@@ -19,7 +19,8 @@ use crate::Sampler;
 use crate::common::{Problem, input_grad, x0_from_eps};
 use crate::error::SamplerError;
 use crate::grid::{GridKind, problem_chain};
-use crate::transition::{Transition, draws_noise, step};
+use crate::transition::{Transition, step_drawn};
+use dipbench_operators::noise::linear_combination;
 
 /// ΠGDM settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -80,10 +81,10 @@ impl<B: NnAutodiffBackend> Sampler<B> for Pigdm {
                 ((v * x0.clone()).sum(), (x0.detach(), eps.detach()))
             });
             let g = g.mul_scalar(c.weight);
-            let x0 = x0 + g.clone().mul_scalar((1.0 - ab_t) / ab_t.sqrt());
-            let eps = eps - g.mul_scalar((1.0 - ab_t).sqrt());
-            let z = draws_noise(Transition::Ddim, ab_t, ab_s, c.eta).then(|| rng.normal::<B>(problem.dim(), &problem.device()));
-            x = step(Transition::Ddim, x, x0, eps, None, ab_t, ab_s, c.eta, z);
+            // x̂₀ + g·(1−ᾱ_t)/√ᾱ_t and ε̂ − g·√(1−ᾱ_t), each in one pass.
+            let x0 = linear_combination(vec![(x0, 1.0), (g.clone(), (1.0 - ab_t) / ab_t.sqrt())]);
+            let eps = linear_combination(vec![(eps, 1.0), (g, -(1.0 - ab_t).sqrt())]);
+            x = step_drawn(Transition::Ddim, x, x0, eps, None, ab_t, ab_s, c.eta, rng);
         }
         Ok(x)
     }

@@ -2,6 +2,8 @@
 //! reference codes use.
 
 use burn::prelude::*;
+use dipbench_nn::NnBackend;
+use dipbench_operators::SampleRng;
 use serde::{Deserialize, Serialize};
 
 /// The form of the reverse transition.
@@ -85,6 +87,40 @@ pub fn step<B: Backend>(
     }
 }
 
+/// [`step`] with its noise z the next normal draw of `rng`, drawn only where the step adds noise
+/// ([`draws_noise`]). Without a learned variance the step is Σ cᵢ·tᵢ + σ·z, made in one pass
+/// where the backend fuses it ([`SampleRng::combine`]: the same products summed in the same order,
+/// so bit for bit [`step`] with z drawn by `rng.normal`); with one ([`Transition::DdpmLearned`]
+/// and `v`), z is drawn and [`step`] applied.
+#[allow(clippy::too_many_arguments)]
+pub fn step_drawn<B: NnBackend>(
+    kind: Transition,
+    x_t: Tensor<B, 2>,
+    x0: Tensor<B, 2>,
+    eps: Tensor<B, 2>,
+    v: Option<Tensor<B, 2>>,
+    ab_t: f64,
+    ab_s: f64,
+    eta: f64,
+    rng: &mut SampleRng,
+) -> Tensor<B, 2> {
+    let sigma = noise_std(kind, ab_t, ab_s, eta);
+    if kind == Transition::DdpmLearned && v.is_some() {
+        let z = (sigma > 0.0).then(|| rng.normal::<B>(x_t.dims()[1], &x_t.device()));
+        return step(kind, x_t, x0, eps, v, ab_t, ab_s, eta, z);
+    }
+    // The terms of `step`'s mean, in its order; then + σ·z (no draw when σ = 0).
+    let terms = match kind {
+        Transition::Ddim => vec![(x0, ab_s.sqrt()), (eps, (1.0 - ab_s - sigma * sigma).max(0.0).sqrt())],
+        Transition::DdpmEta | Transition::DdpmLearned => {
+            let c_0 = ab_s.sqrt() * (1.0 - ab_t / ab_s) / (1.0 - ab_t);
+            let c_x = (ab_t / ab_s).sqrt() * (1.0 - ab_s) / (1.0 - ab_t);
+            vec![(x0, c_0), (x_t, c_x)]
+        }
+    };
+    rng.combine(terms, sigma)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,6 +152,31 @@ mod tests {
             let out = step(Transition::DdpmLearned, zero.clone(), zero.clone(), zero.clone(), Some(vt), ab_t, ab_s, 0.0, Some(z.clone()));
             let got: f32 = out.max().into_scalar();
             assert!((f64::from(got) - var.sqrt()).abs() < 1e-6, "v = {v}: {got} vs {}", var.sqrt());
+        }
+    }
+
+    /// `step_drawn` is `step` with z drawn by `rng.normal`, bit for bit, for each form, with
+    /// noise and without (η = 0, the clean end), and it draws exactly when `step` would.
+    #[test]
+    fn step_drawn_is_step_with_the_next_draw() {
+        let dev = Default::default();
+        let (n, d) = (3, 70);
+        let x_t = SampleRng::new(1, n).normal::<Flex>(d, &dev);
+        let x0 = SampleRng::new(2, n).normal::<Flex>(d, &dev).mul_scalar(0.5);
+        let eps = SampleRng::new(3, n).normal::<Flex>(d, &dev);
+        let v = SampleRng::new(4, n).normal::<Flex>(d, &dev).clamp(-1.0, 1.0);
+        for kind in [Transition::Ddim, Transition::DdpmEta, Transition::DdpmLearned] {
+            for (ab_s, eta) in [(0.6, 0.85), (0.6, 0.0), (1.0, 0.85)] {
+                for learned in [None, Some(v.clone())] {
+                    let (mut a, mut b) = (SampleRng::new(9, n), SampleRng::new(9, n));
+                    let drawn = step_drawn(kind, x_t.clone(), x0.clone(), eps.clone(), learned.clone(), 0.3, ab_s, eta, &mut a);
+                    let z = draws_noise(kind, 0.3, ab_s, eta).then(|| b.normal::<Flex>(d, &dev));
+                    let plain = step(kind, x_t.clone(), x0.clone(), eps.clone(), learned, 0.3, ab_s, eta, z);
+                    assert_eq!(drawn.to_data(), plain.to_data(), "{kind:?}, ᾱ_s = {ab_s}, η = {eta}");
+                    // The same number of draws made: the next draws agree.
+                    assert_eq!(a.normal_f32(4), b.normal_f32(4), "{kind:?}, ᾱ_s = {ab_s}, η = {eta}");
+                }
+            }
         }
     }
 

@@ -38,7 +38,7 @@
 //! k = η/σ_k² and the data weight c (1/τ², or 1/(2τ²) on legacy), coordinate i (singular value
 //! s_i, x̄ᵢ = v_iᵀx, ȳᵢ = u_iᵀy) moves as
 //!     x̄ᵢ ← aᵢ·x̄ᵢ + k·x̄̂₀ᵢ + 2cη·s_i·ȳᵢ + √(2η)·ε̄ᵢ,   aᵢ = 1 − k − 2cη·s_i²,
-//! and the null space of A as s = 0. From x̂₀, after N_L steps, with Gₙ(a) = Σ_{j<N_L} aʲ:
+//! and the null space of A as s = 0. From x̂₀, after N_L steps, with G(a) = Σ_{j<N_L} aʲ:
 //!     x̄ᵢ ~ N((a_iᴺᴸ + k·G(aᵢ))·x̄̂₀ᵢ + 2cη·s_i·G(aᵢ)·ȳᵢ,  2η·G(aᵢ²)),
 //!     null part ~ N(null part of x̂₀, 2η·G((1 − k)²)·I)
 //! (the null-space mean stays x̂₀'s: (1 − k)ᴺᴸ + k·G(1 − k) = 1). This is the law of the N_L
@@ -606,9 +606,9 @@ mod tests {
         // (data = 2cη), propagated in f64 with dense matrices from x₀ = x̂₀ (mean ← M·mean + b,
         // covariance ← M·C·Mᵀ + 2η·I), against the closed form assembled from A's SVD:
         // mean = x̂₀ + V·(α∘Vᵀx̂₀ + β∘Uᵀy − Vᵀx̂₀), C = sd_null²·(I − VVᵀ) + V·diag(sd²)·Vᵀ.
-        // Agreement to 1e-10 (f64 rounding over 25 steps on entries O(1)). A 3 × 5 A with a
-        // zero singular value's worth of null space and steps both small and near the
-        // stability limit (|aᵢ| up to 0.95).
+        // Agreement to 1e-10 (f64 rounding over 25 steps on entries O(1)). A 3 × 5 A (a
+        // two-dimensional null space), a small step and one near the stability limit (the
+        // largest singular value's aᵢ = −0.9).
         use nalgebra::{DMatrix, DVector};
         let (d, m, steps) = (5, 3, 25);
         let a = DMatrix::from_fn(m, d, |i, j| ((i * 5 + j * 3) % 7) as f64 / 3.0 - 1.0 + if i == j { 1.5 } else { 0.0 });

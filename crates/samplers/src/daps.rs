@@ -49,7 +49,7 @@ use burn::prelude::*;
 use dipbench_models::schedule::karras_grid;
 use dipbench_nn::NnAutodiffBackend;
 use dipbench_operators::operator::scale_columns;
-use dipbench_operators::{LeastSquaresTerm, SampleRng};
+use dipbench_operators::{LeastSquaresTerm, SampleRng, SvdView};
 use serde::{Deserialize, Serialize};
 
 use crate::Sampler;
@@ -368,10 +368,7 @@ impl Daps {
         }
         let svd = problem.operator.require_linear("DAPS x0y = langevin-closed-form")?.require_svd("DAPS x0y = langevin-closed-form")?;
         let law = langevin_closed_form(svd.singular_values(), lr / (sigma * sigma), 2.0 * lr * self.data_scale(tau), lr, self.0.langevin_steps);
-        let z = rng.normal::<B>(problem.dim(), &problem.device());
-        let coords =
-            scale_columns(svd.vt(x0hat.clone()), &law.x0) + scale_columns(svd.ut(problem.y.clone()), &law.y) + scale_columns(svd.vt(z.clone()), &law.sd);
-        Ok(svd.v(coords) + svd.null_part(x0hat.clone() + z.mul_scalar(law.null_sd)))
+        Ok(spectral_gaussian(problem, svd, x0hat.clone(), &law, rng))
     }
 
     /// N_L HMC steps on x₀ from x̂₀ at level σ with step `lr` and momentum m (module
@@ -441,28 +438,46 @@ impl Daps {
         let s = svd.singular_values();
         let sy2 = problem.sigma_y * problem.sigma_y;
         let var: Vec<f64> = s.iter().map(|si| 1.0 / (1.0 / (r * r) + si * si / sy2)).collect();
-        let a_x: Vec<f64> = var.iter().map(|v| v / (r * r)).collect();
-        let a_y: Vec<f64> = var.iter().zip(s).map(|(v, si)| v * si / sy2).collect();
-        let sd: Vec<f64> = var.iter().map(|v| v.sqrt()).collect();
-        let z = rng.normal::<B>(problem.dim(), &problem.device());
-        let coords = scale_columns(svd.vt(x0hat.clone()), &a_x) + scale_columns(svd.ut(problem.y.clone()), &a_y) + scale_columns(svd.vt(z.clone()), &sd);
-        Ok(svd.v(coords) + svd.null_part(x0hat + z.mul_scalar(r)))
+        let law = LangevinLaw {
+            x0: var.iter().map(|v| v / (r * r)).collect(),
+            y: var.iter().zip(s).map(|(v, si)| v * si / sy2).collect(),
+            sd: var.iter().map(|v| v.sqrt()).collect(),
+            null_sd: r,
+        };
+        Ok(spectral_gaussian(problem, svd, x0hat, &law, rng))
     }
 }
 
-/// The Gaussian law of N_L Langevin steps from x̂₀ in A's spectral basis (module documentation,
-/// `x0y = "langevin-closed-form"`): per singular value, the mean's coefficients of x̄̂₀ᵢ and ȳᵢ
-/// and the standard deviation; and the null space's standard deviation (its mean is x̂₀'s).
+/// A Gaussian law in A's spectral basis: per singular value, the mean's coefficients of x̄̂₀ᵢ and
+/// ȳᵢ and the standard deviation; and the null space's standard deviation (its mean is x̂₀'s).
+/// [`langevin_closed_form`] gives that of N_L Langevin steps from x̂₀ (module documentation,
+/// `x0y = "langevin-closed-form"`); `x0y = "exact"` uses it for the exact conditional.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LangevinLaw {
-    /// aᵢᴺᴸ + k·G(aᵢ), the coefficient of x̄̂₀ᵢ.
+    /// The coefficient of x̄̂₀ᵢ (Langevin: aᵢᴺᴸ + k·G(aᵢ)).
     pub x0: Vec<f64>,
-    /// 2cη·s_i·G(aᵢ), the coefficient of ȳᵢ.
+    /// The coefficient of ȳᵢ (Langevin: 2cη·s_i·G(aᵢ)).
     pub y: Vec<f64>,
-    /// √(2η·G(aᵢ²)).
+    /// The standard deviation (Langevin: √(2η·G(aᵢ²))).
     pub sd: Vec<f64>,
-    /// √(2η·G((1 − k)²)).
+    /// The null space's standard deviation (Langevin: √(2η·G((1 − k)²))).
     pub null_sd: f64,
+}
+
+/// One draw from a Gaussian law given per spectral coordinate of A (module documentation):
+/// with z the next normal draw, coordinates αᵢ·x̄̂₀ᵢ + βᵢ·ȳᵢ + sdᵢ·(Vᵀz)ᵢ in A's row space and the
+/// null part of x̂₀ + sd_null·z (the exact conditional of `x0y = "exact"` and the closed-form
+/// Langevin law both have this form).
+fn spectral_gaussian<B: NnAutodiffBackend>(
+    problem: &Problem<'_, B>,
+    svd: &dyn SvdView<B>,
+    x0hat: Tensor<B, 2>,
+    law: &LangevinLaw,
+    rng: &mut SampleRng,
+) -> Tensor<B, 2> {
+    let z = rng.normal::<B>(problem.dim(), &problem.device());
+    let coords = scale_columns(svd.vt(x0hat.clone()), &law.x0) + scale_columns(svd.ut(problem.y.clone()), &law.y) + scale_columns(svd.vt(z.clone()), &law.sd);
+    svd.v(coords) + svd.null_part(x0hat + z.mul_scalar(law.null_sd))
 }
 
 /// [`LangevinLaw`] for singular values `s`, k = η/σ², `data` = 2cη, step η = `lr` and

@@ -60,19 +60,8 @@ pub fn step<B: Backend>(
     eta: f64,
     z: Option<Tensor<B, 2>>,
 ) -> Tensor<B, 2> {
-    let mean = match kind {
-        Transition::Ddim => {
-            let sigma = noise_std(kind, ab_t, ab_s, eta);
-            let c_eps = (1.0 - ab_s - sigma * sigma).max(0.0).sqrt();
-            x0.mul_scalar(ab_s.sqrt()) + eps.mul_scalar(c_eps)
-        }
-        Transition::DdpmEta | Transition::DdpmLearned => {
-            // μ = [β_t√ᾱ_s/(1−ᾱ_t)]·x̂₀ + [(1−ᾱ_s)√α_t/(1−ᾱ_t)]·x_t, α_t = ᾱ_t/ᾱ_s.
-            let c_0 = ab_s.sqrt() * (1.0 - ab_t / ab_s) / (1.0 - ab_t);
-            let c_x = (ab_t / ab_s).sqrt() * (1.0 - ab_s) / (1.0 - ab_t);
-            x0.mul_scalar(c_0) + x_t.mul_scalar(c_x)
-        }
-    };
+    let [(a, c_a), (b, c_b)] = mean_terms(kind, x_t, x0, eps, ab_t, ab_s, eta);
+    let mean = a.mul_scalar(c_a) + b.mul_scalar(c_b);
     let Some(z) = z else { return mean };
     match (kind, v) {
         (Transition::DdpmLearned, Some(v)) => {
@@ -109,16 +98,34 @@ pub fn step_drawn<B: NnBackend>(
         let z = (sigma > 0.0).then(|| rng.normal::<B>(x_t.dims()[1], &x_t.device()));
         return step(kind, x_t, x0, eps, v, ab_t, ab_s, eta, z);
     }
-    // The terms of `step`'s mean, in its order; then + σ·z (no draw when σ = 0).
-    let terms = match kind {
-        Transition::Ddim => vec![(x0, ab_s.sqrt()), (eps, (1.0 - ab_s - sigma * sigma).max(0.0).sqrt())],
+    // `step`'s mean terms in its order, then + σ·z (no draw when σ = 0).
+    rng.combine(mean_terms(kind, x_t, x0, eps, ab_t, ab_s, eta).into(), sigma)
+}
+
+/// The two terms (tensor, coefficient) of a step's mean c_a·a + c_b·b, in the order they are
+/// summed: DDIM √ᾱ_s·x̂₀ + √(1−ᾱ_s−σ²)·ε̂ (eq. 12); DDPM
+/// μ = [β_t√ᾱ_s/(1−ᾱ_t)]·x̂₀ + [(1−ᾱ_s)√α_t/(1−ᾱ_t)]·x_t, α_t = ᾱ_t/ᾱ_s (Ho et al. eq. 7).
+#[allow(clippy::type_complexity)]
+fn mean_terms<B: Backend>(
+    kind: Transition,
+    x_t: Tensor<B, 2>,
+    x0: Tensor<B, 2>,
+    eps: Tensor<B, 2>,
+    ab_t: f64,
+    ab_s: f64,
+    eta: f64,
+) -> [(Tensor<B, 2>, f64); 2] {
+    match kind {
+        Transition::Ddim => {
+            let sigma = noise_std(kind, ab_t, ab_s, eta);
+            [(x0, ab_s.sqrt()), (eps, (1.0 - ab_s - sigma * sigma).max(0.0).sqrt())]
+        }
         Transition::DdpmEta | Transition::DdpmLearned => {
             let c_0 = ab_s.sqrt() * (1.0 - ab_t / ab_s) / (1.0 - ab_t);
             let c_x = (ab_t / ab_s).sqrt() * (1.0 - ab_s) / (1.0 - ab_t);
-            vec![(x0, c_0), (x_t, c_x)]
+            [(x0, c_0), (x_t, c_x)]
         }
-    };
-    rng.combine(terms, sigma)
+    }
 }
 
 #[cfg(test)]
